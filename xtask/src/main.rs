@@ -1,0 +1,90 @@
+//! `cargo xtask`: Headway's project automation.
+//!
+//! A plain binary with few dependencies; every path is resolved from the
+//! workspace root so it works from any directory.
+//!
+//! Tasks:
+//! - `ci`: what `.ci/run` runs: formatting, clippy with warnings denied, and
+//!   the test command from the README (`cargo test --workspace`).
+//! - `devnet`: start a local devnet (see `--help`).
+
+#![allow(clippy::print_stdout, clippy::print_stderr, reason = "a CLI reports to the terminal")]
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Context, Result, bail};
+
+/// The README's test command; `ci` runs exactly this.
+const TEST_COMMAND: &[&str] = &["test", "--workspace", "--locked"];
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(task) = args.first() else {
+        print_help();
+        return Ok(());
+    };
+    match task.as_str() {
+        "ci" => ci(),
+        "devnet" => devnet(&args[1..]),
+        "help" | "--help" | "-h" => {
+            print_help();
+            Ok(())
+        }
+        other => bail!("unknown task `{other}`; run `cargo xtask help`"),
+    }
+}
+
+fn print_help() {
+    println!(
+        "cargo xtask <task>\n\n\
+         tasks:\n  \
+         ci       formatting, clippy (-D warnings) and the test suite, as CI runs them\n  \
+         devnet   start a local devnet (producer, full nodes, a fresh syncing node)"
+    );
+}
+
+/// The workspace root: the parent of this crate's manifest directory.
+fn project_root() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().map_or_else(|| manifest.to_path_buf(), Path::to_path_buf)
+}
+
+fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(project_root());
+    cmd
+}
+
+fn run(step: &str, mut cmd: Command) -> Result<()> {
+    eprintln!("==> {step}");
+    let status = cmd.status().with_context(|| format!("could not start `{step}`"))?;
+    if !status.success() {
+        bail!("`{step}` failed with {status}");
+    }
+    Ok(())
+}
+
+fn ci() -> Result<()> {
+    let mut fmt = cargo();
+    fmt.args(["fmt", "--all", "--check"]);
+    run("cargo fmt --all --check", fmt)?;
+
+    let mut clippy = cargo();
+    clippy.args(["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"]);
+    run("cargo clippy --workspace --all-targets --locked -- -D warnings", clippy)?;
+
+    let mut test = cargo();
+    test.args(TEST_COMMAND);
+    run(&format!("cargo {}", TEST_COMMAND.join(" ")), test)?;
+    Ok(())
+}
+
+fn devnet(_args: &[String]) -> Result<()> {
+    bail!(
+        "the devnet needs the QUIC transport and the node binary, which are not built yet \
+         (issue 7); nothing was started"
+    )
+}
