@@ -11,6 +11,8 @@
 //!
 //! Groups (each with an `ours` and a `ckb` entry):
 //! - `append_1M`: build an MMR of 1,000,000 leaves from scratch (throughput in leaves/s);
+//!   a third entry, `ckb_with_our_hashing`, runs the peer with this crate's hash
+//!   functions to show how much of the difference is structure rather than hashing;
 //! - `prove_inclusion_1M`, `verify_inclusion_1M`: one leaf of the 1M-leaf MMR;
 //! - `prove_range50_1M`, `verify_range50_1M`: 50 consecutive leaves (one header-sync batch).
 
@@ -31,6 +33,18 @@ const QUERIES: usize = 1024;
 const RANGE: u64 = 50;
 
 struct Sha256Merge;
+
+/// The peer with this crate's hash functions, to separate the cost of the
+/// peer's structure from the cost of its hashing.
+struct FastMerge;
+
+impl Merge for FastMerge {
+    type Item = [u8; 32];
+
+    fn merge(left: &[u8; 32], right: &[u8; 32]) -> ckb_merkle_mountain_range::Result<[u8; 32]> {
+        Ok(headway_mmr::node_hash(left, right))
+    }
+}
 
 type PeerProof = MerkleProof<[u8; 32], Sha256Merge>;
 type PeerRange = (Vec<(u64, [u8; 32])>, PeerProof);
@@ -75,6 +89,17 @@ fn build_peer(n: u64) -> (u64, CkbStore<[u8; 32]>) {
     (size, store)
 }
 
+fn build_peer_fast_hash(n: u64) -> u64 {
+    let store = CkbStore::default();
+    let mut mmr = MMR::<_, FastMerge, _>::new(0, &store);
+    for i in 0..n {
+        let _ = mmr.push(LeafHash::of(&i.to_be_bytes()).to_bytes());
+    }
+    let size = mmr.mmr_size();
+    let _ = mmr.commit();
+    size
+}
+
 /// Deterministic pseudo-random leaf indices below `bound` (an LCG; no `rand`).
 fn queries(bound: u64) -> Vec<u64> {
     let mut state = 0x9e37_79b9_7f4a_7c15u64;
@@ -99,6 +124,9 @@ fn appends(c: &mut Criterion) {
         b.iter(|| black_box(build_ours(LEAVES)).leaf_count())
     });
     group.bench_function("ckb", |b| b.iter(|| black_box(build_peer(LEAVES)).0));
+    group.bench_function("ckb_with_our_hashing", |b| {
+        b.iter(|| black_box(build_peer_fast_hash(LEAVES)));
+    });
     group.finish();
 }
 

@@ -61,3 +61,8 @@ pub use proof::{
 };
 pub use shape::MAX_LEAF_COUNT;
 pub use store::{MemStore, NodeStore};
+
+/// Compiles and runs the README's example as a doc test.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

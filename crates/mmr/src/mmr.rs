@@ -68,18 +68,9 @@ pub enum MmrError<E> {
 }
 
 impl Default for Mmr<MemStore> {
+    /// An empty MMR in memory.
     fn default() -> Self {
-        Self::in_memory(MemStore::new())
-    }
-}
-
-impl Mmr<MemStore> {
-    /// An MMR over an in-memory store (which may already hold nodes).
-    ///
-    /// Returns an empty MMR if the store's contents are not a valid MMR.
-    #[must_use]
-    pub fn in_memory(store: MemStore) -> Self {
-        Self::new(store).unwrap_or_else(|_| Self::empty(MemStore::new()))
+        Self::empty(MemStore::new())
     }
 }
 
@@ -263,7 +254,9 @@ impl<S: NodeStore> Mmr<S> {
         }
         // The multi-leaf proof of start..end: at each level the known nodes
         // are a run [low, high], so only its two ends can lack a sibling.
-        let mut out = ProofBuilder::default();
+        // At most one hash per peak plus two per level.
+        let levels = u64::BITS - leaf_count.leading_zeros();
+        let mut out = ProofBuilder::with_capacity((leaf_count.count_ones() + 2 * levels) as usize);
         for peak in peaks(leaf_count) {
             let (mut low, mut high) = (
                 start.max(peak.first_leaf),
@@ -398,6 +391,12 @@ struct ProofBuilder {
 }
 
 impl ProofBuilder {
+    fn with_capacity(capacity: usize) -> Self {
+        Self {
+            hashes: Vec::with_capacity(capacity.min(MAX_PROOF_HASHES)),
+        }
+    }
+
     fn push<E>(&mut self, hash: Hash) -> Result<(), MmrError<E>> {
         if self.hashes.len() >= MAX_PROOF_HASHES {
             return Err(MmrError::ProofTooLarge {
