@@ -1,0 +1,54 @@
+//! Transport configuration: every limit has a name and a default.
+
+use std::{net::SocketAddr, time::Duration};
+
+/// The ALPN of Headway protocol version 1.
+pub const ALPN_V1: &[u8] = b"headway/1";
+
+/// Transport limits and timeouts.
+#[derive(Debug, Clone)]
+pub struct NetConfig {
+    /// Address to listen on (port 0 picks a free port).
+    pub listen: SocketAddr,
+    /// ALPN to offer and require.
+    pub alpn: Vec<u8>,
+    /// Most inbound connections at once; more are refused before the handshake.
+    pub max_inbound_connections: usize,
+    /// Most outbound connections at once.
+    pub max_outbound_connections: usize,
+    /// Most concurrent request streams a peer may open to us (QUIC flow control enforces it).
+    pub max_concurrent_requests_per_peer: u32,
+    /// Close a connection idle for this long.
+    pub idle_timeout: Duration,
+    /// Keep-alive interval (must be below `idle_timeout`).
+    pub keep_alive: Duration,
+    /// Default time for a whole request/response exchange.
+    pub request_timeout: Duration,
+    /// Time to establish a connection.
+    pub connect_timeout: Duration,
+    /// Capacity of the event channel to the application; requests beyond it are answered `BUSY`.
+    pub event_queue: usize,
+    /// Capacity of each peer's outgoing push queue.
+    pub push_queue_per_peer: usize,
+    /// Time the application has to answer an inbound request.
+    pub response_deadline: Duration,
+}
+
+impl Default for NetConfig {
+    fn default() -> Self {
+        NetConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            alpn: ALPN_V1.to_vec(),
+            max_inbound_connections: 64,
+            max_outbound_connections: 32,
+            max_concurrent_requests_per_peer: 16,
+            idle_timeout: Duration::from_secs(30),
+            keep_alive: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(15),
+            connect_timeout: Duration::from_secs(5),
+            event_queue: 1024,
+            push_queue_per_peer: 64,
+            response_deadline: Duration::from_secs(10),
+        }
+    }
+}

@@ -1,0 +1,389 @@
+//! The transport over real QUIC on loopback.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failure is the assertion"
+)]
+
+use std::time::Duration;
+
+use headway_net::{NetConfig, NetError, NetEvent, Network, NodeKey, PeerId};
+use headway_wire::{
+    ErrorCode, GetHeaders, HeadersResponse, Push, Request, Response, StatusResponse,
+    limits::MAX_REQUEST_FRAME,
+};
+use tokio::sync::mpsc;
+
+async fn node(seed: u8) -> (Network, mpsc::Receiver<NetEvent>) {
+    node_with(seed, NetConfig::default()).await
+}
+
+async fn node_with(seed: u8, config: NetConfig) -> (Network, mpsc::Receiver<NetEvent>) {
+    Network::start(NodeKey::from_seed([seed; 32]), config, vec![])
+        .await
+        .expect("starts")
+}
+
+/// Answers every GetHeaders with an empty batch; forwards other events.
+fn serve(mut events: mpsc::Receiver<NetEvent>) -> mpsc::UnboundedReceiver<NetEvent> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(event) = events.recv().await {
+            match event {
+                NetEvent::Request {
+                    request: Request::GetHeaders(q),
+                    responder,
+                    ..
+                } => {
+                    responder.respond(Response::Headers(HeadersResponse {
+                        start_height: q.start_height,
+                        headers: vec![],
+                    }));
+                }
+                other => {
+                    let _ = tx.send(other);
+                }
+            }
+        }
+    });
+    rx
+}
+
+async fn next_matching(
+    rx: &mut mpsc::UnboundedReceiver<NetEvent>,
+    f: impl Fn(&NetEvent) -> bool,
+) -> NetEvent {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let e = rx.recv().await.expect("event stream open");
+            if f(&e) {
+                return e;
+            }
+        }
+    })
+    .await
+    .expect("event arrives in time")
+}
+
+fn get_headers(start_height: u64) -> Request {
+    Request::GetHeaders(GetHeaders {
+        start_height,
+        count: 50,
+    })
+}
+
+#[tokio::test]
+async fn dialling_the_right_key_connects_and_exchanges() {
+    let (server, events) = node(1).await;
+    let _server_events = serve(events);
+    let (client, _client_events) = node(2).await;
+    client
+        .connect(server.local_addr().unwrap(), server.peer_id())
+        .await
+        .unwrap();
+    let response = client
+        .request(server.peer_id(), &get_headers(7))
+        .await
+        .unwrap();
+    assert_eq!(
+        response,
+        Response::Headers(HeadersResponse {
+            start_height: 7,
+            headers: vec![]
+        })
+    );
+}
+
+#[tokio::test]
+async fn dialling_with_the_wrong_expected_key_is_refused() {
+    let (server, _events) = node(1).await;
+    let (client, _client_events) = node(2).await;
+    let impostor = NodeKey::from_seed([99; 32]).peer_id();
+    let err = client
+        .connect(server.local_addr().unwrap(), impostor)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, NetError::Connect { .. }), "{err}");
+    assert!(client.connected_peers().is_empty());
+}
+
+#[tokio::test]
+async fn inbound_peers_are_identified_by_their_key() {
+    let (server, events) = node(1).await;
+    let mut server_events = serve(events);
+    let (client, _client_events) = node(2).await;
+    client
+        .connect(server.local_addr().unwrap(), server.peer_id())
+        .await
+        .unwrap();
+    let event = next_matching(&mut server_events, |e| {
+        matches!(e, NetEvent::Connected { .. })
+    })
+    .await;
+    let NetEvent::Connected { peer, inbound, .. } = event else {
+        unreachable!()
+    };
+    assert_eq!(peer, client.peer_id());
+    assert!(inbound);
+}
+
+#[tokio::test]
+async fn oversize_request_frame_is_refused_from_its_prefix() {
+    let (server, events) = node(1).await;
+    let mut server_events = serve(events);
+    let (client, _client_events) = node(2).await;
+    client
+        .connect(server.local_addr().unwrap(), server.peer_id())
+        .await
+        .unwrap();
+    let conn = client.raw_connection(server.peer_id()).unwrap();
+    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    // Announce a 1 GiB request and send nothing more: the server must refuse it
+    // from the prefix alone (it could not have read 1 GiB).
+    send.write_all(&(1u32 << 30).to_be_bytes()).await.unwrap();
+    let event = next_matching(&mut server_events, |e| {
+        matches!(e, NetEvent::Misbehaved { .. })
+    })
+    .await;
+    let NetEvent::Misbehaved { peer, reason } = event else {
+        unreachable!()
+    };
+    assert_eq!(peer, client.peer_id());
+    assert!(reason.contains("over the limit"), "{reason}");
+    // The server stops the stream: reading it yields no response.
+    let mut buf = [0u8; 1];
+    let read = tokio::time::timeout(Duration::from_secs(5), recv.read(&mut buf))
+        .await
+        .unwrap();
+    assert!(!matches!(read, Ok(Some(_))), "no response bytes expected");
+    // Just over the request limit is refused too.
+    let (mut send, _recv) = conn.open_bi().await.unwrap();
+    send.write_all(&((MAX_REQUEST_FRAME + 1) as u32).to_be_bytes())
+        .await
+        .unwrap();
+    next_matching(&mut server_events, |e| {
+        matches!(e, NetEvent::Misbehaved { .. })
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn malformed_request_is_answered_bad_request() {
+    let (server, events) = node(1).await;
+    let mut server_events = serve(events);
+    let (client, _client_events) = node(2).await;
+    client
+        .connect(server.local_addr().unwrap(), server.peer_id())
+        .await
+        .unwrap();
+    let conn = client.raw_connection(server.peer_id()).unwrap();
+    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    send.write_all(&[0, 0, 0, 3, 0xff, 0xff, 0xff])
+        .await
+        .unwrap();
+    send.finish().unwrap();
+    let bytes = recv.read_to_end(1 << 16).await.unwrap();
+    let response: Response = headway_wire::frame::decode_frame(&bytes, 1 << 16).unwrap();
+    assert!(
+        matches!(response, Response::Error(ref e) if e.code == ErrorCode::BadRequest),
+        "{response:?}"
+    );
+    next_matching(&mut server_events, |e| {
+        matches!(e, NetEvent::Misbehaved { .. })
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn ban_closes_the_connection_and_is_enforced_on_reconnect() {
+    let (server, events) = node(1).await;
+    let mut server_events = serve(events);
+    let (client, client_events) = node(2).await;
+    let mut client_events = serve(client_events);
+    let addr = server.local_addr().unwrap();
+    client.connect(addr, server.peer_id()).await.unwrap();
+    next_matching(&mut server_events, |e| {
+        matches!(e, NetEvent::Connected { .. })
+    })
+    .await;
+
+    server.ban(
+        client.peer_id(),
+        Duration::from_secs(60),
+        "sent invalid headers",
+    );
+    assert!(server.is_banned(&client.peer_id()));
+    next_matching(&mut client_events, |e| {
+        matches!(e, NetEvent::Disconnected { .. })
+    })
+    .await;
+
+    // Reconnecting: the handshake completes (the key must be learned first) and
+    // the server closes the connection at once, never handing it to the application.
+    let _ = client.connect(addr, server.peer_id()).await;
+    let event = next_matching(&mut client_events, |e| {
+        matches!(e, NetEvent::Disconnected { .. })
+    })
+    .await;
+    let NetEvent::Disconnected { reason, .. } = event else {
+        unreachable!()
+    };
+    assert!(reason.contains("sent invalid headers"), "{reason}");
+    assert!(!server.connected_peers().contains(&client.peer_id()));
+    assert!(
+        client
+            .request(server.peer_id(), &get_headers(1))
+            .await
+            .is_err()
+    );
+    // The server refuses to dial a banned peer as well.
+    let err = server
+        .connect(client.local_addr().unwrap(), client.peer_id())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, NetError::Banned(_)));
+}
+
+#[tokio::test]
+async fn many_concurrent_requests_complete() {
+    let (server, events) = node(1).await;
+    let _server_events = serve(events);
+    let (client, _client_events) = node(2).await;
+    client
+        .connect(server.local_addr().unwrap(), server.peer_id())
+        .await
+        .unwrap();
+    let peer = server.peer_id();
+    // Far more than the per-peer stream limit (16): QUIC flow control queues the rest.
+    let tasks: Vec<_> = (1..=300u64)
+        .map(|i| {
+            let client = client.clone();
+            tokio::spawn(async move { (i, client.request(peer, &get_headers(i)).await) })
+        })
+        .collect();
+    for task in tasks {
+        let (i, response) = task.await.unwrap();
+        assert_eq!(
+            response.unwrap(),
+            Response::Headers(HeadersResponse {
+                start_height: i,
+                headers: vec![]
+            })
+        );
+    }
+}
+
+#[tokio::test]
+async fn full_application_queue_answers_busy() {
+    // The server's application never reads its events: after the queue (1) is
+    // full, further requests are answered BUSY at once instead of hanging.
+    let config = NetConfig {
+        event_queue: 1,
+        ..NetConfig::default()
+    };
+    let (server, _unread_events) = node_with(1, config).await;
+    let (client, _client_events) = node(2).await;
+    client
+        .connect(server.local_addr().unwrap(), server.peer_id())
+        .await
+        .unwrap();
+    let mut busy = 0;
+    for i in 1..=4 {
+        match client
+            .request_with_timeout(server.peer_id(), &get_headers(i), Duration::from_secs(3))
+            .await
+        {
+            Ok(Response::Error(e)) if e.code == ErrorCode::Busy => busy += 1,
+            _ => {}
+        }
+    }
+    assert!(busy >= 2, "expected BUSY answers, got {busy}");
+    assert!(
+        server
+            .metrics()
+            .requests_busy
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 2
+    );
+}
+
+#[tokio::test]
+async fn pushes_arrive_in_order() {
+    let (server, events) = node(1).await;
+    let mut server_events = serve(events);
+    let (client, _client_events) = node(2).await;
+    client
+        .connect(server.local_addr().unwrap(), server.peer_id())
+        .await
+        .unwrap();
+    for height in 1..=50u64 {
+        client
+            .push(
+                server.peer_id(),
+                Push::Status(StatusResponse { base: 1, height }),
+            )
+            .unwrap();
+    }
+    for height in 1..=50u64 {
+        let event = next_matching(&mut server_events, |e| matches!(e, NetEvent::Push { .. })).await;
+        let NetEvent::Push {
+            push: Push::Status(s),
+            peer,
+        } = event
+        else {
+            unreachable!()
+        };
+        assert_eq!(peer, client.peer_id());
+        assert_eq!(s.height, height);
+    }
+}
+
+#[tokio::test]
+async fn port_in_use_is_a_clear_error() {
+    let (first, _events) = node(1).await;
+    let config = NetConfig {
+        listen: first.local_addr().unwrap(),
+        ..NetConfig::default()
+    };
+    let err = Network::start(NodeKey::from_seed([2; 32]), config, vec![])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, NetError::Bind { .. }), "{err}");
+    assert!(err.to_string().contains("cannot listen on"));
+}
+
+#[tokio::test]
+async fn bootstrap_peers_are_dialled_and_redialled() {
+    let (server, events) = node(1).await;
+    let mut server_events = serve(events);
+    let addr = server.local_addr().unwrap();
+    let bootstrap = vec![headway_net::BootstrapPeer {
+        addr,
+        peer: server.peer_id(),
+    }];
+    let (client, client_events) =
+        Network::start(NodeKey::from_seed([2; 32]), NetConfig::default(), bootstrap)
+            .await
+            .unwrap();
+    let mut client_events = serve(client_events);
+    next_matching(&mut client_events, |e| {
+        matches!(e, NetEvent::Connected { .. })
+    })
+    .await;
+    next_matching(&mut server_events, |e| {
+        matches!(e, NetEvent::Connected { .. })
+    })
+    .await;
+    // The server drops the connection; the client redials on its own.
+    server.disconnect(client.peer_id(), "test");
+    next_matching(&mut client_events, |e| {
+        matches!(e, NetEvent::Disconnected { .. })
+    })
+    .await;
+    next_matching(&mut client_events, |e| {
+        matches!(e, NetEvent::Connected { .. })
+    })
+    .await;
+    let _: PeerId = client.peer_id();
+}
