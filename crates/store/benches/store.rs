@@ -1,0 +1,2 @@
+//! Benchmarks (placeholder until the benches land).
+fn main() {}

@@ -1,0 +1,147 @@
+//! The on-disk layout: one sled tree, every key starting with a table tag.
+//!
+//! Keeping everything in one tree makes any group of writes one atomic
+//! `apply_batch`. Integers are big-endian so that key order is numeric order.
+//!
+//! | tag | key after the tag | value |
+//! |---|---|---|
+//! | `0x00` | meta name (ASCII) | format marker, heights, config |
+//! | `0x01` | `be64(height)` | raw `BlockMeta` (header; sizes 0 until the body arrives) |
+//! | `0x02` | `be64(height)` | raw `Commit` |
+//! | `0x03` | header hash (32) | `be64(height)` |
+//! | `0x04` | `be64(height)` | raw `ValidatorSet`, at heights where the set changes |
+//! | `0x05` | `be64(height)` | raw `Block` (body with its header) |
+//! | `0x06` | `be64(position)` | MMR node (32) |
+//! | `0x10` | state key | value (live state) |
+//! | `0x11` | `be64(snapshot height)` ‖ state key | Ancestral Record: `0x00` (key absent then) or `0x01` ‖ value |
+//! | `0x12` | prefix (1) | current checksum (32) ‖ `be64(records)` |
+//! | `0x13` | prefix (1) | checksum at the snapshot height (32) ‖ `be64(records)` |
+//! | `0x14` | prefix (1) | restore progress of the prefix |
+
+pub(crate) const HEADER_META: u8 = 0x01;
+pub(crate) const COMMIT: u8 = 0x02;
+pub(crate) const HASH_INDEX: u8 = 0x03;
+pub(crate) const VALIDATOR_SET: u8 = 0x04;
+pub(crate) const BODY: u8 = 0x05;
+pub(crate) const MMR_NODE: u8 = 0x06;
+pub(crate) const STATE: u8 = 0x10;
+pub(crate) const ANCESTRAL: u8 = 0x11;
+pub(crate) const CHECKSUM: u8 = 0x12;
+pub(crate) const SNAPSHOT_CHECKSUM: u8 = 0x13;
+pub(crate) const RESTORE_PREFIX: u8 = 0x14;
+
+/// Meta key of the format marker.
+pub(crate) const FORMAT: &[u8] = b"\x00format";
+/// Meta key of the state-prefix bitmap.
+pub(crate) const CONFIG_PREFIXES: &[u8] = b"\x00config.state_prefixes";
+/// Meta key of the snapshot period.
+pub(crate) const CONFIG_PERIOD: &[u8] = b"\x00config.snapshot_period";
+/// Meta key of the header height.
+pub(crate) const HEADER_HEIGHT: &[u8] = b"\x00header_height";
+/// Meta key of the contiguous block height.
+pub(crate) const BLOCK_HEIGHT: &[u8] = b"\x00block_height";
+/// Meta key of the state height.
+pub(crate) const STATE_HEIGHT: &[u8] = b"\x00state_height";
+/// Meta key of the snapshot height (absent: no snapshot yet).
+pub(crate) const SNAPSHOT_HEIGHT: &[u8] = b"\x00snapshot_height";
+/// Meta key of the height of the last finished snapshot restore (absent: none).
+pub(crate) const RESTORED_HEIGHT: &[u8] = b"\x00restored_height";
+/// Meta key of the restore in progress (absent: none).
+pub(crate) const RESTORE: &[u8] = b"\x00restore";
+
+/// The format marker's magic bytes; the marker is the magic then `be32(version)`.
+pub(crate) const MAGIC: &[u8] = b"HEADWAY-STORE";
+/// The format version this build reads and writes.
+pub(crate) const FORMAT_VERSION: u32 = 1;
+
+/// `tag || be64(n)`.
+pub(crate) fn by_u64(tag: u8, n: u64) -> [u8; 9] {
+    let mut key = [0u8; 9];
+    key[0] = tag;
+    key[1..].copy_from_slice(&n.to_be_bytes());
+    key
+}
+
+/// `HASH_INDEX || hash`.
+pub(crate) fn hash_index(hash: &[u8; 32]) -> [u8; 33] {
+    let mut key = [0u8; 33];
+    key[0] = HASH_INDEX;
+    key[1..].copy_from_slice(hash);
+    key
+}
+
+/// `tag || prefix`.
+pub(crate) fn by_prefix(tag: u8, prefix: u8) -> [u8; 2] {
+    [tag, prefix]
+}
+
+/// `STATE || key`.
+pub(crate) fn state(key: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(key.len() + 1);
+    out.push(STATE);
+    out.extend_from_slice(key);
+    out
+}
+
+/// `ANCESTRAL || be64(snapshot_height) || key`.
+pub(crate) fn ancestral(snapshot_height: u64, key: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(key.len() + 9);
+    out.extend_from_slice(&by_u64(ANCESTRAL, snapshot_height));
+    out.extend_from_slice(key);
+    out
+}
+
+/// Length of the part of an Ancestral Record key before the state key.
+pub(crate) const ANCESTRAL_HEAD: usize = 9;
+
+/// The exclusive upper bound of the keys starting with `start`
+/// (`None`: no bound, `start` is all `0xff`).
+pub(crate) fn prefix_end(start: &[u8]) -> Option<Vec<u8>> {
+    let mut end = start.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
+/// Decodes a `be64` value, or says what was wrong.
+pub(crate) fn decode_u64(bytes: &[u8]) -> Result<u64, String> {
+    <[u8; 8]>::try_from(bytes)
+        .map(u64::from_be_bytes)
+        .map_err(|_| {
+            format!(
+                "expected an 8-byte big-endian integer, found {} bytes",
+                bytes.len()
+            )
+        })
+}
+
+/// The `be64` at `bytes[at..at+8]`, if there.
+pub(crate) fn u64_at(bytes: &[u8], at: usize) -> Option<u64> {
+    bytes
+        .get(at..at.checked_add(8)?)
+        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        .map(u64::from_be_bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_end_is_the_next_prefix() {
+        assert_eq!(prefix_end(&[0x10, 0x01]), Some(vec![0x10, 0x02]));
+        assert_eq!(prefix_end(&[0x10, 0xff]), Some(vec![0x11]));
+        assert_eq!(prefix_end(&[0xff, 0xff]), None);
+    }
+
+    #[test]
+    fn u64_keys_sort_numerically() {
+        assert!(by_u64(HEADER_META, 255) < by_u64(HEADER_META, 256));
+        assert_eq!(u64_at(&by_u64(HEADER_META, 77), 1), Some(77));
+        assert!(decode_u64(&[1, 2]).is_err());
+    }
+}

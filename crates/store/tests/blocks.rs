@@ -1,0 +1,271 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
+//! Block store: header-only storage, heights, loads, validator sets, MMR proofs
+//! after a restart, and the typed rejections of bad batches.
+
+mod common;
+
+use headway_chain::{ChainGenerator, Corruption, GeneratorConfig, HeaderExt as _};
+use headway_mmr::{LeafHash, verify_ancestry, verify_inclusion, verify_range};
+use headway_store::{Store, StoreConfig, StoreError};
+use headway_wire::SignedHeader;
+
+fn generated(n: usize) -> (ChainGenerator, Vec<headway_chain::GeneratedBlock>) {
+    let mut generator = ChainGenerator::new(GeneratorConfig::small(11)).unwrap();
+    let blocks: Vec<_> = generator.by_ref().take(n).collect();
+    (generator, blocks)
+}
+
+#[test]
+fn headers_without_bodies_then_bodies_out_of_order() {
+    let (_, blocks) = generated(30);
+    let headers: Vec<SignedHeader> = blocks.iter().map(|b| b.signed_header.clone()).collect();
+    let store = Store::open_temporary(StoreConfig::new()).unwrap();
+    store.save_headers(&headers[..12]).unwrap();
+    store.save_headers(&headers[12..]).unwrap();
+    assert_eq!(store.header_height(), 30);
+    assert_eq!(
+        store.block_height(),
+        0,
+        "header-only storage never advances the block height"
+    );
+
+    // Meta exists, body does not: load_block is None (R6.2).
+    let meta = store.load_block_meta(5).unwrap().unwrap();
+    assert_eq!(meta.header, blocks[4].block.header);
+    assert_eq!(meta.block_id.hash, blocks[4].block.header.hash());
+    assert_eq!(store.load_block(5).unwrap(), None);
+    assert_eq!(store.load_block_meta(31).unwrap(), None);
+    assert_eq!(store.load_signed_header(7).unwrap().unwrap(), headers[6]);
+
+    // Bodies in any order; the block height follows the contiguous run.
+    store.save_block(&blocks[1].block).unwrap();
+    assert_eq!(store.block_height(), 0);
+    store.save_block(&blocks[0].block).unwrap();
+    assert_eq!(store.block_height(), 2);
+    store.save_block(&blocks[3].block).unwrap();
+    assert_eq!(store.block_height(), 2);
+    store.save_block(&blocks[2].block).unwrap();
+    assert_eq!(store.block_height(), 4);
+    store.save_block(&blocks[2].block).unwrap(); // idempotent
+    assert_eq!(store.load_block(3).unwrap().unwrap(), blocks[2].block);
+    let meta = store.load_block_meta(3).unwrap().unwrap();
+    assert_eq!(meta.num_txs, blocks[2].block.txs.len() as u64);
+
+    // Hash index.
+    for b in &blocks {
+        assert_eq!(
+            store.height_of(&b.block.header.hash()).unwrap(),
+            Some(b.height())
+        );
+    }
+    assert_eq!(store.height_of(&headway_wire::Hash([9; 32])).unwrap(), None);
+
+    // The validator set in force at every height.
+    for b in &blocks {
+        assert_eq!(
+            store.validator_set_at(b.height()).unwrap().unwrap(),
+            b.validator_set,
+            "height {}",
+            b.height()
+        );
+    }
+    let report = store.check_integrity().unwrap();
+    assert_eq!((report.header_height, report.block_height), (30, 4));
+}
+
+#[test]
+fn gaps_overlaps_and_bad_batches_are_rejected_and_leave_nothing() {
+    let (generator, blocks) = generated(20);
+    let headers: Vec<SignedHeader> = blocks.iter().map(|b| b.signed_header.clone()).collect();
+    let store = Store::open_temporary(StoreConfig::new()).unwrap();
+    assert!(matches!(
+        store.save_headers(&[]),
+        Err(StoreError::EmptyBatch)
+    ));
+    assert!(matches!(
+        store.save_headers(&headers[1..5]),
+        Err(StoreError::HeaderHeightGap {
+            expected: 1,
+            got: 2
+        })
+    ));
+    store.save_headers(&headers[..10]).unwrap();
+    assert!(matches!(
+        store.save_headers(&headers[9..12]),
+        Err(StoreError::HeaderHeightGap {
+            expected: 11,
+            got: 10
+        })
+    ));
+    assert!(matches!(
+        store.save_headers(&headers[11..14]),
+        Err(StoreError::HeaderHeightGap {
+            expected: 11,
+            got: 12
+        })
+    ));
+    let skipping = vec![headers[10].clone(), headers[12].clone()];
+    assert!(matches!(
+        store.save_headers(&skipping),
+        Err(StoreError::NonContiguousBatch {
+            index: 1,
+            expected: 12,
+            got: 13
+        })
+    ));
+
+    let cases = [
+        (Corruption::ForgedLinkage, "BrokenLinkage"),
+        (Corruption::CommitForOtherHeader, "CommitMismatch"),
+        (Corruption::WrongChainId, "ChainIdMismatch"),
+    ];
+    for (kind, expected) in cases {
+        // The bad header is in the middle of an otherwise good batch.
+        let bad = generator.corrupt(&blocks[12], kind);
+        let batch = vec![
+            headers[10].clone(),
+            headers[11].clone(),
+            bad.signed_header,
+            headers[13].clone(),
+        ];
+        let error = store.save_headers(&batch).unwrap_err();
+        assert!(
+            format!("{error:?}").starts_with(expected),
+            "{kind:?}: {error:?}"
+        );
+        assert_eq!(store.header_height(), 10);
+    }
+    // A set that changes without being attached, and one that does not match.
+    let at_set_change = blocks
+        .iter()
+        .position(|b| b.height() > 10 && b.signed_header.validator_set.is_some())
+        .unwrap();
+    let mut missing = headers[10..=at_set_change].to_vec();
+    missing.last_mut().unwrap().validator_set = None;
+    assert!(matches!(
+        store.save_headers(&missing),
+        Err(StoreError::MissingValidatorSet { .. })
+    ));
+    let wrong = generator.corrupt(&blocks[at_set_change], Corruption::WrongValidatorSet);
+    let mut batch = headers[10..at_set_change].to_vec();
+    batch.push(wrong.signed_header);
+    assert!(matches!(
+        store.save_headers(&batch),
+        Err(StoreError::ValidatorSetMismatch { .. })
+    ));
+
+    // Failed batches left the MMR untouched: the good batch still fits.
+    store.save_headers(&headers[10..]).unwrap();
+    assert_eq!(store.header_height(), 20);
+
+    // Bodies that do not belong.
+    let mismatch = generator.corrupt(&blocks[4], Corruption::BodyMismatch);
+    assert!(matches!(
+        store.save_block(&mismatch.block),
+        Err(StoreError::DataHashMismatch { height: 5, .. })
+    ));
+    let other_header = generator.corrupt(&blocks[4], Corruption::WrongStateRoot);
+    assert!(matches!(
+        store.save_block(&other_header.block),
+        Err(StoreError::UnknownHeader { height: 5, .. })
+    ));
+    let (_, later) = generated(21);
+    assert!(matches!(
+        store.save_block(&later[20].block),
+        Err(StoreError::UnknownHeader { height: 21, .. })
+    ));
+    assert_eq!(store.block_height(), 0);
+    store.check_integrity().unwrap();
+}
+
+#[test]
+fn history_proofs_survive_a_restart() {
+    let (headers, _) = common::simple_chain(3, 120);
+    let dir = common::fresh_dir("proofs");
+    {
+        let store = Store::open(&dir, StoreConfig::new()).unwrap();
+        for batch in headers.chunks(37) {
+            store.save_headers(batch).unwrap();
+        }
+    }
+    let store = Store::open(&dir, StoreConfig::new()).unwrap();
+    assert_eq!(store.header_height(), 120);
+    let leaf = |h: u64| LeafHash::of(&headers[(h - 1) as usize].header.hash().0);
+    for x in [1u64, 2, 7, 64, 99, 119] {
+        // C(x) is the history root of header x + 1.
+        let root = store.history_root(x).unwrap();
+        assert_eq!(root, headers[x as usize].header.history_root);
+        for h in [1, x / 2 + 1, x] {
+            let proof = store.prove_header(h, x).unwrap();
+            verify_inclusion(&root.0, x, h - 1, &leaf(h), &proof).unwrap();
+        }
+        let start = x / 3 + 1;
+        let leaves: Vec<LeafHash> = (start..=x).map(leaf).collect();
+        let proof = store.prove_header_range(start, x, x).unwrap();
+        verify_range(&root.0, x, start - 1, &leaves, &proof).unwrap();
+    }
+    let old = store.history_root(50).unwrap();
+    let new = store.history_root(120).unwrap();
+    let proof = store.prove_history_ancestry(50, 120).unwrap();
+    verify_ancestry(&old.0, 50, &new.0, 120, &proof).unwrap();
+    assert!(store.prove_header(121, 121).is_err());
+    assert!(store.prove_header(0, 10).is_err());
+
+    // The reopened store keeps extending the chain.
+    let (more, _) = common::simple_chain(3, 130);
+    store.save_headers(&more[120..]).unwrap();
+    store.check_integrity().unwrap();
+}
+
+#[test]
+fn generated_blocks_execute_into_the_store() {
+    let (generator, blocks) = generated(25);
+    let store = Store::open_temporary(StoreConfig::new().with_snapshot_period(4)).unwrap();
+    let headers: Vec<SignedHeader> = blocks.iter().map(|b| b.signed_header.clone()).collect();
+    store.save_headers(&headers).unwrap();
+    for b in &blocks[..12] {
+        store.save_block(&b.block).unwrap();
+        let applied = store.execute_block(&b.block).unwrap();
+        assert_eq!(applied.state_root, b.block.header.state_root);
+    }
+    // The same through headway-chain's executor and the StateStore trait.
+    for b in &blocks[12..] {
+        let mut state = store.begin_block();
+        headway_chain::execute_block(&mut state, &b.block).unwrap();
+        let applied = state.commit(b.height()).unwrap();
+        assert_eq!(applied.state_root, b.block.header.state_root);
+    }
+    assert_eq!(store.state_height(), 25);
+    assert_eq!(store.block_height(), 12);
+    let expected: Vec<(Vec<u8>, Vec<u8>)> = generator
+        .state()
+        .records()
+        .map(|(k, v)| (k.to_vec(), v.to_vec()))
+        .collect();
+    let mut actual = Vec::new();
+    for prefix in 0..=u8::MAX {
+        actual.extend(store.state_records(prefix).map(Result::unwrap));
+    }
+    assert_eq!(actual, expected);
+    let report = store.check_integrity().unwrap();
+    assert_eq!(report.state_root, blocks[24].block.header.state_root);
+    assert_eq!(report.snapshot_height, Some(24));
+
+    // A block whose result differs from its header writes nothing.
+    let (_, more) = generated(26);
+    let mut bad = more[25].block.clone();
+    bad.header.state_root = headway_wire::Hash([1; 32]);
+    assert!(matches!(
+        store.execute_block(&bad),
+        Err(StoreError::StateRootMismatch { height: 26, .. })
+    ));
+    assert!(matches!(
+        store.execute_block(&more[24].block),
+        Err(StoreError::StateHeightGap {
+            expected: 26,
+            got: 25
+        })
+    ));
+    assert_eq!(store.state_height(), 25);
+    store.execute_block(&more[25].block).unwrap();
+}
