@@ -127,7 +127,7 @@ impl Store {
                 "MMR leaf count is not the header height",
             ));
         }
-        let above = keys::by_u64(keys::MMR_NODE, nodes)..[keys::MMR_NODE + 1; 9];
+        let above = keys::by_u64(keys::MMR_NODE, nodes).to_vec()..vec![keys::MMR_NODE + 1];
         if let Some(row) = db.range(above).keys().next() {
             let key = row.map_err(StoreError::engine("scanning MMR nodes"))?;
             return Err(StoreError::corrupt(
@@ -173,7 +173,11 @@ impl Store {
             if stored.get(prefix) != sum || stored_counts[usize::from(prefix)] != records {
                 return Err(StoreError::corrupt(
                     &key,
-                    format!("stored checksum or count differs from the {records} records"),
+                    format!(
+                        "stored checksum {} of {} records differs from {sum} of the {records} records",
+                        stored.get(prefix),
+                        stored_counts[usize::from(prefix)]
+                    ),
                 ));
             }
             if writer.checksums.get(prefix) != sum || writer.counts[usize::from(prefix)] != records

@@ -212,7 +212,8 @@ impl Store {
         let below = keys::by_u64(keys::ANCESTRAL, 0)..keys::by_u64(keys::ANCESTRAL, current);
         let mut dropped = delete_range(&self.inner, below)?;
         if let Some(after) = current.checked_add(1) {
-            let above = keys::by_u64(keys::ANCESTRAL, after)..[keys::ANCESTRAL + 1; 9];
+            // Up to the next table's tag alone: `[tag + 1]` sorts before every key of that table.
+            let above = keys::by_u64(keys::ANCESTRAL, after).to_vec()..vec![keys::ANCESTRAL + 1];
             dropped += delete_range(&self.inner, above)?;
         }
         if dropped > 0 {
