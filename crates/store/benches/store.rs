@@ -1,2 +1,309 @@
-//! Benchmarks (placeholder until the benches land).
-fn main() {}
+//! Store throughput against raw sled doing the same inserts or scans:
+//! header batches, state writes with checksum and Ancestral Record upkeep,
+//! and snapshot chunk iteration. Also prints the resident memory growth while
+//! streaming a large snapshot prefix.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    missing_docs,
+    reason = "benchmark harness"
+)]
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use headway_chain::HeaderExt as _;
+use headway_store::{Store, StoreConfig};
+use headway_wire::{BlockId, BlockMeta, SignedHeader, Write, raw};
+use prost::Message as _;
+use rand::{Rng as _, SeedableRng as _};
+
+const HEADERS: u64 = 2_000;
+const BATCH: usize = 50;
+
+fn config() -> StoreConfig {
+    StoreConfig::new().with_sync_on_commit(false)
+}
+
+fn raw_sled() -> sled::Db {
+    sled::Config::new().temporary(true).open().unwrap()
+}
+
+/// The rows raw sled gets for a header: the same encoded meta and commit, an
+/// index entry and two 32-byte nodes (about what the MMR adds per leaf).
+fn raw_header_rows(headers: &[SignedHeader]) -> Vec<Vec<(Vec<u8>, Vec<u8>)>> {
+    headers
+        .chunks(BATCH)
+        .map(|batch| {
+            batch
+                .iter()
+                .flat_map(|s| {
+                    let h = s.header.height;
+                    let hash = s.header.hash();
+                    let meta = BlockMeta {
+                        block_id: BlockId { hash },
+                        header: s.header.clone(),
+                        block_size: 0,
+                        num_txs: 0,
+                    };
+                    vec![
+                        (
+                            [&[1u8][..], &h.to_be_bytes()].concat(),
+                            raw::BlockMeta::from(&meta).encode_to_vec(),
+                        ),
+                        (
+                            [&[2u8][..], &h.to_be_bytes()].concat(),
+                            raw::Commit::from(&s.commit).encode_to_vec(),
+                        ),
+                        ([&[3u8][..], &hash.0].concat(), h.to_be_bytes().to_vec()),
+                        (
+                            [&[6u8][..], &(2 * h).to_be_bytes()].concat(),
+                            hash.0.to_vec(),
+                        ),
+                        (
+                            [&[6u8][..], &(2 * h + 1).to_be_bytes()].concat(),
+                            hash.0.to_vec(),
+                        ),
+                    ]
+                })
+                .collect()
+        })
+        .collect()
+}
+
+fn headers(c: &mut Criterion) {
+    let (headers, _) = common::build_chain(1, HEADERS, false);
+    let rows = raw_header_rows(&headers);
+    let mut group = c.benchmark_group("header_batches");
+    group.throughput(Throughput::Elements(HEADERS));
+    for durable in [false, true] {
+        let label = if durable { "durable" } else { "buffered" };
+        group.bench_function(format!("store/{label}"), |b| {
+            b.iter_batched(
+                || Store::open_temporary(config().with_sync_on_commit(durable)).unwrap(),
+                |store| {
+                    for batch in headers.chunks(BATCH) {
+                        store.save_headers(batch).unwrap();
+                    }
+                    store
+                },
+                BatchSize::PerIteration,
+            );
+        });
+        group.bench_function(format!("raw_sled/{label}"), |b| {
+            b.iter_batched(
+                raw_sled,
+                |db| {
+                    for batch in &rows {
+                        let mut sled_batch = sled::Batch::default();
+                        for (k, v) in batch {
+                            sled_batch.insert(k.as_slice(), v.as_slice());
+                        }
+                        db.apply_batch(sled_batch).unwrap();
+                        if durable {
+                            db.flush().unwrap();
+                        }
+                    }
+                    db
+                },
+                BatchSize::PerIteration,
+            );
+        });
+    }
+    group.finish();
+}
+
+const BLOCKS: u64 = 20;
+const WRITES_PER_BLOCK: usize = 100;
+
+/// Blocks of puts over 3 prefixes: half new keys, half updates of earlier keys.
+fn state_blocks() -> Vec<Vec<Write>> {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+    let mut next_key = 0u32;
+    (0..BLOCKS)
+        .map(|_| {
+            (0..WRITES_PER_BLOCK)
+                .map(|i| {
+                    let id = if i % 2 == 0 || next_key == 0 {
+                        next_key += 1;
+                        next_key
+                    } else {
+                        rng.gen_range(0..next_key)
+                    };
+                    let mut key = vec![(id % 3) as u8 + 1];
+                    key.extend_from_slice(&id.to_be_bytes());
+                    key.extend_from_slice(&[0x55; 28]);
+                    Write {
+                        key,
+                        value: Some(vec![rng.r#gen::<u8>(); 100]),
+                    }
+                })
+                .collect()
+        })
+        .collect()
+}
+
+fn state(c: &mut Criterion) {
+    let blocks = state_blocks();
+    let mut group = c.benchmark_group("state_writes");
+    group.throughput(Throughput::Elements(BLOCKS * WRITES_PER_BLOCK as u64));
+    group.bench_function("store", |b| {
+        b.iter_batched(
+            || Store::open_temporary(config().with_snapshot_period(5)).unwrap(),
+            |store| {
+                for (h, writes) in (1u64..).zip(&blocks) {
+                    store.apply_writes(h, writes).unwrap();
+                }
+                store
+            },
+            BatchSize::PerIteration,
+        );
+    });
+    group.bench_function("raw_sled", |b| {
+        b.iter_batched(
+            raw_sled,
+            |db| {
+                for writes in &blocks {
+                    let mut batch = sled::Batch::default();
+                    for w in writes {
+                        batch.insert(w.key.as_slice(), w.value.as_deref().unwrap_or_default());
+                    }
+                    db.apply_batch(batch).unwrap();
+                }
+                db
+            },
+            BatchSize::PerIteration,
+        );
+    });
+    group.finish();
+}
+
+/// A store whose prefix 1 holds `records` records of `value_len` bytes at the
+/// snapshot height, with a tenth of them changed after it (Ancestral Records).
+fn snapshot_store(records: u32, value_len: usize) -> (Store, sled::Db, u64) {
+    let store = Store::open_temporary(config().with_snapshot_period(2)).unwrap();
+    let db = raw_sled();
+    let key = |i: u32| [&[1u8][..], &i.to_be_bytes(), &[0x33; 20]].concat();
+    let writes: Vec<Write> = (0..records)
+        .map(|i| Write {
+            key: key(i),
+            value: Some(vec![i as u8; value_len]),
+        })
+        .collect();
+    for w in &writes {
+        db.insert(&w.key, w.value.as_deref().unwrap()).unwrap();
+    }
+    store.apply_writes(1, &writes).unwrap();
+    store.apply_writes(2, &[]).unwrap();
+    let changes: Vec<Write> = (0..records)
+        .step_by(10)
+        .map(|i| Write {
+            key: key(i),
+            value: Some(vec![0xAB; value_len]),
+        })
+        .collect();
+    store.apply_writes(3, &changes).unwrap();
+    let bytes = u64::from(records) * (value_len as u64 + 25);
+    (store, db, bytes)
+}
+
+fn read_all(store: &Store, budget: usize) -> usize {
+    let mut start = Vec::new();
+    let mut n = 0;
+    loop {
+        let chunk = store.read_snapshot_chunk(2, 1, &start, budget).unwrap();
+        n += chunk.entries.len();
+        if chunk.prefix_exhausted {
+            return n;
+        }
+        start = chunk.entries.last().unwrap().key.clone();
+        start.push(0);
+    }
+}
+
+fn snapshot(c: &mut Criterion) {
+    let (store, db, bytes) = snapshot_store(20_000, 200);
+    let mut group = c.benchmark_group("snapshot_iteration");
+    group.throughput(Throughput::Bytes(bytes));
+    group.bench_function("store_chunks_1MiB", |b| {
+        b.iter(|| black_box(read_all(&store, 1 << 20)))
+    });
+    group.bench_function("raw_sled_scan", |b| {
+        b.iter(|| {
+            let mut n = 0usize;
+            for row in db.scan_prefix([1u8]) {
+                let (k, v) = row.unwrap();
+                n += k.len() + v.len();
+            }
+            black_box(n)
+        });
+    });
+    group.finish();
+    drop((store, db));
+    memory_while_serving();
+}
+
+/// Resident set size, from /proc (Linux), in KiB.
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .map(str::to_owned)
+        })
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        .unwrap_or(0)
+}
+
+/// Streams a ~100 MB prefix in 4 MiB chunks and reports how far the resident
+/// set grows above where it was before serving started.
+fn memory_while_serving() {
+    let (store, db, bytes) = snapshot_store(100_000, 1000);
+    drop(db);
+    let before = rss_kib();
+    let mut peak = before;
+    let mut start = Vec::new();
+    let mut entries = 0;
+    loop {
+        let mut chunk = store.snapshot_chunk(2, 1, &start, 4 << 20).unwrap();
+        for entry in chunk.by_ref() {
+            black_box(entry.unwrap());
+            entries += 1;
+            if entries % 1000 == 0 {
+                peak = peak.max(rss_kib());
+            }
+        }
+        match chunk.next_start_key() {
+            Some(next) => start = next,
+            None => break,
+        }
+    }
+    println!(
+        "memory while serving: streamed {entries} records ({} MB) in 4 MiB chunks; RSS {} MiB before, peak {} MiB (+{} MiB)",
+        bytes / 1_000_000,
+        before / 1024,
+        peak / 1024,
+        peak.saturating_sub(before) / 1024
+    );
+}
+
+fn quick() -> Criterion {
+    Criterion::default()
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4))
+}
+
+criterion_group! {
+    name = benches;
+    config = quick();
+    targets = headers, state, snapshot
+}
+criterion_main!(benches);
