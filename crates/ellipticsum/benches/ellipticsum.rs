@@ -218,7 +218,9 @@ fn report_ratios(count: usize) {
         "merkle_sha256",
     ];
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!("\n== EllipticSum summary: {count} records, {cores} cores ==");
+    println!("load average at the end (1/5/15 min): {}", load.trim());
     for id in ids {
         if let Some(ns) = mean(id) {
             let per_record = ns / count as f64;

@@ -5,7 +5,7 @@ use core::fmt;
 use curve25519_dalek::ristretto::RistrettoPoint;
 use rayon::prelude::*;
 
-use crate::record::{Record, absorb_record};
+use crate::record::{Record, length_fields};
 use crate::xmd::XmdSha512;
 use crate::{Checksum, Error};
 
@@ -72,16 +72,13 @@ impl RecordHasher {
     /// that the one-way map turns into the record's element.
     #[inline]
     pub fn expand_record(&self, key: &[u8], value: &[u8]) -> [u8; 64] {
-        let mut state = self.xmd.begin();
-        absorb_record(&mut state, key, value);
-        self.xmd.finish_64(state)
+        let (head, value_len) = length_fields(key, value);
+        self.xmd.expand_64(&[&head, key, &value_len, value])
     }
 
     /// RFC 9380 `hash_to_ristretto255(msg, DST)` of an arbitrary message.
     pub fn hash_to_ristretto255(&self, msg: &[u8]) -> RistrettoPoint {
-        let mut state = self.xmd.begin();
-        sha2::Digest::update(&mut state, msg);
-        RistrettoPoint::from_uniform_bytes(&self.xmd.finish_64(state))
+        RistrettoPoint::from_uniform_bytes(&self.xmd.expand_64(&[msg]))
     }
 
     /// The checksum of the records, hashed one after another on this thread.

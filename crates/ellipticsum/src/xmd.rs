@@ -6,12 +6,21 @@
 //! is two hash computations; [`expand_message_xmd`] is the general form used
 //! by the known-answer tests and offered for other protocol users.
 //!
-//! The message is streamed into the hash: callers feed it piece by piece to
-//! the [`Sha512`] state returned by [`XmdSha512::begin`], which has already
-//! absorbed `Z_pad` (128 zero bytes, exactly one SHA-512 block). That state is
-//! computed once per DST and cloned per message.
+//! `Z_pad` is 128 zero bytes, exactly one SHA-512 block, so the hash state
+//! after it is the same for every message; it is computed once per DST.
+//! Messages are given as a list of parts (a record's length fields, key and
+//! value) and are never concatenated into one heap buffer:
+//!
+//! - short messages (up to `FAST_BLOCKS` blocks after `Z_pad`, padding
+//!   included) have their parts and padding laid out in those blocks on the
+//!   stack, as SHA-512's own block buffer would, and are compressed in one
+//!   call; `b_1`'s input is a per-DST template with only `b_0` filled in;
+//! - longer messages are streamed through a [`Sha512`] state cloned from the
+//!   one after `Z_pad`, so a 1 MiB value is read once and never copied.
 
-use sha2::{Digest, Sha512};
+use sha2::digest::consts::U128;
+use sha2::digest::generic_array::GenericArray;
+use sha2::{Digest, Sha512, compress512};
 
 use crate::Error;
 
@@ -20,6 +29,32 @@ const B_IN_BYTES: usize = 64;
 
 /// SHA-512's input block size, `s_in_bytes` in RFC 9380: the length of `Z_pad`.
 const S_IN_BYTES: usize = 128;
+
+/// One SHA-512 input block.
+type Block = GenericArray<u8, U128>;
+
+/// Messages whose `b_0` input after `Z_pad`, padding included, fits in this
+/// many blocks take the one-shot path; longer ones are streamed.
+const FAST_BLOCKS: usize = 4;
+
+/// Blocks of `b_1`'s padded input `b_0 || I2OSP(1, 1) || DST_prime || padding`:
+/// at most 64 + 1 + 256 + 17 bytes.
+const B1_BLOCKS: usize = 3;
+
+/// SHA-512's minimum padding: a 0x80 byte and the bit length in 16 bytes.
+const PAD_MIN: usize = 1 + 16;
+
+/// The SHA-512 initial hash value (FIPS 180-4, section 5.3.5).
+const SHA512_IV: [u64; 8] = [
+    0x6a09_e667_f3bc_c908,
+    0xbb67_ae85_84ca_a73b,
+    0x3c6e_f372_fe94_f82b,
+    0xa54f_f53a_5f1d_36f1,
+    0x510e_527f_ade6_82d1,
+    0x9b05_688c_2b3e_6c1f,
+    0x1f83_d9ab_fb41_bd6b,
+    0x5be0_cd19_137e_2179,
+];
 
 /// The longest DST used as is; longer ones are hashed first (RFC 9380, 5.3.3).
 pub const MAX_DST_LEN: usize = 255;
@@ -64,8 +99,14 @@ pub fn expand_message_xmd(msg: &[u8], dst: &[u8], out: &mut [u8]) -> Result<(), 
 /// hash state after `Z_pad`, both computed once.
 #[derive(Clone)]
 pub(crate) struct XmdSha512 {
-    /// SHA-512 after absorbing `Z_pad`; cloned to start every message.
+    /// SHA-512 after absorbing `Z_pad`; cloned to start every streamed message.
     after_z_pad: Sha512,
+    /// The raw SHA-512 chaining value after `Z_pad`, for the one-shot path.
+    z_pad_state: [u64; 8],
+    /// `b_1`'s padded input with zeros where `b_0` goes.
+    b1_template: [Block; B1_BLOCKS],
+    /// Blocks of `b1_template` in use.
+    b1_blocks: usize,
     /// `I2OSP(64, 2) || I2OSP(0, 1) || DST_prime`, where
     /// `DST_prime = DST || I2OSP(len(DST), 1)`: everything `b_0` absorbs after
     /// the message when 64 bytes are requested. Only `b0_tail_len` bytes are used.
@@ -107,8 +148,23 @@ impl XmdSha512 {
 
         let mut after_z_pad = Sha512::new();
         after_z_pad.update([0u8; S_IN_BYTES]);
+        let mut z_pad_state = SHA512_IV;
+        compress512(&mut z_pad_state, &[Block::default()]);
+
+        // b_1 = SHA-512(b_0 || I2OSP(1, 1) || DST_prime): all but b_0 is fixed.
+        let dst_prime = &b0_tail[3..b0_tail_len];
+        let b1_len = B_IN_BYTES + 1 + dst_prime.len();
+        let b1_blocks = (b1_len + PAD_MIN).div_ceil(S_IN_BYTES);
+        let mut b1_template = [Block::default(); B1_BLOCKS];
+        let mut at = write_blocks(&mut b1_template, B_IN_BYTES, &[1u8]);
+        at = write_blocks(&mut b1_template, at, dst_prime);
+        write_padding(&mut b1_template, at, b1_len, b1_blocks);
+
         Self {
             after_z_pad,
+            z_pad_state,
+            b1_template,
+            b1_blocks,
             b0_tail,
             b0_tail_len,
         }
@@ -125,17 +181,51 @@ impl XmdSha512 {
         self.after_z_pad.clone()
     }
 
+    /// `expand_message_xmd(parts concatenated, DST, 64)`, without
+    /// concatenating: the one-shot block path for short messages, streaming
+    /// otherwise.
+    #[inline]
+    pub(crate) fn expand_64(&self, parts: &[&[u8]]) -> [u8; 64] {
+        let tail = &self.b0_tail[..self.b0_tail_len];
+        let body = parts.iter().map(|part| part.len()).sum::<usize>() + tail.len();
+        let blocks_needed = (body + PAD_MIN).div_ceil(S_IN_BYTES);
+        if blocks_needed > FAST_BLOCKS {
+            let mut state = self.begin();
+            for part in parts {
+                state.update(part);
+            }
+            return self.finish_64(state);
+        }
+        let mut blocks = [Block::default(); FAST_BLOCKS];
+        let mut at = 0;
+        for part in parts {
+            at = write_blocks(&mut blocks, at, part);
+        }
+        at = write_blocks(&mut blocks, at, tail);
+        // The hashed message includes the Z_pad block, already compressed.
+        write_padding(&mut blocks, at, S_IN_BYTES + body, blocks_needed);
+        let mut state = self.z_pad_state;
+        compress512(&mut state, &blocks[..blocks_needed]);
+        self.b1(&state_bytes(&state))
+    }
+
     /// Finishes a 64-byte expansion of the message absorbed by `state` (which
     /// came from [`Self::begin`]): `b_1` is the whole output.
     #[inline]
     pub(crate) fn finish_64(&self, mut state: Sha512) -> [u8; 64] {
         state.update(&self.b0_tail[..self.b0_tail_len]);
-        let b0 = state.finalize();
-        let mut b1 = Sha512::new();
-        b1.update(b0);
-        b1.update([1u8]);
-        b1.update(self.dst_prime());
-        b1.finalize().into()
+        let b0: [u8; B_IN_BYTES] = state.finalize().into();
+        self.b1(&b0)
+    }
+
+    /// `b_1 = SHA-512(b_0 || I2OSP(1, 1) || DST_prime)`, from the template.
+    #[inline]
+    fn b1(&self, b0: &[u8; B_IN_BYTES]) -> [u8; 64] {
+        let mut blocks = self.b1_template;
+        blocks[0][..B_IN_BYTES].copy_from_slice(b0);
+        let mut state = SHA512_IV;
+        compress512(&mut state, &blocks[..self.b1_blocks]);
+        state_bytes(&state)
     }
 
     /// Finishes an expansion of any valid length into `out`.
@@ -172,6 +262,43 @@ impl XmdSha512 {
         }
         Ok(())
     }
+}
+
+/// Copies `data` into the blocks from byte offset `at` and returns the offset
+/// after it. Callers size the blocks first; bytes past the end are dropped.
+#[inline]
+fn write_blocks(blocks: &mut [Block], mut at: usize, mut data: &[u8]) -> usize {
+    while !data.is_empty() {
+        let Some(block) = blocks.get_mut(at / S_IN_BYTES) else {
+            break;
+        };
+        let offset = at % S_IN_BYTES;
+        let n = (S_IN_BYTES - offset).min(data.len());
+        block[offset..offset + n].copy_from_slice(&data[..n]);
+        at += n;
+        data = &data[n..];
+    }
+    at
+}
+
+/// Writes SHA-512 padding into zeroed blocks after a message ending at
+/// offset `at`: 0x80, then the length in bits of everything hashed
+/// (`hashed_len` bytes) at the end of block `block_count - 1`.
+#[inline]
+fn write_padding(blocks: &mut [Block], at: usize, hashed_len: usize, block_count: usize) {
+    write_blocks(blocks, at, &[0x80]);
+    let bits = (hashed_len as u128).wrapping_mul(8);
+    write_blocks(blocks, block_count * S_IN_BYTES - 16, &bits.to_be_bytes());
+}
+
+/// A SHA-512 chaining value as the 64-byte digest.
+#[inline]
+fn state_bytes(state: &[u64; 8]) -> [u8; 64] {
+    let mut out = [0u8; 64];
+    for (chunk, word) in out.chunks_exact_mut(8).zip(state) {
+        chunk.copy_from_slice(&word.to_be_bytes());
+    }
+    out
 }
 
 #[cfg(test)]
@@ -245,23 +372,46 @@ mod tests {
     }
 
     #[test]
-    fn hot_path_matches_general_path() {
+    fn hot_paths_match_general_path() {
+        // Every message length up to 700 bytes, so the one-shot and the
+        // streaming path meet every padding boundary, with DSTs of lengths
+        // that make b_1 one, two or three blocks long.
+        let msg: Vec<u8> = (0..700u32).map(|i| (i * 7 + 3) as u8).collect();
         for dst in [
             &b"x"[..],
             K3_DST,
+            &[5u8; 45][..],
+            &[6u8; 46][..],
             &[7u8; 255][..],
             &[9u8; 256][..],
-            &[3u8; 1000][..],
         ] {
             let xmd = XmdSha512::new(dst).unwrap();
-            for msg in k3_messages() {
-                let mut state = xmd.begin();
-                state.update(&msg);
-                let fast = xmd.finish_64(state);
+            for len in 0..=msg.len() {
+                let msg = &msg[..len];
                 let mut general = [0u8; 64];
-                expand_message_xmd(&msg, dst, &mut general).unwrap();
-                assert_eq!(fast, general);
+                expand_message_xmd(msg, dst, &mut general).unwrap();
+                let mut state = xmd.begin();
+                state.update(msg);
+                assert_eq!(xmd.finish_64(state), general, "streamed, {len} bytes");
+                assert_eq!(xmd.expand_64(&[msg]), general, "one shot, {len} bytes");
+                let (a, b) = msg.split_at(len / 3);
+                assert_eq!(xmd.expand_64(&[a, b, &[]]), general, "parts, {len} bytes");
             }
+        }
+    }
+
+    #[test]
+    fn raw_compression_is_sha512() {
+        // The IV and the padding of the one-shot path give plain SHA-512.
+        for len in [0usize, 1, 111, 112, 127, 128, 239, 240, 300] {
+            let msg = vec![0xa7u8; len];
+            let blocks_needed = (len + PAD_MIN).div_ceil(S_IN_BYTES);
+            let mut blocks = [Block::default(); FAST_BLOCKS];
+            let at = write_blocks(&mut blocks, 0, &msg);
+            write_padding(&mut blocks, at, len, blocks_needed);
+            let mut state = SHA512_IV;
+            compress512(&mut state, &blocks[..blocks_needed]);
+            assert_eq!(state_bytes(&state)[..], Sha512::digest(&msg)[..], "{len}");
         }
     }
 
