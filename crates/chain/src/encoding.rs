@@ -186,7 +186,7 @@ pub fn data_hash(txs: &[Transaction]) -> Hash {
     Hash(hash.finalize().into())
 }
 
-/// SHA-256 of `bytes`, as a [`Hash`].
+/// SHA-256 of `bytes`, as a [`struct@Hash`].
 pub fn sha256(bytes: &[u8]) -> Hash {
     Hash(Sha256::digest(bytes).into())
 }

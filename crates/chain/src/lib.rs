@@ -69,7 +69,7 @@ pub use generator::{ChainGenerator, Corruption, GeneratedBlock, GeneratorConfig,
 pub use history::HistoryAccumulator;
 pub use verify::{
     TrustThreshold, VerifiedCommit, bind_commit, check_header, check_validator_set,
-    verify_commit_full, verify_commit_trusting,
+    verify_commit_full, verify_commit_trusted_overlap, verify_commit_trusting,
 };
 
 /// The per-prefix checksums type of the state, from `headway-ellipticsum`.

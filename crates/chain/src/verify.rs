@@ -201,6 +201,35 @@ pub fn verify_commit_trusting(
     })
 }
 
+/// The trusting half of skip verification alone: the commit is bound to the
+/// header and more than `trust` of the `trusted` set signed it (non-members
+/// ignored). This says the header can be trusted from the trusted set, not
+/// that it is final: combine it with +2/3 of the header's own set
+/// ([`verify_commit_trusting`] does both) before accepting the header.
+pub fn verify_commit_trusted_overlap(
+    chain_id: &str,
+    header: &Header,
+    commit: &Commit,
+    trusted: &ValidatorSet,
+    trust: TrustThreshold,
+) -> Result<VerifiedCommit, VerifyError> {
+    check_header(chain_id, header)?;
+    let header_hash = bind_commit(header, commit)?;
+    trusted
+        .validate()
+        .map_err(|source| VerifyError::Malformed {
+            height: header.height,
+            what: "trusted validator set",
+            source,
+        })?;
+    let mut check = CommitCheck::new(header, commit);
+    check.tally_trusted(trusted, trust)?;
+    Ok(VerifiedCommit {
+        header_hash,
+        signatures_verified: check.signatures_verified,
+    })
+}
+
 /// The claimed (unverified) voting power of `set`'s members among the
 /// commit's signers. Cheap: no signature is checked. Used to choose which
 /// header to verify before paying for signatures.
@@ -273,19 +302,28 @@ impl<'a> CommitCheck<'a> {
         trust: TrustThreshold,
     ) -> Result<(), VerifyError> {
         if trusted != own {
-            let total = trusted.total_voting_power();
-            self.tally(trusted, trust, NonMember::Ignore)
-                .map_err(|short| match short {
-                    Short::Error(e) => e,
-                    Short::Power(tallied) => VerifyError::NotEnoughTrustedPower {
-                        height: self.height,
-                        tallied,
-                        total,
-                        threshold: trust,
-                    },
-                })?;
+            self.tally_trusted(trusted, trust)?;
         }
         self.tally_own(own)
+    }
+
+    /// More than `trust` of `trusted`; non-members ignored.
+    pub(crate) fn tally_trusted(
+        &mut self,
+        trusted: &ValidatorSet,
+        trust: TrustThreshold,
+    ) -> Result<(), VerifyError> {
+        let total = trusted.total_voting_power();
+        self.tally(trusted, trust, NonMember::Ignore)
+            .map_err(|short| match short {
+                Short::Error(e) => e,
+                Short::Power(tallied) => VerifyError::NotEnoughTrustedPower {
+                    height: self.height,
+                    tallied,
+                    total,
+                    threshold: trust,
+                },
+            })
     }
 
     /// Counts the power of `set`'s members that signed until it strictly
