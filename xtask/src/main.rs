@@ -8,7 +8,11 @@
 //!   the test command from the README (`cargo test --workspace`).
 //! - `devnet`: start a local devnet (see `--help`).
 
-#![allow(clippy::print_stdout, clippy::print_stderr, reason = "a CLI reports to the terminal")]
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a CLI reports to the terminal"
+)]
 
 use std::{
     path::{Path, PathBuf},
@@ -16,6 +20,8 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
+
+mod devnet;
 
 /// The README's test command; `ci` runs exactly this.
 const TEST_COMMAND: &[&str] = &["test", "--workspace", "--locked"];
@@ -49,7 +55,9 @@ fn print_help() {
 /// The workspace root: the parent of this crate's manifest directory.
 fn project_root() -> PathBuf {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest.parent().map_or_else(|| manifest.to_path_buf(), Path::to_path_buf)
+    manifest
+        .parent()
+        .map_or_else(|| manifest.to_path_buf(), Path::to_path_buf)
 }
 
 fn cargo() -> Command {
@@ -60,7 +68,9 @@ fn cargo() -> Command {
 
 fn run(step: &str, mut cmd: Command) -> Result<()> {
     eprintln!("==> {step}");
-    let status = cmd.status().with_context(|| format!("could not start `{step}`"))?;
+    let status = cmd
+        .status()
+        .with_context(|| format!("could not start `{step}`"))?;
     if !status.success() {
         bail!("`{step}` failed with {status}");
     }
@@ -73,8 +83,19 @@ fn ci() -> Result<()> {
     run("cargo fmt --all --check", fmt)?;
 
     let mut clippy = cargo();
-    clippy.args(["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"]);
-    run("cargo clippy --workspace --all-targets --locked -- -D warnings", clippy)?;
+    clippy.args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--locked",
+        "--",
+        "-D",
+        "warnings",
+    ]);
+    run(
+        "cargo clippy --workspace --all-targets --locked -- -D warnings",
+        clippy,
+    )?;
 
     let mut test = cargo();
     test.args(TEST_COMMAND);
@@ -82,9 +103,11 @@ fn ci() -> Result<()> {
     Ok(())
 }
 
-fn devnet(_args: &[String]) -> Result<()> {
-    bail!(
-        "the devnet needs the QUIC transport and the node binary, which are not built yet \
-         (issue 7); nothing was started"
-    )
+fn devnet(args: &[String]) -> Result<()> {
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        println!("{}", devnet::HELP);
+        return Ok(());
+    }
+    let options = devnet::Options::parse(args)?;
+    devnet::run(&project_root(), &options)
 }

@@ -55,7 +55,10 @@ const STREAM_REFUSED: u32 = 1;
 
 /// Something the transport reports to the application.
 #[derive(Debug)]
-#[allow(clippy::large_enum_variant, reason = "events move once through a bounded channel")]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "events move once through a bounded channel"
+)]
 pub enum NetEvent {
     /// A connection to `peer` is up.
     Connected {

@@ -1,0 +1,361 @@
+//! The header sync reactor: a thin async driver around [`HeaderSyncPool`].
+//!
+//! It turns transport events into pool inputs, sends the pool's requests
+//! (one task each, results back through a bounded channel), stores verified
+//! batches through the store (header height, never block height), publishes
+//! the header height to subscribers, pushes status updates to peers, bans
+//! the peers the pool names, and logs peer problems and verification
+//! failures (R8.2). Without a trusted state it only announces status (a
+//! producer, which makes its own headers).
+
+use std::{
+    sync::{Arc, atomic::Ordering},
+    time::{Duration, Instant},
+};
+
+use headway_chain::TrustedState;
+use headway_net::{NetError, Network, PeerId};
+use headway_store::Store;
+use headway_wire::{ErrorCode, GetHeaders, Push, Request, Response, SignedHeader, StatusResponse};
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, error, info, warn};
+
+use crate::{
+    HeaderSyncMetrics, HeaderSyncPool, PoolConfig, PoolEvent, RequestFailure, StatusAnnouncer,
+    subscription::HeaderSubscription,
+};
+
+/// Reactor settings.
+#[derive(Debug, Clone)]
+pub struct ReactorConfig {
+    /// The pool's limits.
+    pub pool: PoolConfig,
+    /// Timeout checks and metric updates happen at least this often.
+    pub tick: Duration,
+    /// Capacity of the input channel from the node.
+    pub input_queue: usize,
+}
+
+impl Default for ReactorConfig {
+    fn default() -> Self {
+        ReactorConfig {
+            pool: PoolConfig::default(),
+            tick: Duration::from_millis(250),
+            input_queue: 1024,
+        }
+    }
+}
+
+/// What the node tells the reactor.
+#[derive(Debug, Clone)]
+pub enum HeaderSyncInput {
+    /// A peer connected.
+    Connected(PeerId),
+    /// A peer disconnected.
+    Disconnected(PeerId),
+    /// A peer pushed its status.
+    Status(PeerId, StatusResponse),
+    /// Headers up to this height were stored by someone else (a producer).
+    LocalHeight(u64),
+}
+
+/// Handle to a running reactor.
+#[derive(Debug, Clone)]
+pub struct HeaderSync {
+    inputs: mpsc::Sender<HeaderSyncInput>,
+    metrics: Arc<HeaderSyncMetrics>,
+    height: watch::Receiver<u64>,
+    store: Store,
+}
+
+impl HeaderSync {
+    /// Starts the reactor. With `trusted`, it syncs headers after that state;
+    /// without, it only serves status (a producer).
+    pub fn spawn(
+        net: Network,
+        store: Store,
+        trusted: Option<TrustedState>,
+        config: ReactorConfig,
+    ) -> (HeaderSync, tokio::task::JoinHandle<()>) {
+        let (inputs, input_rx) = mpsc::channel(config.input_queue.max(1));
+        let metrics = Arc::new(HeaderSyncMetrics::default());
+        let start_height = store.header_height();
+        metrics.header_height.store(start_height, Ordering::Relaxed);
+        let (height_tx, height) = watch::channel(start_height);
+        let pool = trusted.map(|t| HeaderSyncPool::new(t, config.pool.clone()));
+        let capacity = config.pool.max_pending_batches.max(1) * 2;
+        let (done_tx, done_rx) = mpsc::channel(capacity);
+        let reactor = Reactor {
+            net,
+            store: store.clone(),
+            pool,
+            announcer: StatusAnnouncer::new(),
+            metrics: metrics.clone(),
+            height_tx,
+            inputs: input_rx,
+            done_tx,
+            done_rx,
+            tick: config.tick,
+            rate_mark: (Instant::now(), 0),
+        };
+        let task = tokio::spawn(reactor.run());
+        (
+            HeaderSync {
+                inputs,
+                metrics,
+                height,
+                store,
+            },
+            task,
+        )
+    }
+
+    /// Sends an input; waits when the reactor is behind (back-pressure).
+    pub async fn input(&self, input: HeaderSyncInput) {
+        let _ = self.inputs.send(input).await;
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &Arc<HeaderSyncMetrics> {
+        &self.metrics
+    }
+
+    /// The stored header height, as the reactor last published it.
+    pub fn header_height(&self) -> u64 {
+        *self.height.borrow()
+    }
+
+    /// A loss-free, in-order stream of verified headers from `from_height` (R5.1).
+    pub fn subscribe(&self, from_height: u64) -> HeaderSubscription {
+        HeaderSubscription::new(self.store.clone(), self.height.clone(), from_height)
+    }
+
+    /// A watch of the stored header height.
+    pub fn height_watch(&self) -> watch::Receiver<u64> {
+        self.height.clone()
+    }
+}
+
+type Completion = (PeerId, GetHeaders, Result<Response, NetError>);
+
+struct Reactor {
+    net: Network,
+    store: Store,
+    pool: Option<HeaderSyncPool<PeerId>>,
+    announcer: StatusAnnouncer<PeerId>,
+    metrics: Arc<HeaderSyncMetrics>,
+    height_tx: watch::Sender<u64>,
+    inputs: mpsc::Receiver<HeaderSyncInput>,
+    done_tx: mpsc::Sender<Completion>,
+    done_rx: mpsc::Receiver<Completion>,
+    tick: Duration,
+    rate_mark: (Instant, u64),
+}
+
+impl Reactor {
+    async fn run(mut self) {
+        loop {
+            if let Err(e) = self.drain() {
+                error!(error = %e, "header sync stopped: the store failed");
+                return;
+            }
+            let now = Instant::now();
+            let deadline = self
+                .pool
+                .as_ref()
+                .and_then(HeaderSyncPool::next_deadline)
+                .map_or(now + self.tick, |d| d.min(now + self.tick));
+            tokio::select! {
+                input = self.inputs.recv() => match input {
+                    Some(input) => self.on_input(input),
+                    None => return,
+                },
+                Some((peer, request, result)) = self.done_rx.recv() => self.on_completion(peer, request, result),
+                () = tokio::time::sleep_until(deadline.into()) => self.on_tick(),
+            }
+        }
+    }
+
+    fn base(&self) -> u64 {
+        u64::from(self.store.header_height() > 0)
+    }
+
+    fn on_input(&mut self, input: HeaderSyncInput) {
+        let now = Instant::now();
+        match input {
+            HeaderSyncInput::Connected(peer) => {
+                if let Some(pool) = &mut self.pool {
+                    pool.add_peer(peer);
+                }
+                let height = self.store.header_height();
+                if let Some(status) = self.announcer.on_connected(peer, self.base(), height) {
+                    self.push_status(peer, status);
+                }
+            }
+            HeaderSyncInput::Disconnected(peer) => {
+                if let Some(pool) = &mut self.pool {
+                    pool.remove_peer(&peer);
+                }
+                self.announcer.on_disconnected(&peer);
+            }
+            HeaderSyncInput::Status(peer, status) => {
+                if let Some(pool) = &mut self.pool {
+                    pool.on_status(peer, status, now);
+                }
+            }
+            HeaderSyncInput::LocalHeight(height) => self.announce(height),
+        }
+    }
+
+    fn on_completion(
+        &mut self,
+        peer: PeerId,
+        request: GetHeaders,
+        result: Result<Response, NetError>,
+    ) {
+        let Some(pool) = &mut self.pool else { return };
+        let now = Instant::now();
+        let start = request.start_height;
+        let failure = match result {
+            Ok(Response::Headers(headers)) => return pool.on_headers(peer, headers, now),
+            Ok(Response::Error(e)) => {
+                let retry_after = Duration::from_millis(u64::from(e.retry_after_ms));
+                debug!(peer = %peer.short(), code = ?e.code, message = %e.message, "GetHeaders refused");
+                match e.code {
+                    ErrorCode::Busy => RequestFailure::Busy { retry_after },
+                    ErrorCode::RateLimited => RequestFailure::RateLimited { retry_after },
+                    ErrorCode::NotFound => RequestFailure::NotFound,
+                    _ => RequestFailure::Transport,
+                }
+            }
+            Ok(_) => RequestFailure::Invalid,
+            Err(NetError::Timeout(_)) => RequestFailure::Timeout,
+            Err(e) if e.is_peer_fault() => {
+                warn!(peer = %peer.short(), error = %e, "peer sent an invalid GetHeaders response");
+                RequestFailure::Invalid
+            }
+            Err(e) => {
+                debug!(peer = %peer.short(), error = %e, "GetHeaders failed");
+                RequestFailure::Transport
+            }
+        };
+        pool.on_request_failed(peer, start, failure, now);
+    }
+
+    fn on_tick(&mut self) {
+        let now = Instant::now();
+        if let Some(pool) = &mut self.pool {
+            pool.on_tick(now);
+        }
+        let (at, count) = self.rate_mark;
+        let elapsed = now.saturating_duration_since(at);
+        if elapsed >= Duration::from_secs(1) {
+            let synced = self.metrics.headers_synced.load(Ordering::Relaxed);
+            let rate = (synced.saturating_sub(count)) as f64 / elapsed.as_secs_f64();
+            self.metrics
+                .sync_rate_milli
+                .store((rate * 1000.0) as u64, Ordering::Relaxed);
+            self.rate_mark = (now, synced);
+        }
+    }
+
+    /// Acts on everything the pool has to say: events, then requests.
+    fn drain(&mut self) -> Result<(), headway_store::StoreError> {
+        let Some(pool) = &mut self.pool else {
+            return Ok(());
+        };
+        let now = Instant::now();
+        let mut verified: Vec<SignedHeader> = Vec::new();
+        while let Some(event) = pool.poll_event() {
+            match event {
+                PoolEvent::Verified { headers, from } => {
+                    debug!(peer = %from.short(), from = headers.first().map(|h| h.header.height), count = headers.len(), "verified headers");
+                    verified.extend(headers);
+                }
+                PoolEvent::Ban {
+                    peer,
+                    reason,
+                    duration,
+                } => {
+                    self.metrics.bans.fetch_add(1, Ordering::Relaxed);
+                    self.net.ban(peer, duration, &reason);
+                }
+                PoolEvent::TimedOut { peer, start_height } => {
+                    self.metrics.timeouts.fetch_add(1, Ordering::Relaxed);
+                    warn!(peer = %peer.short(), start_height, "GetHeaders timed out; asking other peers");
+                }
+                PoolEvent::VerificationFailed { peer, error } => {
+                    self.metrics
+                        .verification_failures
+                        .fetch_add(1, Ordering::Relaxed);
+                    warn!(peer = %peer.short(), height = error.height(), %error, "header verification failed");
+                }
+            }
+        }
+        // Consecutive verified batches are stored in one atomic, durable write.
+        if !verified.is_empty() {
+            self.store.save_headers(&verified)?;
+            self.metrics
+                .headers_synced
+                .fetch_add(verified.len() as u64, Ordering::Relaxed);
+            let bytes: usize = verified
+                .iter()
+                .map(|h| prost::Message::encoded_len(&headway_wire::raw::SignedHeader::from(h)))
+                .sum();
+            self.metrics
+                .bytes_synced
+                .fetch_add(bytes as u64, Ordering::Relaxed);
+        }
+        while let Some((peer, request)) = pool.poll_request(now) {
+            let net = self.net.clone();
+            let done = self.done_tx.clone();
+            tokio::spawn(async move {
+                let result = net.request(peer, &Request::GetHeaders(request)).await;
+                let _ = done.send((peer, request, result)).await;
+            });
+        }
+        let height = self.store.header_height();
+        self.metrics.header_height.store(height, Ordering::Relaxed);
+        self.metrics
+            .target_height
+            .store(pool.target_height(), Ordering::Relaxed);
+        self.metrics
+            .pending_requests
+            .store(pool.pending_requests() as u64, Ordering::Relaxed);
+        self.metrics
+            .peers
+            .store(pool.peer_count() as u64, Ordering::Relaxed);
+        let syncing = pool.is_syncing();
+        self.metrics
+            .syncing
+            .store(u64::from(syncing), Ordering::Relaxed);
+        if !verified.is_empty() {
+            self.announce(height);
+            if !syncing {
+                info!(height, "header sync caught up");
+            }
+        }
+        Ok(())
+    }
+
+    /// Publishes a new header height to subscribers and peers (R1.2, R5).
+    fn announce(&mut self, height: u64) {
+        self.metrics.header_height.store(height, Ordering::Relaxed);
+        self.height_tx.send_if_modified(|h| {
+            let advanced = height > *h;
+            if advanced {
+                *h = height;
+            }
+            advanced
+        });
+        for (peer, status) in self.announcer.on_height(self.base(), height) {
+            self.push_status(peer, status);
+        }
+    }
+
+    fn push_status(&self, peer: PeerId, status: StatusResponse) {
+        if let Err(e) = self.net.push(peer, Push::Status(status)) {
+            debug!(peer = %peer.short(), error = %e, "status push failed");
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! The serving side of header sync: rate-limited answers to `GetHeaders`.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    hash::Hash,
+    time::{Duration, Instant},
+};
+
+use headway_wire::{ErrorCode, ErrorResponse, GetHeaders, HeadersResponse, Response, SignedHeader};
+
+/// Default `GetHeaders` allowed per peer per window (R2.7). Higher than seed
+/// 003's 5/s: with at most [`crate::PoolConfig::max_inflight_per_peer`]
+/// requests in flight and explicit `RATE_LIMITED` answers, honest peers are
+/// throttled, never timed out.
+pub const DEFAULT_GET_HEADERS_PER_WINDOW: usize = 50;
+/// Default sliding window of the rate limit.
+pub const DEFAULT_RATE_WINDOW: Duration = Duration::from_secs(1);
+/// Most peers the rate limiter remembers; past it, the least recently seen is forgotten.
+pub const MAX_RATE_LIMITED_PEERS: usize = 1024;
+
+/// A per-peer sliding-window rate limiter (sans-IO).
+#[derive(Debug)]
+pub struct RateLimiter<P> {
+    limit: usize,
+    window: Duration,
+    seen: HashMap<P, VecDeque<Instant>>,
+}
+
+impl<P: Copy + Eq + Hash> RateLimiter<P> {
+    /// At most `limit` requests per peer in any `window`.
+    pub fn new(limit: usize, window: Duration) -> Self {
+        RateLimiter {
+            limit: limit.max(1),
+            window,
+            seen: HashMap::new(),
+        }
+    }
+
+    /// Records a request from `peer` at `now`. `Err(retry_after)` when over the limit
+    /// (the refused request is not counted).
+    pub fn check(&mut self, peer: P, now: Instant) -> Result<(), Duration> {
+        if !self.seen.contains_key(&peer) && self.seen.len() >= MAX_RATE_LIMITED_PEERS {
+            let window = self.window;
+            self.seen.retain(|_, q| {
+                q.back()
+                    .is_some_and(|t| now.saturating_duration_since(*t) < window)
+            });
+            if self.seen.len() >= MAX_RATE_LIMITED_PEERS {
+                let oldest = self
+                    .seen
+                    .iter()
+                    .min_by_key(|(_, q)| q.back().copied())
+                    .map(|(p, _)| *p);
+                if let Some(p) = oldest {
+                    self.seen.remove(&p);
+                }
+            }
+        }
+        let times = self.seen.entry(peer).or_default();
+        while times
+            .front()
+            .is_some_and(|t| now.saturating_duration_since(*t) >= self.window)
+        {
+            times.pop_front();
+        }
+        if times.len() >= self.limit {
+            let oldest = times.front().copied().unwrap_or(now);
+            return Err(self
+                .window
+                .saturating_sub(now.saturating_duration_since(oldest)));
+        }
+        times.push_back(now);
+        Ok(())
+    }
+
+    /// Forgets a peer (on disconnect).
+    pub fn forget(&mut self, peer: &P) {
+        self.seen.remove(peer);
+    }
+}
+
+/// Where served headers come from.
+pub trait SignedHeaderSource {
+    /// Error reading the source.
+    type Error: std::error::Error;
+    /// The signed header at `height` (with its validator set attached where
+    /// the set changes), or `None` when not held.
+    fn signed_header(&self, height: u64) -> Result<Option<SignedHeader>, Self::Error>;
+}
+
+/// Answers a `GetHeaders` with as many sequential headers as `source` holds
+/// from the start height (R2.3, R2.4, R6.3).
+pub fn answer_get_headers<S: SignedHeaderSource>(source: &S, request: &GetHeaders) -> Response {
+    let mut headers = Vec::with_capacity(request.count as usize);
+    for i in 0..u64::from(request.count) {
+        match source.signed_header(request.start_height.saturating_add(i)) {
+            Ok(Some(h)) => headers.push(h),
+            Ok(None) => break,
+            Err(e) => {
+                if headers.is_empty() {
+                    return Response::Error(ErrorResponse {
+                        code: ErrorCode::Internal,
+                        message: truncate(&format!("store: {e}")),
+                        retry_after_ms: 0,
+                    });
+                }
+                break;
+            }
+        }
+    }
+    Response::Headers(HeadersResponse {
+        start_height: request.start_height,
+        headers,
+    })
+}
+
+/// The `RATE_LIMITED` answer.
+pub fn rate_limited(retry_after: Duration) -> Response {
+    Response::Error(ErrorResponse {
+        code: ErrorCode::RateLimited,
+        message: "GetHeaders rate limit".into(),
+        retry_after_ms: u32::try_from(retry_after.as_millis())
+            .unwrap_or(u32::MAX)
+            .max(1),
+    })
+}
+
+fn truncate(s: &str) -> String {
+    let mut end = s.len().min(headway_wire::limits::MAX_ERROR_MESSAGE_LEN);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sliding_window_limits_and_recovers() {
+        let t0 = Instant::now();
+        let mut limiter = RateLimiter::new(5, Duration::from_secs(1));
+        for i in 0..5 {
+            assert!(
+                limiter
+                    .check(1u32, t0 + Duration::from_millis(i * 10))
+                    .is_ok()
+            );
+        }
+        let retry = limiter
+            .check(1, t0 + Duration::from_millis(100))
+            .unwrap_err();
+        assert_eq!(retry, Duration::from_millis(900));
+        // Another peer is unaffected.
+        assert!(limiter.check(2, t0 + Duration::from_millis(100)).is_ok());
+        // The window slides: the first request expires at t0 + 1 s.
+        assert!(limiter.check(1, t0 + Duration::from_millis(1000)).is_ok());
+        assert!(limiter.check(1, t0 + Duration::from_millis(1001)).is_err());
+    }
+
+    #[test]
+    fn limiter_memory_is_bounded() {
+        let t0 = Instant::now();
+        let mut limiter = RateLimiter::new(5, Duration::from_secs(1));
+        for p in 0..(MAX_RATE_LIMITED_PEERS as u32 * 2) {
+            let _ = limiter.check(p, t0);
+        }
+        assert!(limiter.seen.len() <= MAX_RATE_LIMITED_PEERS);
+    }
+}

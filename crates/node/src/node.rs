@@ -1,0 +1,323 @@
+//! The running node: store, transport, reactors, serving, metrics, shutdown.
+
+use std::{
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+use headway_chain::{HeaderExt, TrustedState};
+use headway_headersync::{
+    HeaderSync, HeaderSyncInput, RateLimiter, ReactorConfig, server::rate_limited,
+};
+use headway_net::{NetConfig, NetEvent, Network, NodeKey, PeerId};
+use headway_store::{Store, StoreConfig};
+use headway_wire::{Push, Request};
+use tracing::{info, warn};
+
+use crate::{
+    config::{Config, HeaderSyncMode},
+    genesis,
+    metrics::{self, MetricsSources, NodeMetrics},
+    producer, serve,
+};
+
+/// Command-line overrides of the config file.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    /// `--listen`
+    pub listen: Option<std::net::SocketAddr>,
+    /// `--metrics`
+    pub metrics: Option<std::net::SocketAddr>,
+    /// `--peer` (added to the file's bootstrap peers)
+    pub peers: Vec<String>,
+    /// `--header-sync`
+    pub header_sync: Option<HeaderSyncMode>,
+}
+
+/// Reads the node key file (64 hex digits).
+pub fn read_key(path: &Path) -> Result<NodeKey> {
+    let text = std::fs::read_to_string(path).with_context(|| {
+        format!(
+            "cannot read node key {} (run `headway init` first)",
+            path.display()
+        )
+    })?;
+    let mut seed = [0u8; 32];
+    hex::decode_to_slice(text.trim(), &mut seed)
+        .with_context(|| format!("node key {} is not 64 hex digits", path.display()))?;
+    Ok(NodeKey::from_seed(seed))
+}
+
+/// Writes a fresh node key file, readable only by its owner.
+pub fn write_key(path: &Path, key: &NodeKey) -> Result<()> {
+    std::fs::write(path, hex::encode(key.seed()) + "\n")
+        .with_context(|| format!("writing node key {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(())
+}
+
+fn resolve(home: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        home.join(p)
+    }
+}
+
+/// Runs a node from `home/config.toml` until `shutdown` completes (the binary
+/// passes [`shutdown_signal`]: SIGINT or SIGTERM).
+pub async fn run(
+    home: &Path,
+    overrides: Overrides,
+    shutdown: impl std::future::Future<Output = &'static str>,
+) -> Result<()> {
+    let config_path = home.join("config.toml");
+    let mut config = Config::load(&config_path)?;
+    if let Some(listen) = overrides.listen {
+        config.node.listen = listen;
+    }
+    if overrides.metrics.is_some() {
+        config.node.metrics = overrides.metrics;
+    }
+    config.p2p.bootstrap.extend(overrides.peers.iter().cloned());
+    if let Some(mode) = overrides.header_sync {
+        config.sync.header_sync = mode;
+    }
+    let bootstrap = config.bootstrap_peers()?;
+    if config.sync.header_sync == HeaderSyncMode::V2 {
+        bail!("header sync v2 is not available in this build; use --header-sync v1");
+    }
+
+    let key = read_key(&resolve(home, &config.node.key_file))?;
+    let (genesis, genesis_trust) = genesis::read(&resolve(home, &config.genesis.file))?;
+    let producer = config.producer.enabled;
+    if producer
+        && genesis::devnet_genesis(&config.producer.devnet)?
+            .header
+            .hash()
+            != genesis.header.hash()
+    {
+        bail!("producer.devnet parameters do not produce the configured genesis");
+    }
+
+    let db_dir = resolve(home, &config.node.db_dir);
+    // A producer writes many blocks and flushes at its own commit points.
+    let store = tokio::task::spawn_blocking(move || {
+        Store::open(&db_dir, StoreConfig::new().with_sync_on_commit(!producer))
+    })
+    .await?
+    .context("opening the store")?;
+    let trusted = init_store(&store, &genesis, genesis_trust)?;
+    info!(
+        peer_id = %key.peer_id(),
+        chain_id = %genesis.header.chain_id,
+        header_height = store.header_height(),
+        block_height = store.block_height(),
+        producer,
+        "node starting"
+    );
+
+    let request_timeout = Duration::from_millis(config.sync.request_timeout_ms);
+    let mut net_config = NetConfig {
+        listen: config.node.listen,
+        request_timeout,
+        ..NetConfig::default()
+    };
+    if let Some(max) = config.p2p.max_inbound {
+        net_config.max_inbound_connections = max;
+    }
+    let (net, mut events) = Network::start(key, net_config, bootstrap).await?;
+
+    let (headersync, headersync_task) = HeaderSync::spawn(
+        net.clone(),
+        store.clone(),
+        (!producer).then_some(trusted),
+        reactor_config(&config),
+    );
+    let node_metrics = Arc::new(NodeMetrics::default());
+
+    let metrics_task = match config.node.metrics {
+        Some(addr) => {
+            let listener = metrics::bind(addr).await?;
+            let sources = MetricsSources {
+                node: node_metrics.clone(),
+                headersync: headersync.metrics().clone(),
+                net: net.clone(),
+                store: store.clone(),
+            };
+            Some(tokio::spawn(metrics::serve(listener, sources)))
+        }
+        None => None,
+    };
+    let producer_task = producer.then(|| {
+        let (store, section, hs, m) = (
+            store.clone(),
+            config.producer.clone(),
+            headersync.clone(),
+            node_metrics.clone(),
+        );
+        tokio::spawn(async move {
+            if let Err(e) = producer::run(store, section, hs, m).await {
+                tracing::error!(error = %format!("{e:#}"), "producer stopped");
+            }
+        })
+    });
+
+    let limiter = Arc::new(Mutex::new(RateLimiter::<PeerId>::new(
+        config.sync.get_headers_per_second,
+        headway_headersync::server::DEFAULT_RATE_WINDOW,
+    )));
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            event = events.recv() => {
+                let Some(event) = event else { break };
+                dispatch(event, &store, &headersync, &limiter).await;
+            }
+            signal = &mut shutdown => {
+                info!(signal, "shutting down");
+                break;
+            }
+        }
+    }
+
+    if let Some(task) = producer_task {
+        task.abort();
+    }
+    if let Some(task) = metrics_task {
+        task.abort();
+    }
+    headersync_task.abort();
+    net.shutdown().await;
+    let store2 = store.clone();
+    tokio::task::spawn_blocking(move || store2.flush())
+        .await?
+        .context("flushing the store at shutdown")?;
+    info!(
+        header_height = store.header_height(),
+        block_height = store.block_height(),
+        "stopped cleanly"
+    );
+    Ok(())
+}
+
+fn reactor_config(config: &Config) -> ReactorConfig {
+    let mut reactor = ReactorConfig::default();
+    reactor.pool.request_timeout = Duration::from_millis(config.sync.request_timeout_ms);
+    reactor.pool.ban_duration = Duration::from_secs(config.sync.ban_seconds);
+    reactor
+}
+
+/// Stores the genesis in a new store, or checks an existing store is of the
+/// same chain; returns the trusted state to continue header sync from.
+fn init_store(
+    store: &Store,
+    genesis: &headway_wire::SignedHeader,
+    genesis_trust: TrustedState,
+) -> Result<TrustedState> {
+    if store.header_height() == 0 {
+        store
+            .save_headers(std::slice::from_ref(genesis))
+            .context("storing the genesis header")?;
+        return Ok(genesis_trust);
+    }
+    let first = store
+        .load_header(1)?
+        .context("store has headers but no header at height 1")?;
+    if first.hash() != genesis.header.hash() {
+        bail!("the database belongs to another chain (its block 1 is not the configured genesis)");
+    }
+    let height = store.header_height();
+    let header = store
+        .load_header(height)?
+        .with_context(|| format!("stored header {height} is missing"))?;
+    let set = store
+        .validator_set_at(height)?
+        .with_context(|| format!("no validator set stored for height {height}"))?;
+    TrustedState::new(header, set).context("stored tip is not a valid trusted state")
+}
+
+async fn dispatch(
+    event: NetEvent,
+    store: &Store,
+    headersync: &HeaderSync,
+    limiter: &Arc<Mutex<RateLimiter<PeerId>>>,
+) {
+    match event {
+        NetEvent::Connected { peer, .. } => {
+            headersync.input(HeaderSyncInput::Connected(peer)).await
+        }
+        NetEvent::Disconnected { peer, .. } => {
+            limiter
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .forget(&peer);
+            headersync.input(HeaderSyncInput::Disconnected(peer)).await;
+        }
+        NetEvent::Push {
+            peer,
+            push: Push::Status(status),
+        } => {
+            headersync
+                .input(HeaderSyncInput::Status(peer, status))
+                .await
+        }
+        NetEvent::Push {
+            peer,
+            push: Push::BlockAnnouncement(a),
+        } => {
+            tracing::debug!(peer = %peer.short(), height = a.signed_header.header.height, "block announced");
+        }
+        NetEvent::Misbehaved { peer, reason } => {
+            warn!(peer = %peer.short(), reason, "peer misbehaved")
+        }
+        NetEvent::Request {
+            peer,
+            request,
+            responder,
+        } => {
+            if matches!(request, Request::GetHeaders(_)) {
+                // R2.7: rate-limit GetHeaders per peer; say so instead of going silent.
+                let verdict = limiter
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .check(peer, Instant::now());
+                if let Err(retry_after) = verdict {
+                    return responder
+                        .respond(rate_limited(retry_after.max(Duration::from_millis(1))));
+                }
+            }
+            let store = store.clone();
+            tokio::task::spawn_blocking(move || responder.respond(serve::answer(&store, &request)));
+        }
+    }
+}
+
+/// Completes on SIGINT or SIGTERM, naming the signal.
+pub async fn shutdown_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => tokio::select! {
+                _ = tokio::signal::ctrl_c() => "SIGINT",
+                _ = term.recv() => "SIGTERM",
+            },
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                "SIGINT"
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "SIGINT"
+    }
+}

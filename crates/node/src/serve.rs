@@ -1,0 +1,189 @@
+//! Answers to peers' requests, from the store.
+
+use headway_headersync::{SignedHeaderSource, answer_get_headers};
+use headway_store::{Store, StoreError};
+use headway_wire::{
+    BlocksResponse, ErrorCode, ErrorResponse, GetBlocks, GetHeaderChain, GetHeadersV2, GetSnapshot,
+    HeaderChainResponse, HeadersV2Response, HeadersV2Result, MmrProof, ProofKind, Request,
+    Response, SignedHeader, SnapshotData, limits::MAX_SNAPSHOT_DATA_FRAME,
+};
+
+/// Bytes of records per snapshot chunk (half the frame limit leaves room for encoding overhead).
+pub const SNAPSHOT_CHUNK_BUDGET: usize = MAX_SNAPSHOT_DATA_FRAME / 2;
+
+/// The store as a source of signed headers.
+pub struct StoreSource<'a>(pub &'a Store);
+
+impl SignedHeaderSource for StoreSource<'_> {
+    type Error = StoreError;
+    fn signed_header(&self, height: u64) -> Result<Option<SignedHeader>, StoreError> {
+        self.0.load_signed_header(height)
+    }
+}
+
+/// Answers `request` (rate limiting is done by the caller).
+pub fn answer(store: &Store, request: &Request) -> Response {
+    let result = match request {
+        Request::GetHeaders(q) => return answer_get_headers(&StoreSource(store), q),
+        Request::GetHeadersV2(q) => headers_v2(store, q),
+        Request::GetHeaderChain(q) => header_chain(store, q),
+        Request::GetBlocks(q) => blocks(store, q),
+        Request::GetSnapshotManifest(q) => match store.snapshot_height() {
+            Some(h) if h == q.snapshot_height => {
+                store.snapshot_manifest(h).map(Response::SnapshotManifest)
+            }
+            _ => return error(ErrorCode::NotFound, "no snapshot at that height"),
+        },
+        Request::GetSnapshot(q) => snapshot(store, q),
+    };
+    result.unwrap_or_else(|e| error(ErrorCode::Internal, &format!("store: {e}")))
+}
+
+fn error(code: ErrorCode, message: &str) -> Response {
+    let mut message = message.to_string();
+    message.truncate(headway_wire::limits::MAX_ERROR_MESSAGE_LEN);
+    while !message.is_char_boundary(message.len()) {
+        message.pop();
+    }
+    Response::Error(ErrorResponse {
+        code,
+        message,
+        retry_after_ms: 0,
+    })
+}
+
+fn headers_v2(store: &Store, q: &GetHeadersV2) -> Result<Response, StoreError> {
+    if q.end_height > store.header_height() {
+        return Ok(error(
+            ErrorCode::NotFound,
+            "end_height is above this node's header height",
+        ));
+    }
+    let ours = store.history_root(q.end_height)?;
+    if ours != q.commitment {
+        return Ok(Response::HeadersV2(HeadersV2Response {
+            start_height: q.start_height,
+            end_height: q.end_height,
+            result: HeadersV2Result::Commitment(ours),
+        }));
+    }
+    let last = q
+        .start_height
+        .saturating_add(u64::from(q.count) - 1)
+        .min(q.end_height);
+    let mut headers = Vec::with_capacity(q.count as usize);
+    for h in q.start_height..=last {
+        match store.load_header(h)? {
+            Some(header) => headers.push(header),
+            None => break,
+        }
+    }
+    let Some(last) = headers.last().map(|h| h.height) else {
+        return Ok(error(ErrorCode::NotFound, "no headers from start_height"));
+    };
+    let proof = match q.proof_kind {
+        ProofKind::LastLeaf => store.prove_header(last, q.end_height)?,
+        ProofKind::Range => store.prove_header_range(q.start_height, last, q.end_height)?,
+    };
+    Ok(Response::HeadersV2(HeadersV2Response {
+        start_height: q.start_height,
+        end_height: q.end_height,
+        result: HeadersV2Result::Headers {
+            headers,
+            proof: mmr_proof(&proof),
+        },
+    }))
+}
+
+/// The wire form of an MMR proof.
+pub fn mmr_proof(proof: &headway_mmr::Proof) -> MmrProof {
+    MmrProof {
+        hashes: proof
+            .hashes()
+            .iter()
+            .map(|h| headway_wire::Hash(*h))
+            .collect(),
+    }
+}
+
+fn header_chain(store: &Store, q: &GetHeaderChain) -> Result<Response, StoreError> {
+    if q.end_height > store.header_height() {
+        return Ok(error(
+            ErrorCode::NotFound,
+            "end_height is above this node's header height",
+        ));
+    }
+    let commitment = store.history_root(q.end_height)?;
+    let mut last_common = None;
+    for hash in &q.locator {
+        if let Some(height) = store.height_of(hash)?
+            && height <= q.end_height
+        {
+            last_common = store.load_header(height)?;
+            break;
+        }
+    }
+    let proof = match &last_common {
+        Some(h) => mmr_proof(&store.prove_header(h.height, q.end_height)?),
+        None => MmrProof::default(),
+    };
+    Ok(Response::HeaderChain(HeaderChainResponse {
+        last_common,
+        end_height: q.end_height,
+        commitment,
+        proof,
+    }))
+}
+
+fn blocks(store: &Store, q: &GetBlocks) -> Result<Response, StoreError> {
+    let mut blocks = Vec::new();
+    match q {
+        GetBlocks::ByRange {
+            start_height,
+            count,
+        } => {
+            for h in *start_height..start_height.saturating_add(u64::from(*count)) {
+                if let Some(b) = store.load_block(h)? {
+                    blocks.push(b);
+                }
+            }
+        }
+        GetBlocks::ByHash(hashes) => {
+            for hash in hashes {
+                if let Some(h) = store.height_of(hash)?
+                    && let Some(b) = store.load_block(h)?
+                {
+                    blocks.push(b);
+                }
+            }
+        }
+    }
+    // Stay under the frame limit: drop trailing blocks rather than fail.
+    let mut size = 0usize;
+    let limit = headway_wire::limits::MAX_BLOCKS_RESPONSE_FRAME / 2;
+    blocks.retain(|b| {
+        let approx = b
+            .txs
+            .iter()
+            .flat_map(|t| &t.writes)
+            .map(|w| w.key.len() + w.value.as_ref().map_or(0, Vec::len) + 8)
+            .sum::<usize>()
+            + 512;
+        size += approx;
+        size <= limit
+    });
+    Ok(Response::Blocks(BlocksResponse { blocks }))
+}
+
+fn snapshot(store: &Store, q: &GetSnapshot) -> Result<Response, StoreError> {
+    if store.snapshot_height() != Some(q.snapshot_height) {
+        return Ok(error(ErrorCode::NotFound, "no snapshot at that height"));
+    }
+    let data: SnapshotData = store.read_snapshot_chunk(
+        q.snapshot_height,
+        q.prefix,
+        &q.start_key,
+        SNAPSHOT_CHUNK_BUDGET,
+    )?;
+    Ok(Response::SnapshotData(data))
+}
