@@ -923,7 +923,6 @@ async fn r6_3_header_only_node_serves_headers_to_another_node() {
 /// waiting for the chain to advance, or a new node can never get the last
 /// header of an idle chain from it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug in headway-headersync: after the height-1 status on connect, the real height is only pushed on the next advance (reported)"]
 async fn r1_5_peer_connecting_after_sync_learns_the_tip() {
     let node = start_node().await;
     let honest = honest_peer(TIP).await;

@@ -8,6 +8,9 @@
 //!   verified batches stored through `headway-store`, status pushed to peers,
 //!   bans applied, metrics ([`HeaderSyncMetrics`]) and logs.
 //! - [`subscription`]: loss-free, in-order header delivery to later stages.
+//! - [`v2`], [`parallel`], [`bootstrap`]: parallel header sync over MMR
+//!   commitments (getheadersv2, seed 000) after a checkpoint bootstrap that
+//!   jumps to the latest verified header by bisection (seed 001).
 //! - [`server`]: answering `GetHeaders` from a store, with a per-peer sliding
 //!   window rate limit and explicit `RATE_LIMITED` answers.
 //!
@@ -32,16 +35,20 @@
 //! assert_eq!(pool.header_height(), 30);
 //! ```
 
+pub mod bootstrap;
 pub mod metrics;
+pub mod parallel;
 pub mod pool;
 pub mod reactor;
 pub mod server;
 pub mod status;
 pub mod subscription;
+pub mod v2;
 
 pub use metrics::HeaderSyncMetrics;
+pub use parallel::{ParallelConfig, ParallelReport, sync_parallel};
 pub use pool::{HeaderSyncPool, PeerStats, PoolConfig, PoolCounters, PoolEvent, RequestFailure};
-pub use reactor::{HeaderSync, HeaderSyncInput, ReactorConfig};
+pub use reactor::{HeaderSync, HeaderSyncInput, ReactorConfig, SyncMode, trusted_from_store};
 pub use server::{RateLimiter, SignedHeaderSource, answer_get_headers};
 pub use status::StatusAnnouncer;
 pub use subscription::{HeaderSubscription, SubscriptionError};

@@ -28,13 +28,21 @@ pub struct HeaderSyncMetrics {
     pub syncing: AtomicU64,
     /// Headers per second over the last measurement interval, times 1000.
     pub sync_rate_milli: AtomicU64,
+    /// Rounds the last checkpoint bootstrap needed (one per verified header).
+    pub bootstrap_rounds: AtomicU64,
 }
 
 impl HeaderSyncMetrics {
     /// Appends the metrics in Prometheus text format.
     pub fn render_prometheus(&self, out: &mut String) {
         let g = |v: &AtomicU64| v.load(Ordering::Relaxed);
-        let rows: [(&str, &str, &str, String); 11] = [
+        let rows: [(&str, &str, &str, String); 12] = [
+            (
+                "headway_headersync_bootstrap_rounds",
+                "gauge",
+                "Headers the last checkpoint bootstrap verified (rounds).",
+                g(&self.bootstrap_rounds).to_string(),
+            ),
             (
                 "headway_header_height",
                 "gauge",

@@ -22,8 +22,20 @@ use tracing::{debug, error, info, warn};
 
 use crate::{
     HeaderSyncMetrics, HeaderSyncPool, PoolConfig, PoolEvent, RequestFailure, StatusAnnouncer,
+    parallel::{ParallelConfig, ParallelError, ParallelReport, sync_parallel},
     subscription::HeaderSubscription,
 };
+
+/// Which protocol the reactor catches up with.
+#[derive(Debug, Clone, Default)]
+pub enum SyncMode {
+    /// Batches of signed headers from the trusted state (seed 003).
+    #[default]
+    V1,
+    /// Checkpoint bootstrap and parallel MMR ranges (seeds 001 and 000), then
+    /// v1 from the verified tip; v1 from the stored tip if no peer serves v2.
+    V2(ParallelConfig),
+}
 
 /// Reactor settings.
 #[derive(Debug, Clone)]
@@ -34,6 +46,11 @@ pub struct ReactorConfig {
     pub tick: Duration,
     /// Capacity of the input channel from the node.
     pub input_queue: usize,
+    /// The catch-up protocol.
+    pub mode: SyncMode,
+    /// In v2 mode, how long to gather peers' statuses after the first one
+    /// before bootstrapping (so ranges can go to several peers).
+    pub v2_gather: Duration,
 }
 
 impl Default for ReactorConfig {
@@ -42,8 +59,24 @@ impl Default for ReactorConfig {
             pool: PoolConfig::default(),
             tick: Duration::from_millis(250),
             input_queue: 1024,
+            mode: SyncMode::V1,
+            v2_gather: Duration::from_millis(750),
         }
     }
+}
+
+/// Where the reactor is in catching up.
+enum Phase {
+    /// v1 (or serve-only without a pool).
+    V1,
+    /// v2: gathering statuses since the first one arrived.
+    Gathering {
+        config: ParallelConfig,
+        since: Option<Instant>,
+        trusted: TrustedState,
+    },
+    /// v2 running.
+    Parallel(tokio::task::JoinHandle<Result<ParallelReport, ParallelError>>),
 }
 
 /// What the node tells the reactor.
@@ -82,7 +115,20 @@ impl HeaderSync {
         let start_height = store.header_height();
         metrics.header_height.store(start_height, Ordering::Relaxed);
         let (height_tx, height) = watch::channel(start_height);
-        let pool = trusted.map(|t| HeaderSyncPool::new(t, config.pool.clone()));
+        let (pool, phase) = match (trusted, config.mode.clone()) {
+            (Some(t), SyncMode::V2(parallel)) => (
+                None,
+                Phase::Gathering {
+                    config: parallel,
+                    since: None,
+                    trusted: t,
+                },
+            ),
+            (Some(t), SyncMode::V1) => {
+                (Some(HeaderSyncPool::new(t, config.pool.clone())), Phase::V1)
+            }
+            (None, _) => (None, Phase::V1),
+        };
         let capacity = config.pool.max_pending_batches.max(1) * 2;
         let (done_tx, done_rx) = mpsc::channel(capacity);
         let reactor = Reactor {
@@ -97,6 +143,10 @@ impl HeaderSync {
             done_rx,
             tick: config.tick,
             rate_mark: (Instant::now(), 0),
+            phase,
+            pool_config: config.pool.clone(),
+            v2_gather: config.v2_gather,
+            statuses: std::collections::HashMap::new(),
         };
         let task = tokio::spawn(reactor.run());
         (
@@ -138,6 +188,31 @@ impl HeaderSync {
 
 type Completion = (PeerId, GetHeaders, Result<Response, NetError>);
 
+/// Completes when a running v2 task does; pends forever otherwise.
+async fn parallel_done(phase: &mut Phase) -> Result<ParallelReport, ParallelError> {
+    match phase {
+        Phase::Parallel(handle) => match handle.await {
+            Ok(result) => result,
+            Err(e) => Err(ParallelError::Task(e.to_string())),
+        },
+        _ => std::future::pending().await,
+    }
+}
+
+/// The trusted state at the store's tip: its header and validator set.
+pub fn trusted_from_store(store: &Store) -> Result<TrustedState, String> {
+    let height = store.header_height();
+    let header = store
+        .load_header(height)
+        .map_err(|e| e.to_string())?
+        .ok_or(format!("no header at {height}"))?;
+    let set = store
+        .validator_set_at(height)
+        .map_err(|e| e.to_string())?
+        .ok_or(format!("no validator set for {height}"))?;
+    TrustedState::new(header, set).map_err(|e| e.to_string())
+}
+
 struct Reactor {
     net: Network,
     store: Store,
@@ -150,6 +225,12 @@ struct Reactor {
     done_rx: mpsc::Receiver<Completion>,
     tick: Duration,
     rate_mark: (Instant, u64),
+    phase: Phase,
+    pool_config: PoolConfig,
+    v2_gather: Duration,
+    /// Latest status of each connected peer (bounded by the transport's
+    /// connection limits), replayed into the v1 pool after v2.
+    statuses: std::collections::HashMap<PeerId, Option<StatusResponse>>,
 }
 
 impl Reactor {
@@ -171,6 +252,7 @@ impl Reactor {
                     None => return,
                 },
                 Some((peer, request, result)) = self.done_rx.recv() => self.on_completion(peer, request, result),
+                result = parallel_done(&mut self.phase) => self.on_parallel_done(result),
                 () = tokio::time::sleep_until(deadline.into()) => self.on_tick(),
             }
         }
@@ -182,6 +264,25 @@ impl Reactor {
 
     fn on_input(&mut self, input: HeaderSyncInput) {
         let now = Instant::now();
+        match &input {
+            HeaderSyncInput::Connected(peer) => {
+                self.statuses.entry(*peer).or_insert(None);
+            }
+            HeaderSyncInput::Disconnected(peer) => {
+                self.statuses.remove(peer);
+            }
+            HeaderSyncInput::Status(peer, status) => {
+                if let Some(slot) = self.statuses.get_mut(peer) {
+                    *slot = Some(*status);
+                }
+                if let Phase::Gathering { since, .. } = &mut self.phase
+                    && since.is_none()
+                {
+                    *since = Some(now);
+                }
+            }
+            HeaderSyncInput::LocalHeight(_) => {}
+        }
         match input {
             HeaderSyncInput::Connected(peer) => {
                 if let Some(pool) = &mut self.pool {
@@ -247,6 +348,14 @@ impl Reactor {
         if let Some(pool) = &mut self.pool {
             pool.on_tick(now);
         }
+        // Peers that connected while we were at this height heard `height - 1`
+        // (R1.5): tell them the real height now. Pushes to a peer only ever
+        // increase, so this never looks like a repetition (R1.4).
+        let height = self.store.header_height();
+        for (peer, status) in self.announcer.on_height(self.base(), height) {
+            self.push_status(peer, status);
+        }
+        self.maybe_start_parallel(now);
         let (at, count) = self.rate_mark;
         let elapsed = now.saturating_duration_since(at);
         if elapsed >= Duration::from_secs(1) {
@@ -257,6 +366,66 @@ impl Reactor {
                 .store((rate * 1000.0) as u64, Ordering::Relaxed);
             self.rate_mark = (now, synced);
         }
+    }
+
+    /// In v2 mode, starts bootstrap and range download once statuses are gathered.
+    fn maybe_start_parallel(&mut self, now: Instant) {
+        let Phase::Gathering {
+            since: Some(since), ..
+        } = &self.phase
+        else {
+            return;
+        };
+        if now.saturating_duration_since(*since) < self.v2_gather {
+            return;
+        }
+        let Phase::Gathering {
+            config, trusted, ..
+        } = std::mem::replace(&mut self.phase, Phase::V1)
+        else {
+            return;
+        };
+        let peers: Vec<(PeerId, u64)> = self
+            .statuses
+            .iter()
+            .filter_map(|(p, s)| s.map(|s| (*p, s.height)))
+            .collect();
+        info!(
+            peers = peers.len(),
+            from = trusted.height(),
+            "starting parallel header sync (v2)"
+        );
+        let (net, store, metrics) = (self.net.clone(), self.store.clone(), self.metrics.clone());
+        self.metrics.syncing.store(1, Ordering::Relaxed);
+        self.phase = Phase::Parallel(tokio::spawn(async move {
+            sync_parallel(&net, &store, peers, trusted, config, &metrics).await
+        }));
+    }
+
+    /// v2 finished (or failed): continue with the v1 pool from the tip.
+    fn on_parallel_done(&mut self, result: Result<ParallelReport, ParallelError>) {
+        self.phase = Phase::V1;
+        let trusted = match result {
+            Ok(report) => report.trusted,
+            Err(e) => {
+                warn!(error = %e, "parallel header sync stopped; continuing with v1");
+                match trusted_from_store(&self.store) {
+                    Ok(t) => t,
+                    Err(e) => return error!(error = %e, "cannot continue header sync"),
+                }
+            }
+        };
+        let mut pool = HeaderSyncPool::new(trusted, self.pool_config.clone());
+        let now = Instant::now();
+        for (peer, status) in &self.statuses {
+            pool.add_peer(*peer);
+            if let Some(status) = status {
+                pool.on_status(*peer, *status, now);
+            }
+        }
+        self.pool = Some(pool);
+        let height = self.store.header_height();
+        self.announce(height);
     }
 
     /// Acts on everything the pool has to say: events, then requests.

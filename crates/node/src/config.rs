@@ -88,6 +88,48 @@ pub struct SyncSection {
     /// How long a peer that sent invalid data stays banned, in seconds.
     #[serde(default = "default_ban_seconds")]
     pub ban_seconds: u64,
+    /// v2: trust this checkpoint instead of the genesis/stored tip.
+    #[serde(default)]
+    pub checkpoint: Option<CheckpointConfig>,
+}
+
+/// `[sync.checkpoint]`: a trusted height and either its header hash or the
+/// hash of its validator set (hex).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointConfig {
+    /// The trusted height.
+    pub height: u64,
+    /// Hash of the header at that height.
+    pub header_hash: Option<String>,
+    /// Hash of the validator set of the header at that height.
+    pub validators_hash: Option<String>,
+}
+
+impl CheckpointConfig {
+    /// The checkpoint as header sync takes it.
+    pub fn resolve(&self) -> Result<headway_headersync::bootstrap::Checkpoint, String> {
+        let parse = |s: &str| {
+            let mut h = [0u8; 32];
+            hex::decode_to_slice(s.trim(), &mut h)
+                .map_err(|e| format!("{s:?} is not 64 hex digits: {e}"))?;
+            Ok::<_, String>(headway_wire::Hash(h))
+        };
+        if self.height == 0 {
+            return Err("checkpoint height must be at least 1".into());
+        }
+        match (&self.header_hash, &self.validators_hash) {
+            (Some(h), None) => Ok(headway_headersync::bootstrap::Checkpoint::HeaderHash {
+                height: self.height,
+                hash: parse(h)?,
+            }),
+            (None, Some(v)) => Ok(headway_headersync::bootstrap::Checkpoint::ValidatorSet {
+                height: self.height,
+                validators_hash: parse(v)?,
+            }),
+            _ => Err("give exactly one of header_hash or validators_hash".into()),
+        }
+    }
 }
 
 impl Default for SyncSection {
@@ -97,6 +139,7 @@ impl Default for SyncSection {
             get_headers_per_second: default_rate(),
             request_timeout_ms: default_request_timeout_ms(),
             ban_seconds: default_ban_seconds(),
+            checkpoint: None,
         }
     }
 }
@@ -247,6 +290,12 @@ impl Config {
                 what: "producer.devnet.validators must be at least 1".into(),
             });
         }
+        if let Some(c) = &config.sync.checkpoint {
+            c.resolve().map_err(|what| ConfigError::Invalid {
+                path: path.to_path_buf(),
+                what: format!("sync.checkpoint: {what}"),
+            })?;
+        }
         if config.sync.request_timeout_ms == 0 {
             return Err(ConfigError::Invalid {
                 path: path.to_path_buf(),
@@ -351,7 +400,11 @@ pub fn template(
          # Milliseconds before an unanswered request times out and moves to another peer.\n\
          request_timeout_ms = 15000\n\
          # Seconds a peer that sent invalid data stays banned.\n\
-         ban_seconds = 60\n\n\
+         ban_seconds = 60\n\
+         # v2 only: trust a checkpoint instead of the genesis, by header hash or validator set hash.\n\
+         # [sync.checkpoint]\n\
+         # height = 10000\n\
+         # header_hash = \"<64 hex digits>\"\n\n\
          [producer]\n\
          # Devnet block production from the deterministic chain generator.\n\
          {producer_section}",

@@ -9,7 +9,8 @@ use std::{
 use anyhow::{Context, Result, bail};
 use headway_chain::{HeaderExt, TrustedState};
 use headway_headersync::{
-    HeaderSync, HeaderSyncInput, RateLimiter, ReactorConfig, server::rate_limited,
+    HeaderSync, HeaderSyncInput, ParallelConfig, RateLimiter, ReactorConfig, SyncMode,
+    server::rate_limited,
 };
 use headway_net::{NetConfig, NetEvent, Network, NodeKey, PeerId};
 use headway_store::{Store, StoreConfig};
@@ -90,9 +91,6 @@ pub async fn run(
         config.sync.header_sync = mode;
     }
     let bootstrap = config.bootstrap_peers()?;
-    if config.sync.header_sync == HeaderSyncMode::V2 {
-        bail!("header sync v2 is not available in this build; use --header-sync v1");
-    }
 
     let key = read_key(&resolve(home, &config.node.key_file))?;
     let (genesis, genesis_trust) = genesis::read(&resolve(home, &config.genesis.file))?;
@@ -138,7 +136,7 @@ pub async fn run(
         net.clone(),
         store.clone(),
         (!producer).then_some(trusted),
-        reactor_config(&config),
+        reactor_config(&config)?,
     );
     let node_metrics = Arc::new(NodeMetrics::default());
 
@@ -173,12 +171,21 @@ pub async fn run(
         config.sync.get_headers_per_second,
         headway_headersync::server::DEFAULT_RATE_WINDOW,
     )));
+    let strikes = Mutex::new(Strikes::new());
+    let dispatch_ctx = Dispatch {
+        store: &store,
+        headersync: &headersync,
+        limiter: &limiter,
+        strikes: &strikes,
+        net: &net,
+        ban_seconds: config.sync.ban_seconds,
+    };
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             event = events.recv() => {
                 let Some(event) = event else { break };
-                dispatch(event, &store, &headersync, &limiter).await;
+                dispatch(event, &dispatch_ctx).await;
             }
             signal = &mut shutdown => {
                 info!(signal, "shutting down");
@@ -207,11 +214,24 @@ pub async fn run(
     Ok(())
 }
 
-fn reactor_config(config: &Config) -> ReactorConfig {
+fn reactor_config(config: &Config) -> Result<ReactorConfig> {
     let mut reactor = ReactorConfig::default();
-    reactor.pool.request_timeout = Duration::from_millis(config.sync.request_timeout_ms);
+    let timeout = Duration::from_millis(config.sync.request_timeout_ms);
+    reactor.pool.request_timeout = timeout;
     reactor.pool.ban_duration = Duration::from_secs(config.sync.ban_seconds);
-    reactor
+    if config.sync.header_sync == HeaderSyncMode::V2 {
+        let mut parallel = ParallelConfig::default();
+        parallel.ranges.request_timeout = timeout;
+        parallel.checkpoint = config
+            .sync
+            .checkpoint
+            .as_ref()
+            .map(|c| c.resolve())
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("sync.checkpoint: {e}"))?;
+        reactor.mode = SyncMode::V2(parallel);
+    }
+    Ok(reactor)
 }
 
 /// Stores the genesis in a new store, or checks an existing store is of the
@@ -243,12 +263,44 @@ fn init_store(
     TrustedState::new(header, set).context("stored tip is not a valid trusted state")
 }
 
-async fn dispatch(
-    event: NetEvent,
-    store: &Store,
-    headersync: &HeaderSync,
-    limiter: &Arc<Mutex<RateLimiter<PeerId>>>,
-) {
+/// Protocol violations (malformed or oversize frames) tolerated per peer within
+/// [`STRIKE_WINDOW`] before a ban: one may be a bug, repeats are an attack.
+pub const MAX_STRIKES: usize = 3;
+/// Window over which strikes count.
+pub const STRIKE_WINDOW: Duration = Duration::from_secs(60);
+
+/// Counts protocol violations per peer (a sliding window over a bounded map).
+pub struct Strikes(RateLimiter<PeerId>);
+
+impl Strikes {
+    fn new() -> Self {
+        Strikes(RateLimiter::new(MAX_STRIKES - 1, STRIKE_WINDOW))
+    }
+
+    /// Records a strike; true when the peer is over the limit.
+    fn strike(&mut self, peer: PeerId, now: Instant) -> bool {
+        self.0.check(peer, now).is_err()
+    }
+}
+
+struct Dispatch<'a> {
+    store: &'a Store,
+    headersync: &'a HeaderSync,
+    limiter: &'a Arc<Mutex<RateLimiter<PeerId>>>,
+    strikes: &'a Mutex<Strikes>,
+    net: &'a Network,
+    ban_seconds: u64,
+}
+
+async fn dispatch(event: NetEvent, d: &Dispatch<'_>) {
+    let Dispatch {
+        store,
+        headersync,
+        limiter,
+        strikes,
+        net,
+        ban_seconds,
+    } = *d;
     match event {
         NetEvent::Connected { peer, .. } => {
             headersync.input(HeaderSyncInput::Connected(peer)).await
@@ -275,7 +327,15 @@ async fn dispatch(
             tracing::debug!(peer = %peer.short(), height = a.signed_header.header.height, "block announced");
         }
         NetEvent::Misbehaved { peer, reason } => {
-            warn!(peer = %peer.short(), reason, "peer misbehaved")
+            warn!(peer = %peer.short(), reason, "peer misbehaved");
+            let over = strikes
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .strike(peer, Instant::now());
+            if over {
+                let reason = format!("repeated protocol violations, last: {reason}");
+                net.ban(peer, Duration::from_secs(ban_seconds), &reason);
+            }
         }
         NetEvent::Request {
             peer,

@@ -5,8 +5,12 @@ use headway_store::{Store, StoreError};
 use headway_wire::{
     BlocksResponse, ErrorCode, ErrorResponse, GetBlocks, GetHeaderChain, GetHeadersV2, GetSnapshot,
     HeaderChainResponse, HeadersV2Response, HeadersV2Result, MmrProof, ProofKind, Request,
-    Response, SignedHeader, SnapshotData, limits::MAX_SNAPSHOT_DATA_FRAME,
+    Response, SignedHeader, SnapshotData, ValidatorSetResponse,
+    limits::{MAX_HEADERS_V2_RESPONSE_FRAME, MAX_SNAPSHOT_DATA_FRAME},
 };
+
+/// Bytes of signed headers per `GetHeadersV2` answer: well under the frame limit.
+pub const HEADERS_V2_BUDGET: usize = MAX_HEADERS_V2_RESPONSE_FRAME / 2;
 
 /// Bytes of records per snapshot chunk (half the frame limit leaves room for encoding overhead).
 pub const SNAPSHOT_CHUNK_BUDGET: usize = MAX_SNAPSHOT_DATA_FRAME / 2;
@@ -35,6 +39,16 @@ pub fn answer(store: &Store, request: &Request) -> Response {
             _ => return error(ErrorCode::NotFound, "no snapshot at that height"),
         },
         Request::GetSnapshot(q) => snapshot(store, q),
+        Request::GetValidatorSet(q) => match store.validator_set_at(q.height) {
+            Ok(Some(validator_set)) if q.height <= store.header_height() => {
+                Ok(Response::ValidatorSet(ValidatorSetResponse {
+                    height: q.height,
+                    validator_set,
+                }))
+            }
+            Ok(_) => return error(ErrorCode::NotFound, "no header at that height"),
+            Err(e) => Err(e),
+        },
     };
     result.unwrap_or_else(|e| error(ErrorCode::Internal, &format!("store: {e}")))
 }
@@ -72,13 +86,22 @@ fn headers_v2(store: &Store, q: &GetHeadersV2) -> Result<Response, StoreError> {
         .saturating_add(u64::from(q.count) - 1)
         .min(q.end_height);
     let mut headers = Vec::with_capacity(q.count as usize);
+    let mut bytes = 0usize;
     for h in q.start_height..=last {
-        match store.load_header(h)? {
-            Some(header) => headers.push(header),
+        match store.load_signed_header(h)? {
+            Some(signed) => {
+                bytes +=
+                    prost::Message::encoded_len(&headway_wire::raw::SignedHeader::from(&signed))
+                        + 4;
+                if bytes > HEADERS_V2_BUDGET && !headers.is_empty() {
+                    break;
+                }
+                headers.push(signed);
+            }
             None => break,
         }
     }
-    let Some(last) = headers.last().map(|h| h.height) else {
+    let Some(last) = headers.last().map(|h| h.header.height) else {
         return Ok(error(ErrorCode::NotFound, "no headers from start_height"));
     };
     let proof = match q.proof_kind {

@@ -36,8 +36,11 @@ pub const MAX_REQUEST_FRAME: usize = 64 * 1024;
 pub const MAX_PUSH_FRAME: usize = 4 * 1024 * 1024;
 /// Largest response frame to `GetHeaders` (seed 003's MaxMsgSize).
 pub const MAX_HEADERS_RESPONSE_FRAME: usize = 4 * 1024 * 1024;
-/// Largest response frame to `GetHeadersV2`.
-pub const MAX_HEADERS_V2_RESPONSE_FRAME: usize = 4 * 1024 * 1024;
+/// Largest response frame to `GetHeadersV2` (signed headers; servers stop
+/// adding headers before reaching it).
+pub const MAX_HEADERS_V2_RESPONSE_FRAME: usize = 16 * 1024 * 1024;
+/// Largest response frame to `GetValidatorSet`.
+pub const MAX_VALIDATOR_SET_RESPONSE_FRAME: usize = 1024 * 1024;
 /// Largest response frame to `GetHeaderChain`.
 pub const MAX_HEADER_CHAIN_RESPONSE_FRAME: usize = 64 * 1024;
 /// Largest response frame to `GetSnapshotManifest`.

@@ -12,8 +12,8 @@ use crate::{
     limits::*,
     raw,
     types::{
-        Block, Hash, Header, SignedHeader, check_count, check_len, check_strictly_ascending, fixed,
-        hash, required, try_items,
+        Block, Hash, Header, SignedHeader, ValidatorSet, check_count, check_len,
+        check_strictly_ascending, fixed, hash, required, try_items,
     },
 };
 
@@ -34,6 +34,8 @@ pub enum Request {
     GetSnapshot(GetSnapshot),
     /// Block bodies query.
     GetBlocks(GetBlocks),
+    /// Validator set query.
+    GetValidatorSet(GetValidatorSet),
 }
 
 /// A response: the second frame of a request/response stream.
@@ -57,6 +59,8 @@ pub enum Response {
     Blocks(BlocksResponse),
     /// An explicit refusal of any request.
     Error(ErrorResponse),
+    /// Answer to [`GetValidatorSet`].
+    ValidatorSet(ValidatorSetResponse),
 }
 
 /// An unsolicited message on a push stream.
@@ -87,6 +91,8 @@ pub enum RequestKind {
     GetSnapshot,
     /// [`GetBlocks`].
     GetBlocks,
+    /// [`GetValidatorSet`].
+    GetValidatorSet,
 }
 
 impl RequestKind {
@@ -99,6 +105,7 @@ impl RequestKind {
             RequestKind::GetSnapshotManifest => MAX_SNAPSHOT_MANIFEST_FRAME,
             RequestKind::GetSnapshot => MAX_SNAPSHOT_DATA_FRAME,
             RequestKind::GetBlocks => MAX_BLOCKS_RESPONSE_FRAME,
+            RequestKind::GetValidatorSet => MAX_VALIDATOR_SET_RESPONSE_FRAME,
         }
     }
 
@@ -111,6 +118,7 @@ impl RequestKind {
             RequestKind::GetSnapshotManifest => "get_snapshot_manifest",
             RequestKind::GetSnapshot => "get_snapshot",
             RequestKind::GetBlocks => "get_blocks",
+            RequestKind::GetValidatorSet => "get_validator_set",
         }
     }
 }
@@ -125,6 +133,7 @@ impl Request {
             Request::GetSnapshotManifest(_) => RequestKind::GetSnapshotManifest,
             Request::GetSnapshot(_) => RequestKind::GetSnapshot,
             Request::GetBlocks(_) => RequestKind::GetBlocks,
+            Request::GetValidatorSet(_) => RequestKind::GetValidatorSet,
         }
     }
 
@@ -137,6 +146,7 @@ impl Request {
             Request::GetSnapshotManifest(m) => m.validate(),
             Request::GetSnapshot(m) => m.validate(),
             Request::GetBlocks(m) => m.validate(),
+            Request::GetValidatorSet(m) => m.validate(),
         }
     }
 }
@@ -152,6 +162,7 @@ impl Response {
             Response::SnapshotData(m) => m.validate(),
             Response::Blocks(m) => m.validate(),
             Response::Error(m) => m.validate(),
+            Response::ValidatorSet(m) => m.validator_set.validate(),
         }
     }
 
@@ -182,6 +193,15 @@ impl Response {
             }
             (Response::SnapshotData(r), Request::GetSnapshot(q)) => r.validate_for(q),
             (Response::Blocks(r), Request::GetBlocks(q)) => r.validate_for(q),
+            (Response::ValidatorSet(r), Request::GetValidatorSet(q)) => {
+                if r.height != q.height {
+                    return Err(WireError::Invalid {
+                        field: "validator_set_response.height",
+                        rule: "must echo the request's height",
+                    });
+                }
+                Ok(())
+            }
             _ => Err(WireError::Invalid {
                 field: "response.body",
                 rule: "response kind does not answer the request kind",
@@ -233,6 +253,7 @@ impl Envelope for Response {
             Response::SnapshotData(_) => MAX_SNAPSHOT_DATA_FRAME,
             Response::Blocks(_) => MAX_BLOCKS_RESPONSE_FRAME,
             Response::Error(_) => MAX_REQUEST_FRAME,
+            Response::ValidatorSet(_) => MAX_VALIDATOR_SET_RESPONSE_FRAME,
         }
     }
     fn encode(&self) -> Result<Vec<u8>, WireError> {
@@ -419,8 +440,8 @@ impl MmrProof {
 pub enum HeadersV2Result {
     /// The headers from `start_height` and a proof into the requested commitment.
     Headers {
-        /// Sequential headers from the start height.
-        headers: Vec<Header>,
+        /// Sequential signed headers from the start height.
+        headers: Vec<SignedHeader>,
         /// Proof of the last header's (or every header's) inclusion.
         proof: MmrProof,
     },
@@ -461,10 +482,10 @@ impl HeadersV2Response {
             check_sequential(
                 "headers_v2_response.headers",
                 self.start_height,
-                headers.iter().map(|h| h.height),
+                headers.iter().map(|h| h.header.height),
             )?;
             if let Some(last) = headers.last()
-                && last.height > self.end_height
+                && last.header.height > self.end_height
             {
                 return Err(WireError::Invalid {
                     field: "headers_v2_response.headers",
@@ -818,6 +839,36 @@ pub struct BlockAnnouncement {
     pub signed_header: SignedHeader,
 }
 
+// --------------------------------------------------------- validator sets
+
+/// Request for the validator set of the header at `height` (>= 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GetValidatorSet {
+    /// The header height.
+    pub height: u64,
+}
+
+impl GetValidatorSet {
+    /// Checks the height.
+    pub fn validate(&self) -> Result<(), WireError> {
+        if self.height == 0 {
+            return Err(WireError::ZeroHeight {
+                field: "get_validator_set.height",
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Answer to [`GetValidatorSet`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidatorSetResponse {
+    /// Echo of the requested height.
+    pub height: u64,
+    /// The set whose hash is the header's `validators_hash`.
+    pub validator_set: ValidatorSet,
+}
+
 // ------------------------------------------------------------------- errors
 
 /// Why a request was refused.
@@ -954,6 +1005,9 @@ impl TryFrom<raw::Request> for Request {
                 prefix: prefix("get_snapshot.prefix", m.prefix)?,
                 start_key: m.start_key,
             }),
+            Body::GetValidatorSet(m) => {
+                Request::GetValidatorSet(GetValidatorSet { height: m.height })
+            }
             Body::GetBlocks(m) => {
                 Request::GetBlocks(match required("get_blocks.selector", m.selector)? {
                     raw::get_blocks::Selector::ByHash(h) => GetBlocks::ByHash(hashes(
@@ -1064,6 +1118,11 @@ impl TryFrom<raw::Response> for Response {
                     blocks: try_items("blocks_response.blocks", m.blocks)?,
                 })
             }
+            Body::ValidatorSet(m) => Response::ValidatorSet(ValidatorSetResponse {
+                height: m.height,
+                validator_set: required("validator_set_response.validator_set", m.validator_set)?
+                    .try_into()?,
+            }),
             Body::Error(m) => Response::Error(ErrorResponse {
                 code: match raw::ErrorCode::try_from(m.code) {
                     Ok(raw::ErrorCode::Busy) => ErrorCode::Busy,
@@ -1141,6 +1200,9 @@ impl From<&Request> for raw::Request {
                 prefix: u32::from(m.prefix),
                 start_key: m.start_key.clone(),
             }),
+            Request::GetValidatorSet(m) => {
+                Body::GetValidatorSet(raw::GetValidatorSet { height: m.height })
+            }
             Request::GetBlocks(m) => Body::GetBlocks(raw::GetBlocks {
                 selector: Some(match m {
                     GetBlocks::ByHash(h) => raw::get_blocks::Selector::ByHash(raw::BlockHashes {
@@ -1216,6 +1278,10 @@ impl From<&Response> for raw::Response {
             }),
             Response::Blocks(m) => Body::Blocks(raw::BlocksResponse {
                 blocks: m.blocks.iter().map(Into::into).collect(),
+            }),
+            Response::ValidatorSet(m) => Body::ValidatorSet(raw::ValidatorSetResponse {
+                height: m.height,
+                validator_set: Some((&m.validator_set).into()),
             }),
             Response::Error(m) => Body::Error(raw::ErrorResponse {
                 code: match m.code {

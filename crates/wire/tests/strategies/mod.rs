@@ -195,6 +195,7 @@ pub fn request() -> impl Strategy<Value = Request> {
                 count
             }
         )),
+        (1u64..u64::MAX).prop_map(|height| Request::GetValidatorSet(GetValidatorSet { height })),
     ]
 }
 
@@ -242,7 +243,7 @@ pub fn response() -> impl Strategy<Value = Response> {
         )),
         (1u64..1_000_000, 0usize..6, vec(hash(), 0..40), 0u64..100).prop_flat_map(
             |(start, n, proof, slack)| {
-                let headers: Vec<_> = (0..n as u64).map(|i| header_at(start + i)).collect();
+                let headers: Vec<_> = (0..n as u64).map(|i| signed_header_at(start + i)).collect();
                 (headers, Just(proof)).prop_map(move |(headers, proof)| {
                     Response::HeadersV2(HeadersV2Response {
                         start_height: start,
@@ -290,6 +291,12 @@ pub fn response() -> impl Strategy<Value = Response> {
             )),
         snapshot_data().prop_map(Response::SnapshotData),
         vec(block(), 0..3).prop_map(|blocks| Response::Blocks(BlocksResponse { blocks })),
+        (1u64..u64::MAX, validator_set()).prop_map(|(height, validator_set)| {
+            Response::ValidatorSet(ValidatorSetResponse {
+                height,
+                validator_set,
+            })
+        }),
         (error_code(), "[ -~]{0,256}", any::<u32>()).prop_map(|(code, message, retry_after_ms)| {
             Response::Error(ErrorResponse {
                 code,

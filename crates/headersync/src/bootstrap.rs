@@ -1,0 +1,244 @@
+//! Checkpoint bootstrap (seed 001): from one trusted checkpoint, jump to the
+//! latest header peers can prove, verifying as few intermediate headers as
+//! validator-set changes force (bisection in `headway-chain`), fetching them
+//! over the network.
+
+use std::{collections::HashMap, time::Duration};
+
+use headway_chain::{
+    BisectionVerified, HeaderExt, HeaderSource, TrustedState, verify_commit_full, verify_to_target,
+};
+use headway_net::{NetError, Network, PeerId};
+use headway_wire::{
+    ErrorCode, GetHeaders, GetValidatorSet, Hash, Request, Response, SignedHeader, ValidatorSet,
+};
+use tokio::runtime::Handle;
+
+/// Where trust starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checkpoint {
+    /// The header at `height` has hash `hash`.
+    HeaderHash {
+        /// The height.
+        height: u64,
+        /// Its header hash.
+        hash: Hash,
+    },
+    /// The validator set of the header at `height` has hash `validators_hash`.
+    ValidatorSet {
+        /// The height.
+        height: u64,
+        /// The hash of its validator set.
+        validators_hash: Hash,
+    },
+}
+
+/// Why bootstrap failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BootstrapError {
+    /// No peer could deliver what was asked.
+    #[error("no peer delivered {what} at height {height}")]
+    Unavailable {
+        /// What.
+        what: &'static str,
+        /// The height.
+        height: u64,
+    },
+    /// The checkpoint's header does not match the configured hash or set.
+    #[error("checkpoint at height {height}: {reason}")]
+    Checkpoint {
+        /// The height.
+        height: u64,
+        /// What did not match.
+        reason: String,
+    },
+    /// Verification from the checkpoint to the target failed.
+    #[error("bisection to height {target} failed: {reason}")]
+    Bisection {
+        /// The target height.
+        target: u64,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// A [`HeaderSource`] over the network: asks the given peers in turn.
+pub struct NetHeaderSource {
+    net: Network,
+    peers: Vec<PeerId>,
+    handle: Handle,
+    timeout: Duration,
+    /// Signed headers fetched, kept so the caller can store the target's.
+    fetched: HashMap<u64, SignedHeader>,
+}
+
+/// Times one peer is asked again after `BUSY`/`RATE_LIMITED` before the next peer.
+pub const MAX_BUSY_RETRIES: usize = 20;
+
+/// Most fetched headers a [`NetHeaderSource`] keeps.
+pub const MAX_KEPT_HEADERS: usize = 4096;
+
+impl NetHeaderSource {
+    /// A source asking `peers` (in order, falling over to the next) through `net`.
+    pub fn new(net: Network, peers: Vec<PeerId>, handle: Handle, timeout: Duration) -> Self {
+        NetHeaderSource {
+            net,
+            peers,
+            handle,
+            timeout,
+            fetched: HashMap::new(),
+        }
+    }
+
+    /// The signed header fetched at `height`, if any.
+    pub fn take_fetched(&mut self, height: u64) -> Option<SignedHeader> {
+        self.fetched.remove(&height)
+    }
+
+    fn ask(&self, request: &Request) -> Vec<Result<Response, NetError>> {
+        let mut answers = Vec::new();
+        for peer in &self.peers {
+            // A peer that says BUSY or RATE_LIMITED is honest about its pace:
+            // wait as it asks and try again, a bounded number of times.
+            for _ in 0..MAX_BUSY_RETRIES {
+                let answer = self.handle.block_on(self.net.request_with_timeout(
+                    *peer,
+                    request,
+                    self.timeout,
+                ));
+                let retry = match &answer {
+                    Ok(Response::Error(e))
+                        if matches!(e.code, ErrorCode::Busy | ErrorCode::RateLimited) =>
+                    {
+                        Some(Duration::from_millis(
+                            u64::from(e.retry_after_ms).clamp(10, 5_000),
+                        ))
+                    }
+                    _ => None,
+                };
+                let ok = matches!(answer, Ok(Response::Headers(_) | Response::ValidatorSet(_)));
+                answers.push(answer);
+                if ok {
+                    return answers;
+                }
+                match retry {
+                    Some(delay) => std::thread::sleep(delay),
+                    None => break,
+                }
+            }
+        }
+        answers
+    }
+}
+
+impl HeaderSource for NetHeaderSource {
+    type Error = BootstrapError;
+
+    fn signed_header(&mut self, height: u64) -> Result<SignedHeader, BootstrapError> {
+        let request = Request::GetHeaders(GetHeaders {
+            start_height: height,
+            count: 1,
+        });
+        for answer in self.ask(&request) {
+            if let Ok(Response::Headers(r)) = answer
+                && let Some(h) = r.headers.into_iter().next()
+                && h.header.height == height
+            {
+                if self.fetched.len() < MAX_KEPT_HEADERS {
+                    self.fetched.insert(height, h.clone());
+                }
+                return Ok(h);
+            }
+        }
+        Err(BootstrapError::Unavailable {
+            what: "signed header",
+            height,
+        })
+    }
+
+    fn validator_set(&mut self, height: u64) -> Result<ValidatorSet, BootstrapError> {
+        let request = Request::GetValidatorSet(GetValidatorSet { height });
+        for answer in self.ask(&request) {
+            if let Ok(Response::ValidatorSet(r)) = answer {
+                return Ok(r.validator_set);
+            }
+        }
+        Err(BootstrapError::Unavailable {
+            what: "validator set",
+            height,
+        })
+    }
+}
+
+/// Turns a configured checkpoint into a trusted state, fetching its header
+/// and set from peers and checking them against the checkpoint.
+pub fn resolve_checkpoint(
+    source: &mut NetHeaderSource,
+    checkpoint: Checkpoint,
+) -> Result<TrustedState, BootstrapError> {
+    let height = match checkpoint {
+        Checkpoint::HeaderHash { height, .. } | Checkpoint::ValidatorSet { height, .. } => height,
+    };
+    let signed = source.signed_header(height)?;
+    let set = source.validator_set(height)?;
+    let bad = |reason: String| BootstrapError::Checkpoint { height, reason };
+    match checkpoint {
+        Checkpoint::HeaderHash { hash, .. } => {
+            if signed.header.hash() != hash {
+                return Err(bad(format!(
+                    "header hash {} is not the configured {hash}",
+                    signed.header.hash()
+                )));
+            }
+        }
+        Checkpoint::ValidatorSet {
+            validators_hash, ..
+        } => {
+            if signed.header.validators_hash != validators_hash {
+                return Err(bad(format!(
+                    "validators_hash {} is not the configured {validators_hash}",
+                    signed.header.validators_hash
+                )));
+            }
+            // Trusting a set, not a header: the header needs +2/3 of that set.
+            verify_commit_full(
+                &signed.header.chain_id,
+                &signed.header,
+                &signed.commit,
+                &set,
+            )
+            .map_err(|e| {
+                bad(format!(
+                    "commit does not verify against the configured set: {e}"
+                ))
+            })?;
+        }
+    }
+    TrustedState::new(signed.header, set).map_err(|e| bad(e.to_string()))
+}
+
+/// Verifies the header at `target` from `trusted` by bisection; returns the
+/// result and the target's signed header (to store).
+pub fn bisect(
+    source: &mut NetHeaderSource,
+    trusted: &TrustedState,
+    target: u64,
+) -> Result<(BisectionVerified, SignedHeader), BootstrapError> {
+    let verified =
+        verify_to_target(trusted, target, source).map_err(|e| BootstrapError::Bisection {
+            target,
+            reason: e.to_string(),
+        })?;
+    let signed = match source.take_fetched(target) {
+        Some(s) => s,
+        None => source.signed_header(target)?,
+    };
+    if signed.header.hash() != verified.trusted.header_hash() {
+        return Err(BootstrapError::Bisection {
+            target,
+            reason: "peers served two different headers for the target".into(),
+        });
+    }
+    Ok((verified, signed))
+}

@@ -1,0 +1,305 @@
+//! The async driver of parallel header sync (v2): checkpoint bootstrap, then
+//! ranges from every agreeing peer, stored in order.
+
+use std::{
+    sync::{Arc, atomic::Ordering},
+    time::{Duration, Instant},
+};
+
+use headway_chain::{HeaderExt, TrustedState};
+use headway_net::{NetError, Network, PeerId};
+use headway_store::Store;
+use headway_wire::{ErrorCode, GetHeadersV2, Request, Response, SignedHeader};
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use crate::{
+    HeaderSyncMetrics,
+    bootstrap::{self, Checkpoint, NetHeaderSource},
+    v2::{RangeEvent, RangeFailure, RangeSync, RangeSyncConfig},
+};
+
+/// Settings of a v2 run.
+#[derive(Debug, Clone, Default)]
+pub struct ParallelConfig {
+    /// The range planner's limits.
+    pub ranges: RangeSyncConfig,
+    /// Trust this checkpoint instead of the stored tip.
+    pub checkpoint: Option<Checkpoint>,
+    /// Timeout of each bootstrap request.
+    pub bootstrap_timeout: Option<Duration>,
+}
+
+/// What a v2 run did.
+#[derive(Debug, Clone)]
+pub struct ParallelReport {
+    /// The verified tip, now stored: continue (v1) from here.
+    pub trusted: TrustedState,
+    /// Heights bisection verified (one per round), ending with the tip.
+    pub bootstrap_heights: Vec<u64>,
+    /// Headers downloaded and stored by ranges.
+    pub headers: u64,
+    /// Time spent bootstrapping.
+    pub bootstrap_time: Duration,
+    /// Time spent downloading ranges.
+    pub download_time: Duration,
+}
+
+/// Why a v2 run stopped early (the caller falls back to v1).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ParallelError {
+    /// Bootstrap failed.
+    #[error(transparent)]
+    Bootstrap(#[from] bootstrap::BootstrapError),
+    /// No peer could serve v2 ranges for the verified commitment.
+    #[error("no peer serves v2 ranges for the verified commitment (left at height {height})")]
+    NoPeers {
+        /// The stored header height.
+        height: u64,
+    },
+    /// The stored headers are not the verified chain's.
+    #[error("stored headers conflict with the verified history at height {height}")]
+    PrefixConflict {
+        /// The height.
+        height: u64,
+    },
+    /// The store failed.
+    #[error("store: {0}")]
+    Store(#[from] headway_store::StoreError),
+    /// A blocking task failed.
+    #[error("task failed: {0}")]
+    Task(String),
+}
+
+/// Bootstraps from `trusted` (or the configured checkpoint) to the highest
+/// header of `peers`, downloads every missing header below it in parallel
+/// ranges, stores them in order, then stores the tip.
+pub async fn sync_parallel(
+    net: &Network,
+    store: &Store,
+    peers: Vec<(PeerId, u64)>,
+    trusted: TrustedState,
+    config: ParallelConfig,
+    metrics: &Arc<HeaderSyncMetrics>,
+) -> Result<ParallelReport, ParallelError> {
+    let started = Instant::now();
+    let mut by_height = peers.clone();
+    by_height.sort_by_key(|(p, h)| (std::cmp::Reverse(*h), *p));
+    let target = by_height.first().map_or(0, |(_, h)| *h);
+    let peer_ids: Vec<PeerId> = by_height.iter().map(|(p, _)| *p).collect();
+    let timeout = config
+        .bootstrap_timeout
+        .unwrap_or(config.ranges.request_timeout);
+    let source_net = net.clone();
+    let handle = tokio::runtime::Handle::current();
+    let checkpoint = config.checkpoint;
+    let start_trust = trusted.clone();
+    // Bisection is synchronous (chain crate): run it on a blocking thread that
+    // drives requests on this runtime.
+    let (tip, tip_signed, heights) = tokio::task::spawn_blocking(move || {
+        let mut source = NetHeaderSource::new(source_net, peer_ids, handle, timeout);
+        let trust = match checkpoint {
+            Some(c) => bootstrap::resolve_checkpoint(&mut source, c)?,
+            None => start_trust,
+        };
+        if target <= trust.height() {
+            return Ok::<_, bootstrap::BootstrapError>((trust, None, Vec::new()));
+        }
+        let (verified, signed) = bootstrap::bisect(&mut source, &trust, target)?;
+        Ok((
+            verified.trusted.clone(),
+            Some(signed),
+            verified.verified_heights,
+        ))
+    })
+    .await
+    .map_err(|e| ParallelError::Task(e.to_string()))??;
+    let bootstrap_time = started.elapsed();
+    metrics
+        .bootstrap_rounds
+        .store(heights.len() as u64, Ordering::Relaxed);
+    info!(tip = tip.height(), rounds = heights.len(), intermediate = ?&heights[..heights.len().saturating_sub(1)], ?bootstrap_time, "bootstrap verified the tip");
+
+    let Some(tip_signed) = tip_signed else {
+        return Ok(ParallelReport {
+            trusted: tip,
+            bootstrap_heights: heights,
+            headers: 0,
+            bootstrap_time,
+            download_time: Duration::ZERO,
+        });
+    };
+    let download_started = Instant::now();
+    let x = tip.height() - 1;
+    let stored = store.header_height();
+    let mut headers = 0u64;
+    if stored < x {
+        let prev = store
+            .load_header(stored)?
+            .map(|h| h.hash())
+            .ok_or(ParallelError::PrefixConflict { height: stored })?;
+        let mut planner = RangeSync::new(
+            tip.chain_id().to_string(),
+            tip.header().history_root,
+            x,
+            stored + 1,
+            prev,
+            config.ranges.clone(),
+        );
+        for (peer, height) in &peers {
+            if *height >= x {
+                planner.add_peer(*peer);
+            }
+        }
+        headers = download(net, store, &mut planner, metrics).await?;
+    }
+    // The tip itself, verified by bisection, completes the chain.
+    let tip_store = store.clone();
+    tokio::task::spawn_blocking(move || tip_store.save_headers(&[tip_signed]))
+        .await
+        .map_err(|e| ParallelError::Task(e.to_string()))??;
+    metrics
+        .header_height
+        .store(store.header_height(), Ordering::Relaxed);
+    let download_time = download_started.elapsed();
+    info!(
+        headers,
+        ?download_time,
+        rate = headers as f64 / download_time.as_secs_f64().max(1e-9),
+        "parallel header sync done"
+    );
+    Ok(ParallelReport {
+        trusted: tip,
+        bootstrap_heights: heights,
+        headers,
+        bootstrap_time,
+        download_time,
+    })
+}
+
+type Completion = (PeerId, GetHeadersV2, Result<Response, NetError>);
+
+/// Batches of verified headers stored per write.
+const STORE_QUEUE: usize = 4;
+
+async fn download(
+    net: &Network,
+    store: &Store,
+    planner: &mut RangeSync<PeerId>,
+    metrics: &Arc<HeaderSyncMetrics>,
+) -> Result<u64, ParallelError> {
+    let (done_tx, mut done_rx) = mpsc::channel::<Completion>(256);
+    // Storing runs on its own blocking task so downloads continue meanwhile;
+    // its queue is bounded, which bounds memory together with the planner's cap.
+    let (store_tx, mut store_rx) = mpsc::channel::<Vec<SignedHeader>>(STORE_QUEUE);
+    let writer_store = store.clone();
+    let writer_metrics = metrics.clone();
+    let writer = tokio::task::spawn_blocking(move || -> Result<u64, headway_store::StoreError> {
+        let mut stored = 0u64;
+        while let Some(batch) = store_rx.blocking_recv() {
+            writer_store.save_headers(&batch)?;
+            stored += batch.len() as u64;
+            writer_metrics
+                .headers_synced
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+            writer_metrics
+                .header_height
+                .store(writer_store.header_height(), Ordering::Relaxed);
+        }
+        Ok(stored)
+    });
+    let mut inflight = 0usize;
+    let mut failure = None;
+    loop {
+        let now = Instant::now();
+        while let Some(event) = planner.poll_event() {
+            match event {
+                RangeEvent::Ready(headers) => {
+                    let bytes: usize = headers
+                        .iter()
+                        .map(|h| {
+                            prost::Message::encoded_len(&headway_wire::raw::SignedHeader::from(h))
+                        })
+                        .sum();
+                    metrics
+                        .bytes_synced
+                        .fetch_add(bytes as u64, Ordering::Relaxed);
+                    if store_tx.send(headers).await.is_err() {
+                        failure = Some(ParallelError::Task("the store writer stopped".into()));
+                    }
+                }
+                RangeEvent::Ban { peer, reason } => {
+                    metrics.bans.fetch_add(1, Ordering::Relaxed);
+                    metrics
+                        .verification_failures
+                        .fetch_add(1, Ordering::Relaxed);
+                    warn!(peer = %peer.short(), reason, "v2 range failed verification");
+                    net.ban(peer, Duration::from_secs(60), &reason);
+                }
+                RangeEvent::Unusable { peer, reason } => {
+                    debug!(peer = %peer.short(), reason, "peer left to v1")
+                }
+                RangeEvent::PrefixConflict { height } => {
+                    failure = Some(ParallelError::PrefixConflict { height })
+                }
+            }
+        }
+        if failure.is_some() || planner.is_done() {
+            break;
+        }
+        while let Some((peer, request)) = planner.poll_request(now) {
+            inflight += 1;
+            let (net, done) = (net.clone(), done_tx.clone());
+            tokio::spawn(async move {
+                let result = net.request(peer, &Request::GetHeadersV2(request)).await;
+                let _ = done.send((peer, request, result)).await;
+            });
+        }
+        metrics
+            .pending_requests
+            .store(inflight as u64, Ordering::Relaxed);
+        if inflight == 0 && planner.peer_count() == 0 {
+            failure = Some(ParallelError::NoPeers {
+                height: store.header_height(),
+            });
+            break;
+        }
+        let deadline = planner
+            .next_deadline()
+            .map_or(now + Duration::from_millis(250), |d| {
+                d.min(now + Duration::from_millis(250))
+            });
+        tokio::select! {
+            Some((peer, request, result)) = done_rx.recv() => {
+                inflight = inflight.saturating_sub(1);
+                let now = Instant::now();
+                match result {
+                    Ok(Response::HeadersV2(r)) => planner.on_response(peer, r, now),
+                    Ok(Response::Error(e)) => {
+                        let kind = match e.code {
+                            ErrorCode::Busy | ErrorCode::RateLimited => RangeFailure::Busy,
+                            ErrorCode::NotFound => RangeFailure::NotFound,
+                            ErrorCode::Unsupported => RangeFailure::Unsupported,
+                            _ => RangeFailure::Transport,
+                        };
+                        planner.on_failure(peer, request.start_height, kind, now);
+                    }
+                    Ok(_) => planner.on_failure(peer, request.start_height, RangeFailure::Invalid, now),
+                    Err(NetError::Timeout(_)) => planner.on_failure(peer, request.start_height, RangeFailure::Timeout, now),
+                    Err(e) if e.is_peer_fault() => planner.on_failure(peer, request.start_height, RangeFailure::Invalid, now),
+                    Err(_) => planner.on_failure(peer, request.start_height, RangeFailure::Transport, now),
+                }
+            }
+            () = tokio::time::sleep_until(deadline.into()) => planner.on_tick(Instant::now()),
+        }
+    }
+    drop(store_tx);
+    let stored = writer
+        .await
+        .map_err(|e| ParallelError::Task(e.to_string()))??;
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(stored),
+    }
+}

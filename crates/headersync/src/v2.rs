@@ -1,0 +1,777 @@
+//! Parallel header sync over MMR commitments (getheadersv2, seed 000): the
+//! sans-IO range planner and the hash-only range verifier.
+//!
+//! A verified tip header `T` at height `t` carries `history_root = C(t - 1)`,
+//! the MMR root over the hashes of every earlier header. The planner splits
+//! the heights still missing below `T` into ranges, asks every peer that
+//! agrees with `C(X)` (`X = t - 1`) for ranges in parallel, verifies each
+//! answer **by hashes alone** ([`verify_range`]: linkage inside the range,
+//! commits bound to their headers, attached validator sets hashing to their
+//! headers, and an MMR proof of the last header — or every header — into
+//! `C(X)`), and hands verified ranges out strictly in height order so they
+//! can be stored. Not one signature is checked: `C(X)` is vouched for by the
+//! +2/3 commit of `T`.
+//!
+//! Memory is bounded by bytes, not by a count of peers: ranges are requested
+//! only while the bytes buffered plus the bytes in flight stay under
+//! [`RangeSyncConfig::max_buffer_bytes`] (the range at the head is always
+//! allowed, so the buffer can never deadlock). A range stuck at the head is
+//! requested again from another peer when it is late, and a peer whose range
+//! does not prove is banned.
+
+use std::{
+    collections::{BTreeMap, HashMap, HashSet, VecDeque},
+    fmt::Debug,
+    hash::Hash as StdHash,
+    time::{Duration, Instant},
+};
+
+use headway_chain::{HeaderExt, bind_commit, check_validator_set};
+use headway_mmr::{LeafHash, Proof, verify_inclusion, verify_range as mmr_verify_range};
+use headway_wire::{
+    GetHeadersV2, Hash, HeadersV2Response, HeadersV2Result, MmrProof, ProofKind, SignedHeader,
+    limits::MAX_HEADERS_V2,
+};
+
+/// Why a range does not verify.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RangeError {
+    /// The answer has no headers.
+    #[error("empty range")]
+    Empty,
+    /// The headers do not start at the requested height or run past the end.
+    #[error("headers {first}..={last} are not within the requested {start}..={end}")]
+    OutOfRange {
+        /// First height received.
+        first: u64,
+        /// Last height received.
+        last: u64,
+        /// Requested start.
+        start: u64,
+        /// Requested end (inclusive).
+        end: u64,
+    },
+    /// A header is for another chain.
+    #[error("height {height}: chain id {actual:?} is not {expected:?}")]
+    ChainId {
+        /// The height.
+        height: u64,
+        /// The expected chain id.
+        expected: String,
+        /// The header's.
+        actual: String,
+    },
+    /// `last_block_id` of a header is not the previous header's hash.
+    #[error("height {height}: last_block_id does not link to the previous header")]
+    Linkage {
+        /// The height.
+        height: u64,
+    },
+    /// `validators_hash` is not the previous header's `next_validators_hash`.
+    #[error("height {height}: validators_hash breaks continuity with the previous header")]
+    ValidatorContinuity {
+        /// The height.
+        height: u64,
+    },
+    /// A commit is not bound to its header, or an attached set does not hash to it.
+    #[error("height {height}: {reason}")]
+    Binding {
+        /// The height.
+        height: u64,
+        /// What failed.
+        reason: String,
+    },
+    /// The MMR proof does not put the headers into the commitment.
+    #[error("MMR proof of heights {first}..={last} into C({end}) fails: {reason}")]
+    Proof {
+        /// First height proven.
+        first: u64,
+        /// Last height proven.
+        last: u64,
+        /// The commitment's leaf count.
+        end: u64,
+        /// The MMR error.
+        reason: String,
+    },
+}
+
+/// Verifies a range of signed headers into the commitment `commitment = C(end_height)`
+/// by hashes alone, and returns the header hashes (computed once, reused for storage checks).
+pub fn verify_range(
+    chain_id: &str,
+    commitment: &Hash,
+    end_height: u64,
+    start_height: u64,
+    headers: &[SignedHeader],
+    proof: &MmrProof,
+    kind: ProofKind,
+) -> Result<Vec<Hash>, RangeError> {
+    let (Some(first), Some(last)) = (headers.first(), headers.last()) else {
+        return Err(RangeError::Empty);
+    };
+    let (first_h, last_h) = (first.header.height, last.header.height);
+    if first_h != start_height
+        || last_h > end_height
+        || last_h < first_h
+        || (last_h - first_h + 1) as usize != headers.len()
+    {
+        return Err(RangeError::OutOfRange {
+            first: first_h,
+            last: last_h,
+            start: start_height,
+            end: end_height,
+        });
+    }
+    let mut hashes = Vec::with_capacity(headers.len());
+    for (i, signed) in headers.iter().enumerate() {
+        let header = &signed.header;
+        if header.chain_id != chain_id {
+            return Err(RangeError::ChainId {
+                height: header.height,
+                expected: chain_id.into(),
+                actual: header.chain_id.clone(),
+            });
+        }
+        let hash = header.hash();
+        if i > 0 {
+            let prev = &headers[i - 1].header;
+            if header.last_block_id.map(|b| b.hash) != Some(hashes[i - 1]) {
+                return Err(RangeError::Linkage {
+                    height: header.height,
+                });
+            }
+            if header.validators_hash != prev.next_validators_hash {
+                return Err(RangeError::ValidatorContinuity {
+                    height: header.height,
+                });
+            }
+        }
+        let bound = bind_commit(header, &signed.commit).map_err(|e| RangeError::Binding {
+            height: header.height,
+            reason: e.to_string(),
+        })?;
+        if bound != hash {
+            return Err(RangeError::Binding {
+                height: header.height,
+                reason: "commit is for another header".into(),
+            });
+        }
+        if let Some(set) = &signed.validator_set {
+            check_validator_set(header, set).map_err(|e| RangeError::Binding {
+                height: header.height,
+                reason: e.to_string(),
+            })?;
+        }
+        hashes.push(hash);
+    }
+    let proof = Proof::from_hashes(proof.hashes.iter().map(|h| h.0).collect());
+    let fail = |e: headway_mmr::ProofError| RangeError::Proof {
+        first: first_h,
+        last: last_h,
+        end: end_height,
+        reason: e.to_string(),
+    };
+    match kind {
+        ProofKind::LastLeaf => {
+            let leaf = LeafHash::of(&hashes[hashes.len() - 1].0);
+            verify_inclusion(&commitment.0, end_height, last_h - 1, &leaf, &proof).map_err(fail)?;
+        }
+        ProofKind::Range => {
+            let leaves: Vec<LeafHash> = hashes.iter().map(|h| LeafHash::of(&h.0)).collect();
+            mmr_verify_range(&commitment.0, end_height, first_h - 1, &leaves, &proof)
+                .map_err(fail)?;
+        }
+    }
+    Ok(hashes)
+}
+
+/// Planner limits; every bound has a name.
+#[derive(Debug, Clone)]
+pub struct RangeSyncConfig {
+    /// Headers per range request (at most 2000).
+    pub range_len: u32,
+    /// Most range requests in flight to one peer.
+    pub max_inflight_per_peer: usize,
+    /// Memory cap: bytes of verified-but-unstored ranges plus bytes expected in flight.
+    pub max_buffer_bytes: usize,
+    /// Estimated encoded bytes of one signed header, until measured.
+    pub initial_header_bytes: usize,
+    /// A request unanswered for this long fails.
+    pub request_timeout: Duration,
+    /// A range at the head is requested again from another peer after this
+    /// long, or after 3× the answering peers' mean response time if longer.
+    pub steal_after: Duration,
+    /// Which proof to ask for.
+    pub proof_kind: ProofKind,
+    /// Most peers tracked.
+    pub max_peers: usize,
+}
+
+impl Default for RangeSyncConfig {
+    fn default() -> Self {
+        RangeSyncConfig {
+            range_len: 1000,
+            max_inflight_per_peer: 2,
+            max_buffer_bytes: 64 * 1024 * 1024,
+            initial_header_bytes: 2048,
+            request_timeout: Duration::from_secs(15),
+            steal_after: Duration::from_millis(500),
+            proof_kind: ProofKind::LastLeaf,
+            max_peers: 128,
+        }
+    }
+}
+
+/// How a range request failed, as the transport saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RangeFailure {
+    /// No answer in time.
+    Timeout,
+    /// `BUSY` or `RATE_LIMITED`: try again later.
+    Busy,
+    /// `NOT_FOUND`: the peer does not have `C(X)` (it is behind).
+    NotFound,
+    /// `UNSUPPORTED`: the peer does not speak v2.
+    Unsupported,
+    /// The connection or stream failed.
+    Transport,
+    /// The answer broke the protocol.
+    Invalid,
+}
+
+/// Something the driver must act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RangeEvent<P> {
+    /// Verified headers, the next ones in height order: store them.
+    Ready(Vec<SignedHeader>),
+    /// Ban this peer.
+    Ban {
+        /// The peer.
+        peer: P,
+        /// Why.
+        reason: String,
+    },
+    /// This peer cannot serve v2 ranges for this commitment (it does not
+    /// speak v2, or is behind); leave it to v1.
+    Unusable {
+        /// The peer.
+        peer: P,
+        /// Why.
+        reason: &'static str,
+    },
+    /// The first range does not link to the stored header before it: the
+    /// stored prefix is not the commitment's chain (a wrong genesis or
+    /// checkpoint). No peer is to blame; v2 cannot continue.
+    PrefixConflict {
+        /// The first height that does not link.
+        height: u64,
+    },
+}
+
+#[derive(Debug)]
+enum RangeState<P> {
+    Unassigned,
+    Requested {
+        peers: Vec<(P, Instant)>,
+    },
+    Verified {
+        headers: Vec<SignedHeader>,
+        bytes: usize,
+    },
+}
+
+#[derive(Debug)]
+struct Range<P> {
+    end: u64,
+    state: RangeState<P>,
+}
+
+#[derive(Debug, Default)]
+struct V2Peer {
+    inflight: usize,
+    timed_out: bool,
+    paused_until: Option<Instant>,
+    mean_response: Option<Duration>,
+    ranges_ok: u64,
+}
+
+/// Counters of the planner.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RangeCounters {
+    /// Headers verified.
+    pub headers_verified: u64,
+    /// Encoded bytes verified.
+    pub bytes_verified: u64,
+    /// Ranges that failed to verify.
+    pub ranges_failed: u64,
+    /// Head ranges requested a second time because they were late.
+    pub steals: u64,
+    /// Requests that timed out.
+    pub timeouts: u64,
+}
+
+/// The range planner. `P` is the peer id type.
+#[derive(Debug)]
+pub struct RangeSync<P> {
+    config: RangeSyncConfig,
+    chain_id: String,
+    commitment: Hash,
+    end: u64,
+    /// Next height to hand out (everything below is handed out).
+    next: u64,
+    /// Hash of the header at `next - 1`.
+    prev_hash: Hash,
+    ranges: BTreeMap<u64, Range<P>>,
+    peers: HashMap<P, V2Peer>,
+    /// Requests in flight, by peer and range start.
+    outstanding: HashSet<(P, u64)>,
+    buffered_bytes: usize,
+    header_bytes: usize,
+    events: VecDeque<RangeEvent<P>>,
+    counters: RangeCounters,
+}
+
+impl<P: Copy + Eq + StdHash + Ord + Debug> RangeSync<P> {
+    /// Plans the download of heights `start..=end` proven into `commitment =
+    /// C(end)`; `prev_hash` is the hash of the stored header at `start - 1`.
+    pub fn new(
+        chain_id: String,
+        commitment: Hash,
+        end: u64,
+        start: u64,
+        prev_hash: Hash,
+        config: RangeSyncConfig,
+    ) -> Self {
+        let mut config = config;
+        config.range_len = config.range_len.clamp(1, MAX_HEADERS_V2);
+        config.max_inflight_per_peer = config.max_inflight_per_peer.max(1);
+        let mut ranges = BTreeMap::new();
+        let mut s = start.max(1);
+        while s <= end {
+            let e = (s + u64::from(config.range_len) - 1).min(end);
+            ranges.insert(
+                s,
+                Range {
+                    end: e,
+                    state: RangeState::Unassigned,
+                },
+            );
+            s = e + 1;
+        }
+        RangeSync {
+            header_bytes: config.initial_header_bytes.max(1),
+            config,
+            chain_id,
+            commitment,
+            end,
+            next: start.max(1),
+            prev_hash,
+            ranges,
+            peers: HashMap::new(),
+            outstanding: HashSet::new(),
+            buffered_bytes: 0,
+            events: VecDeque::new(),
+            counters: RangeCounters::default(),
+        }
+    }
+
+    /// True when every height up to the end has been handed out.
+    pub fn is_done(&self) -> bool {
+        self.next > self.end
+    }
+
+    /// The next height to be handed out.
+    pub fn next_height(&self) -> u64 {
+        self.next
+    }
+
+    /// Bytes of verified ranges waiting to be handed out.
+    pub fn buffered_bytes(&self) -> usize {
+        self.buffered_bytes
+    }
+
+    /// Peers usable for ranges.
+    pub fn peer_count(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// Counters.
+    pub fn counters(&self) -> &RangeCounters {
+        &self.counters
+    }
+
+    /// A peer that claims to have the tip: it may serve ranges.
+    pub fn add_peer(&mut self, peer: P) {
+        if self.peers.len() < self.config.max_peers {
+            self.peers.entry(peer).or_default();
+        }
+    }
+
+    /// The peer left; its requests go back to the pool.
+    pub fn remove_peer(&mut self, peer: &P) {
+        if self.peers.remove(peer).is_none() {
+            return;
+        }
+        self.outstanding.retain(|(p, _)| p != peer);
+        for range in self.ranges.values_mut() {
+            if let RangeState::Requested { peers } = &mut range.state {
+                peers.retain(|(p, _)| p != peer);
+                if peers.is_empty() {
+                    range.state = RangeState::Unassigned;
+                }
+            }
+        }
+    }
+
+    /// The answer of `peer` to the range request starting at `start`.
+    pub fn on_response(&mut self, peer: P, response: HeadersV2Response, now: Instant) {
+        let start = response.start_height;
+        if !self.outstanding.remove(&(peer, start)) {
+            return; // Not (or no longer) asked of this peer.
+        }
+        let (others_pending, end, sent_at) = match self.ranges.get_mut(&start) {
+            Some(Range {
+                end,
+                state: RangeState::Requested { peers },
+            }) => {
+                let sent_at = peers
+                    .iter()
+                    .position(|(p, _)| *p == peer)
+                    .map(|i| peers.remove(i).1);
+                (!peers.is_empty(), *end, sent_at)
+            }
+            // Verified already from another peer (a stolen head range) or handed out.
+            _ => {
+                self.release(peer, now, None);
+                return;
+            }
+        };
+        self.release(peer, now, sent_at);
+        let (headers, proof) = match response.result {
+            HeadersV2Result::Headers { headers, proof } => (headers, proof),
+            HeadersV2Result::Commitment(theirs) => {
+                self.unassign_if_idle(start, others_pending);
+                self.ban(
+                    peer,
+                    format!(
+                        "its history commitment at {} is {theirs}, not the verified {}",
+                        self.end, self.commitment
+                    ),
+                );
+                return;
+            }
+        };
+        let last = headers.last().map_or(start, |h| h.header.height);
+        match verify_range(
+            &self.chain_id,
+            &self.commitment,
+            self.end,
+            start,
+            &headers,
+            &proof,
+            self.config.proof_kind,
+        ) {
+            Ok(_hashes) => {
+                let bytes: usize = headers
+                    .iter()
+                    .map(|h| prost::Message::encoded_len(&headway_wire::raw::SignedHeader::from(h)))
+                    .sum();
+                self.header_bytes = (self.header_bytes * 3 + bytes / headers.len().max(1)) / 4;
+                self.counters.headers_verified += headers.len() as u64;
+                self.counters.bytes_verified += bytes as u64;
+                if let Some(state) = self.peers.get_mut(&peer) {
+                    state.ranges_ok += 1;
+                }
+                let Some(range) = self.ranges.get_mut(&start) else {
+                    return;
+                };
+                if last < end {
+                    // A partial answer (the server's byte budget): the rest is a new range.
+                    range.end = last;
+                    self.ranges.insert(
+                        last + 1,
+                        Range {
+                            end,
+                            state: RangeState::Unassigned,
+                        },
+                    );
+                }
+                let Some(range) = self.ranges.get_mut(&start) else {
+                    return;
+                };
+                range.state = RangeState::Verified { headers, bytes };
+                self.buffered_bytes += bytes;
+                self.emit_ready();
+            }
+            Err(error) => {
+                self.counters.ranges_failed += 1;
+                self.unassign_if_idle(start, others_pending);
+                self.ban(
+                    peer,
+                    format!("range {start}..={end} does not prove: {error}"),
+                );
+            }
+        }
+    }
+
+    /// A range request to `peer` starting at `start` failed.
+    pub fn on_failure(&mut self, peer: P, start: u64, failure: RangeFailure, now: Instant) {
+        if !self.outstanding.remove(&(peer, start)) {
+            return;
+        }
+        self.release(peer, now, None);
+        if let Some(Range {
+            state: RangeState::Requested { peers },
+            ..
+        }) = self.ranges.get_mut(&start)
+        {
+            peers.retain(|(p, _)| *p != peer);
+            let others_pending = !peers.is_empty();
+            self.unassign_if_idle(start, others_pending);
+        }
+        match failure {
+            RangeFailure::Timeout => {
+                self.counters.timeouts += 1;
+                if let Some(state) = self.peers.get_mut(&peer) {
+                    state.timed_out = true;
+                }
+            }
+            RangeFailure::Busy => {
+                if let Some(state) = self.peers.get_mut(&peer) {
+                    state.paused_until = Some(now + Duration::from_millis(200));
+                }
+            }
+            RangeFailure::Transport => {}
+            RangeFailure::NotFound => self.unusable(peer, "does not have the commitment's height"),
+            RangeFailure::Unsupported => self.unusable(peer, "does not serve GetHeadersV2"),
+            RangeFailure::Invalid => self.ban(peer, "sent an invalid GetHeadersV2 answer".into()),
+        }
+    }
+
+    /// Checks timeouts and late head ranges; call periodically.
+    pub fn on_tick(&mut self, now: Instant) {
+        let timeout = self.config.request_timeout;
+        let expired: Vec<(P, u64)> = self
+            .ranges
+            .iter()
+            .flat_map(|(start, r)| match &r.state {
+                RangeState::Requested { peers } => peers
+                    .iter()
+                    .filter(|(_, at)| now.saturating_duration_since(*at) >= timeout)
+                    .map(|(p, _)| (*p, *start))
+                    .collect::<Vec<_>>(),
+                _ => Vec::new(),
+            })
+            .collect();
+        for (peer, start) in expired {
+            self.on_failure(peer, start, RangeFailure::Timeout, now);
+        }
+        for state in self.peers.values_mut() {
+            if state.paused_until.is_some_and(|t| t <= now) {
+                state.paused_until = None;
+            }
+        }
+    }
+
+    /// When the planner next needs [`RangeSync::on_tick`].
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.ranges
+            .values()
+            .filter_map(|r| match &r.state {
+                RangeState::Requested { peers } => peers
+                    .iter()
+                    .map(|(_, at)| *at + self.config.request_timeout)
+                    .min(),
+                _ => None,
+            })
+            .min()
+    }
+
+    /// The next request to send, if any. Call until `None`.
+    #[must_use]
+    pub fn poll_request(&mut self, now: Instant) -> Option<(P, GetHeadersV2)> {
+        // A late head range is asked for again elsewhere (the staller is not
+        // punished: the first valid answer wins).
+        if let Some(request) = self.steal_head(now) {
+            return Some(request);
+        }
+        let head = self
+            .ranges
+            .iter()
+            .find(|(_, r)| !matches!(r.state, RangeState::Verified { .. }))
+            .map(|(s, _)| *s);
+        let inflight_bytes: usize = self
+            .ranges
+            .iter()
+            .map(|(start, r)| match &r.state {
+                RangeState::Requested { .. } => self.estimate_len(r.end + 1 - start),
+                _ => 0,
+            })
+            .sum();
+        let committed = self.buffered_bytes + inflight_bytes;
+        // The lowest unassigned range: ranges are filled in height order so the
+        // buffer drains as soon as the head arrives.
+        let (start, end) = self
+            .ranges
+            .iter()
+            .find(|(_, r)| matches!(r.state, RangeState::Unassigned))
+            .map(|(s, r)| (*s, r.end))?;
+        let cost = self.estimate_len(end - start + 1);
+        if Some(start) != head && committed + cost > self.config.max_buffer_bytes {
+            return None;
+        }
+        let peer = self.best_peer(now, None)?;
+        Some(self.assign(peer, start, end, now))
+    }
+
+    /// The next event, if any.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<RangeEvent<P>> {
+        self.events.pop_front()
+    }
+
+    fn steal_head(&mut self, now: Instant) -> Option<(P, GetHeadersV2)> {
+        let (start, range) = self.ranges.iter().next()?;
+        let RangeState::Requested { peers } = &range.state else {
+            return None;
+        };
+        if peers.len() != 1 {
+            return None;
+        }
+        let (holder, at) = peers[0];
+        let mean = self
+            .peers
+            .iter()
+            .filter(|(p, _)| **p != holder)
+            .filter_map(|(_, s)| s.mean_response)
+            .min()
+            .unwrap_or(self.config.steal_after);
+        let late = now.saturating_duration_since(at) >= self.config.steal_after.max(mean * 3);
+        if !late {
+            return None;
+        }
+        let (start, end) = (*start, range.end);
+        let peer = self.best_peer(now, Some(holder))?;
+        self.counters.steals += 1;
+        Some(self.assign(peer, start, end, now))
+    }
+
+    fn assign(&mut self, peer: P, start: u64, end: u64, now: Instant) -> (P, GetHeadersV2) {
+        if let Some(range) = self.ranges.get_mut(&start) {
+            match &mut range.state {
+                RangeState::Requested { peers } => peers.push((peer, now)),
+                state => {
+                    *state = RangeState::Requested {
+                        peers: vec![(peer, now)],
+                    }
+                }
+            }
+        }
+        if let Some(state) = self.peers.get_mut(&peer) {
+            state.inflight += 1;
+        }
+        self.outstanding.insert((peer, start));
+        let count = u32::try_from(end - start + 1).unwrap_or(MAX_HEADERS_V2);
+        (
+            peer,
+            GetHeadersV2 {
+                start_height: start,
+                count,
+                end_height: self.end,
+                commitment: self.commitment,
+                proof_kind: self.config.proof_kind,
+            },
+        )
+    }
+
+    fn best_peer(&self, now: Instant, except: Option<P>) -> Option<P> {
+        let ready = |p: &V2Peer| {
+            p.inflight < self.config.max_inflight_per_peer
+                && p.paused_until.is_none_or(|t| t <= now)
+        };
+        let score = |(id, p): (&P, &V2Peer)| {
+            (
+                p.mean_response
+                    .unwrap_or(Duration::from_millis(20))
+                    .saturating_mul(p.inflight as u32 + 1),
+                *id,
+            )
+        };
+        let pick = |timed_out: bool| {
+            self.peers
+                .iter()
+                .filter(|(id, p)| Some(**id) != except && p.timed_out == timed_out && ready(p))
+                .min_by_key(|e| score(*e))
+                .map(|(id, _)| *id)
+        };
+        pick(false).or_else(|| pick(true))
+    }
+
+    fn estimate_len(&self, headers: u64) -> usize {
+        usize::try_from(headers)
+            .unwrap_or(usize::MAX)
+            .saturating_mul(self.header_bytes)
+    }
+
+    fn release(&mut self, peer: P, now: Instant, sent_at: Option<Instant>) {
+        if let Some(state) = self.peers.get_mut(&peer) {
+            state.inflight = state.inflight.saturating_sub(1);
+            if let Some(at) = sent_at {
+                let took = now.saturating_duration_since(at);
+                state.mean_response =
+                    Some(state.mean_response.map_or(took, |m| (m * 3 + took) / 4));
+                state.timed_out = false;
+            }
+        }
+    }
+
+    fn unassign_if_idle(&mut self, start: u64, others_pending: bool) {
+        if !others_pending && let Some(range) = self.ranges.get_mut(&start) {
+            range.state = RangeState::Unassigned;
+        }
+    }
+
+    fn unusable(&mut self, peer: P, reason: &'static str) {
+        self.remove_peer(&peer);
+        self.events.push_back(RangeEvent::Unusable { peer, reason });
+    }
+
+    fn ban(&mut self, peer: P, reason: String) {
+        self.remove_peer(&peer);
+        self.events.push_back(RangeEvent::Ban { peer, reason });
+    }
+
+    /// Hands out verified ranges from the head, checking each links to the previous one.
+    fn emit_ready(&mut self) {
+        while let Some(entry) = self.ranges.first_entry() {
+            if *entry.key() != self.next
+                || !matches!(entry.get().state, RangeState::Verified { .. })
+            {
+                return;
+            }
+            let range = entry.remove();
+            let RangeState::Verified { headers, bytes } = range.state else {
+                return;
+            };
+            self.buffered_bytes = self.buffered_bytes.saturating_sub(bytes);
+            let links = headers
+                .first()
+                .and_then(|h| h.header.last_block_id)
+                .map(|b| b.hash)
+                == Some(self.prev_hash);
+            if !links {
+                // The range is proven into the verified commitment, so the
+                // stored prefix is not that chain's: nobody to ban, no way on.
+                self.events
+                    .push_back(RangeEvent::PrefixConflict { height: self.next });
+                self.next = self.end + 1;
+                self.ranges.clear();
+                return;
+            }
+            self.prev_hash = headers.last().map_or(self.prev_hash, |h| h.header.hash());
+            self.next = range.end + 1;
+            self.events.push_back(RangeEvent::Ready(headers));
+        }
+    }
+}
