@@ -66,6 +66,7 @@ impl Default for ReactorConfig {
 }
 
 /// Where the reactor is in catching up.
+#[allow(clippy::large_enum_variant, reason = "one value per reactor, replaced at most twice")]
 enum Phase {
     /// v1 (or serve-only without a pool).
     V1,

@@ -574,18 +574,18 @@ impl<P: Copy + Eq + StdHash + Ord + Debug> RangeSync<P> {
         }
     }
 
-    /// When the planner next needs [`RangeSync::on_tick`].
+    /// When the planner next needs [`RangeSync::on_tick`] or
+    /// [`RangeSync::poll_request`]: a request timing out, or the head range
+    /// becoming late.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.ranges
-            .values()
-            .filter_map(|r| match &r.state {
-                RangeState::Requested { peers } => peers
-                    .iter()
-                    .map(|(_, at)| *at + self.config.request_timeout)
-                    .min(),
-                _ => None,
-            })
-            .min()
+        let timeouts = self.ranges.values().filter_map(|r| match &r.state {
+            RangeState::Requested { peers } => peers
+                .iter()
+                .map(|(_, at)| *at + self.config.request_timeout)
+                .min(),
+            _ => None,
+        });
+        timeouts.chain(self.steal_deadline().map(|(t, _)| t)).min()
     }
 
     /// The next request to send, if any. Call until `None`.
@@ -631,27 +631,31 @@ impl<P: Copy + Eq + StdHash + Ord + Debug> RangeSync<P> {
         self.events.pop_front()
     }
 
-    fn steal_head(&mut self, now: Instant) -> Option<(P, GetHeadersV2)> {
-        let (start, range) = self.ranges.iter().next()?;
+    /// When the head range, held by a single peer, becomes late (and by whom it is held).
+    fn steal_deadline(&self) -> Option<(Instant, P)> {
+        let (_, range) = self.ranges.iter().next()?;
         let RangeState::Requested { peers } = &range.state else {
             return None;
         };
-        if peers.len() != 1 {
+        let [(holder, at)] = peers.as_slice() else {
             return None;
-        }
-        let (holder, at) = peers[0];
+        };
         let mean = self
             .peers
             .iter()
-            .filter(|(p, _)| **p != holder)
+            .filter(|(p, _)| *p != holder)
             .filter_map(|(_, s)| s.mean_response)
             .min()
             .unwrap_or(self.config.steal_after);
-        let late = now.saturating_duration_since(at) >= self.config.steal_after.max(mean * 3);
-        if !late {
+        Some((*at + self.config.steal_after.max(mean * 3), *holder))
+    }
+
+    fn steal_head(&mut self, now: Instant) -> Option<(P, GetHeadersV2)> {
+        let (deadline, holder) = self.steal_deadline()?;
+        if now < deadline {
             return None;
         }
-        let (start, end) = (*start, range.end);
+        let (start, end) = self.ranges.iter().next().map(|(s, r)| (*s, r.end))?;
         let peer = self.best_peer(now, Some(holder))?;
         self.counters.steals += 1;
         Some(self.assign(peer, start, end, now))

@@ -1,0 +1,565 @@
+//! The v2 range planner and the hash-only range verifier, against simulated
+//! peers with virtual time.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failure is the assertion"
+)]
+
+use std::{
+    cmp::Reverse,
+    collections::{BTreeSet, BinaryHeap, HashMap},
+    sync::OnceLock,
+    time::{Duration, Instant},
+};
+
+use headway_chain::{ChainGenerator, Corruption, GeneratedBlock, GeneratorConfig, HeaderExt};
+use headway_headersync::v2::{
+    RangeError, RangeEvent, RangeFailure, RangeSync, RangeSyncConfig, verify_range,
+};
+use headway_mmr::{MemStore, Mmr};
+use headway_wire::{
+    GetHeadersV2, Hash, HeadersV2Response, HeadersV2Result, MmrProof, ProofKind, SignedHeader,
+};
+
+const LEN: usize = 1200;
+
+struct Fixture {
+    chain: Vec<GeneratedBlock>,
+    generator: ChainGenerator,
+    mmr: Mmr<MemStore>,
+}
+
+/// One chain for every test: the tip is block LEN, so X = LEN - 1.
+fn fixture() -> &'static Fixture {
+    static F: OnceLock<Fixture> = OnceLock::new();
+    F.get_or_init(|| {
+        let config = GeneratorConfig {
+            replace_all_at: vec![600],
+            rotation_interval: 50,
+            ..GeneratorConfig::small(9)
+        };
+        let mut generator = ChainGenerator::new(config).unwrap();
+        let chain: Vec<_> = generator.by_ref().take(LEN).collect();
+        let mut mmr = Mmr::default();
+        for b in &chain[..LEN - 1] {
+            mmr.append(&b.signed_header.header.hash().0).unwrap();
+        }
+        Fixture {
+            chain,
+            generator,
+            mmr,
+        }
+    })
+}
+
+fn x() -> u64 {
+    LEN as u64 - 1
+}
+
+fn commitment() -> Hash {
+    let f = fixture();
+    let c = f.chain[LEN - 1].signed_header.header.history_root;
+    assert_eq!(
+        c.0,
+        f.mmr.root(),
+        "the tip's history root is the MMR of every earlier header"
+    );
+    c
+}
+
+fn signed(h: u64) -> SignedHeader {
+    fixture().chain[h as usize - 1].signed_header.clone()
+}
+
+fn proof(first: u64, last: u64, kind: ProofKind) -> MmrProof {
+    let mmr = &fixture().mmr;
+    let p = match kind {
+        ProofKind::LastLeaf => mmr.prove_inclusion(last - 1, x()).unwrap(),
+        ProofKind::Range => mmr.prove_range(first - 1, last, x()).unwrap(),
+    };
+    MmrProof {
+        hashes: p.hashes().iter().map(|h| Hash(*h)).collect(),
+    }
+}
+
+fn honest(request: &GetHeadersV2, budget: u32) -> HeadersV2Response {
+    let last =
+        (request.start_height + u64::from(request.count.min(budget)) - 1).min(request.end_height);
+    let headers = (request.start_height..=last).map(signed).collect();
+    HeadersV2Response {
+        start_height: request.start_height,
+        end_height: request.end_height,
+        result: HeadersV2Result::Headers {
+            headers,
+            proof: proof(request.start_height, last, request.proof_kind),
+        },
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Peer {
+    Honest,
+    /// Answers at most this many headers per request (a server byte budget).
+    Budget(u32),
+    BadProof,
+    ForgedMiddle,
+    OtherCommitment,
+    Unsupported,
+    Silent,
+}
+
+struct Sim {
+    planner: RangeSync<u32>,
+    peers: HashMap<u32, (Peer, Duration)>,
+    now: Instant,
+    start: Instant,
+    queue: BinaryHeap<Reverse<(Instant, u64)>>,
+    pending: HashMap<
+        u64,
+        (
+            u32,
+            GetHeadersV2,
+            Option<HeadersV2Response>,
+            Option<RangeFailure>,
+        ),
+    >,
+    seq: u64,
+    stored: Vec<SignedHeader>,
+    banned: BTreeSet<u32>,
+    unusable: BTreeSet<u32>,
+    served: HashMap<u32, u64>,
+    max_buffered: usize,
+}
+
+impl Sim {
+    fn new(config: RangeSyncConfig) -> Sim {
+        let f = fixture();
+        let now = Instant::now();
+        let planner = RangeSync::new(
+            f.chain[0].signed_header.header.chain_id.clone(),
+            commitment(),
+            x(),
+            2,
+            signed(1).header.hash(),
+            config,
+        );
+        Sim {
+            planner,
+            peers: HashMap::new(),
+            now,
+            start: now,
+            queue: BinaryHeap::new(),
+            pending: HashMap::new(),
+            seq: 0,
+            stored: vec![signed(1)],
+            banned: BTreeSet::new(),
+            unusable: BTreeSet::new(),
+            served: HashMap::new(),
+            max_buffered: 0,
+        }
+    }
+
+    fn add(&mut self, id: u32, peer: Peer, latency_ms: u64) {
+        self.peers
+            .insert(id, (peer, Duration::from_millis(latency_ms)));
+        self.planner.add_peer(id);
+    }
+
+    fn answer(&mut self, id: u32, request: GetHeadersV2) {
+        let (behaviour, latency) = self.peers[&id];
+        *self.served.entry(id).or_default() += 1;
+        let f = fixture();
+        let (response, failure) = match behaviour {
+            Peer::Honest => (Some(honest(&request, u32::MAX)), None),
+            Peer::Budget(n) => (Some(honest(&request, n)), None),
+            Peer::BadProof => {
+                let mut r = honest(&request, u32::MAX);
+                if let HeadersV2Result::Headers { proof, .. } = &mut r.result
+                    && let Some(h) = proof.hashes.first_mut()
+                {
+                    h.0[0] ^= 1;
+                }
+                (Some(r), None)
+            }
+            Peer::ForgedMiddle => {
+                let mut r = honest(&request, u32::MAX);
+                if let HeadersV2Result::Headers { headers, .. } = &mut r.result
+                    && headers.len() >= 3
+                {
+                    let mid = headers.len() / 2;
+                    let block = &f.chain[headers[mid].header.height as usize - 1];
+                    headers[mid] = f
+                        .generator
+                        .corrupt(block, Corruption::WrongStateRoot)
+                        .signed_header;
+                }
+                (Some(r), None)
+            }
+            Peer::OtherCommitment => (
+                Some(HeadersV2Response {
+                    start_height: request.start_height,
+                    end_height: request.end_height,
+                    result: HeadersV2Result::Commitment(Hash([7; 32])),
+                }),
+                None,
+            ),
+            Peer::Unsupported => (None, Some(RangeFailure::Unsupported)),
+            Peer::Silent => return,
+        };
+        self.seq += 1;
+        self.pending
+            .insert(self.seq, (id, request, response, failure));
+        self.queue.push(Reverse((self.now + latency, self.seq)));
+    }
+
+    fn drain(&mut self) {
+        loop {
+            let mut progressed = false;
+            while let Some(event) = self.planner.poll_event() {
+                progressed = true;
+                match event {
+                    RangeEvent::Ready(headers) => {
+                        let prev = self.stored.last().unwrap().header.hash();
+                        assert_eq!(
+                            headers[0].header.last_block_id.unwrap().hash,
+                            prev,
+                            "handed out in order, linked"
+                        );
+                        self.stored.extend(headers);
+                    }
+                    RangeEvent::Ban { peer, .. } => {
+                        self.banned.insert(peer);
+                    }
+                    RangeEvent::Unusable { peer, .. } => {
+                        self.unusable.insert(peer);
+                    }
+                    RangeEvent::PrefixConflict { height } => {
+                        panic!("unexpected prefix conflict at {height}")
+                    }
+                }
+            }
+            while let Some((peer, request)) = self.planner.poll_request(self.now) {
+                progressed = true;
+                assert!(!self.banned.contains(&peer));
+                assert_eq!(request.commitment, commitment());
+                assert_eq!(request.end_height, x());
+                self.answer(peer, request);
+            }
+            self.max_buffered = self.max_buffered.max(self.planner.buffered_bytes());
+            if !progressed {
+                return;
+            }
+        }
+    }
+
+    fn run(&mut self, limit: Duration) {
+        for _ in 0..1_000_000 {
+            self.drain();
+            if self.planner.is_done() {
+                return;
+            }
+            let next = match (
+                self.queue.peek().map(|Reverse((t, _))| *t),
+                self.planner.next_deadline(),
+            ) {
+                (Some(a), Some(b)) => a.min(b),
+                (Some(a), None) | (None, Some(a)) => a,
+                (None, None) => return,
+            };
+            if next.saturating_duration_since(self.start) > limit {
+                return;
+            }
+            self.now = self.now.max(next);
+            while let Some(Reverse((t, seq))) = self.queue.peek().copied() {
+                if t > self.now {
+                    break;
+                }
+                self.queue.pop();
+                let Some((peer, request, response, failure)) = self.pending.remove(&seq) else {
+                    continue;
+                };
+                if self.banned.contains(&peer) {
+                    continue;
+                }
+                match (response, failure) {
+                    (Some(r), _) => self.planner.on_response(peer, r, self.now),
+                    (None, Some(f)) => {
+                        self.planner
+                            .on_failure(peer, request.start_height, f, self.now)
+                    }
+                    _ => {}
+                }
+            }
+            self.planner.on_tick(self.now);
+        }
+        panic!("simulation did not converge");
+    }
+
+    fn assert_complete(&self) {
+        assert!(self.planner.is_done());
+        assert_eq!(
+            self.stored.len(),
+            LEN - 1,
+            "every header below the tip, once"
+        );
+        for (i, h) in self.stored.iter().enumerate() {
+            assert_eq!(
+                h,
+                &fixture().chain[i].signed_header,
+                "exactly the real chain"
+            );
+        }
+    }
+}
+
+fn config() -> RangeSyncConfig {
+    RangeSyncConfig {
+        range_len: 100,
+        request_timeout: Duration::from_secs(2),
+        ..RangeSyncConfig::default()
+    }
+}
+
+#[test]
+fn honest_peers_share_the_ranges_and_everything_is_handed_out_in_order() {
+    let mut sim = Sim::new(config());
+    for id in 0..4 {
+        sim.add(id, Peer::Honest, 20 + u64::from(id) * 5);
+    }
+    sim.run(Duration::from_secs(60));
+    sim.assert_complete();
+    assert!(sim.banned.is_empty());
+    assert!(
+        (0..4).all(|id| sim.served.get(&id).copied().unwrap_or(0) > 0),
+        "every peer served ranges: {:?}",
+        sim.served
+    );
+    assert_eq!(sim.planner.counters().headers_verified, LEN as u64 - 2);
+}
+
+#[test]
+fn range_proofs_work_too() {
+    let mut sim = Sim::new(RangeSyncConfig {
+        proof_kind: ProofKind::Range,
+        ..config()
+    });
+    sim.add(1, Peer::Honest, 10);
+    sim.add(2, Peer::Honest, 10);
+    sim.run(Duration::from_secs(60));
+    sim.assert_complete();
+}
+
+#[test]
+fn peers_serving_ranges_that_do_not_prove_are_banned() {
+    let mut sim = Sim::new(config());
+    sim.add(1, Peer::Honest, 30);
+    sim.add(2, Peer::BadProof, 1);
+    sim.add(3, Peer::ForgedMiddle, 1);
+    sim.add(4, Peer::OtherCommitment, 1);
+    sim.run(Duration::from_secs(120));
+    sim.assert_complete();
+    assert_eq!(sim.banned, BTreeSet::from([2, 3, 4]));
+    assert!(sim.planner.counters().ranges_failed >= 2);
+}
+
+#[test]
+fn peers_without_v2_are_left_to_v1() {
+    let mut sim = Sim::new(config());
+    sim.add(1, Peer::Unsupported, 1);
+    sim.add(2, Peer::Honest, 10);
+    sim.run(Duration::from_secs(60));
+    sim.assert_complete();
+    assert_eq!(sim.unusable, BTreeSet::from([1]));
+    assert!(sim.banned.is_empty(), "not speaking v2 is no offence");
+}
+
+#[test]
+fn a_silent_peer_holding_the_head_is_worked_around() {
+    let mut sim = Sim::new(RangeSyncConfig {
+        request_timeout: Duration::from_secs(30),
+        ..config()
+    });
+    sim.add(0, Peer::Silent, 1);
+    sim.add(1, Peer::Honest, 20);
+    sim.add(2, Peer::Honest, 20);
+    sim.run(Duration::from_secs(600));
+    sim.assert_complete();
+    // Late head ranges were asked again elsewhere long before the 30 s timeout.
+    assert!(sim.planner.counters().steals > 0);
+    assert!(
+        sim.now.saturating_duration_since(sim.start) < Duration::from_secs(30),
+        "finished in {:?}",
+        sim.now - sim.start
+    );
+}
+
+#[test]
+fn partial_answers_are_continued() {
+    let mut sim = Sim::new(config());
+    sim.add(1, Peer::Budget(37), 5);
+    sim.add(2, Peer::Budget(64), 5);
+    sim.run(Duration::from_secs(60));
+    sim.assert_complete();
+}
+
+#[test]
+fn memory_stays_under_the_byte_cap_while_the_head_is_slow() {
+    let cap = 400 * 1024;
+    let mut sim = Sim::new(RangeSyncConfig {
+        max_buffer_bytes: cap,
+        initial_header_bytes: 1000,
+        ..config()
+    });
+    sim.add(0, Peer::Honest, 400); // slow: often holds the head
+    for id in 1..4 {
+        sim.add(id, Peer::Honest, 5);
+    }
+    sim.run(Duration::from_secs(600));
+    sim.assert_complete();
+    // One head range may exceed the cap (so the buffer never deadlocks).
+    let one_range = 100 * 2500;
+    assert!(
+        sim.max_buffered <= cap + one_range,
+        "buffered {} over cap {cap}",
+        sim.max_buffered
+    );
+}
+
+#[test]
+fn no_peers_means_no_requests() {
+    let mut sim = Sim::new(config());
+    sim.drain();
+    assert!(!sim.planner.is_done());
+    assert_eq!(sim.planner.peer_count(), 0);
+}
+
+fn verify(
+    headers: &[SignedHeader],
+    proof: &MmrProof,
+    kind: ProofKind,
+) -> Result<Vec<Hash>, RangeError> {
+    let chain_id = &fixture().chain[0].signed_header.header.chain_id;
+    verify_range(
+        chain_id,
+        &commitment(),
+        x(),
+        headers[0].header.height,
+        headers,
+        proof,
+        kind,
+    )
+}
+
+#[test]
+fn verifier_accepts_real_ranges_and_rejects_each_kind_of_forgery() {
+    let f = fixture();
+    let range: Vec<_> = (590..=610).map(signed).collect();
+    let good = proof(590, 610, ProofKind::LastLeaf);
+    assert_eq!(
+        verify(&range, &good, ProofKind::LastLeaf).unwrap().len(),
+        21
+    );
+    assert!(verify(&range, &proof(590, 610, ProofKind::Range), ProofKind::Range).is_ok());
+
+    // Wrong proof.
+    let mut bad = good.clone();
+    bad.hashes[0].0[5] ^= 1;
+    assert!(matches!(
+        verify(&range, &bad, ProofKind::LastLeaf),
+        Err(RangeError::Proof { .. })
+    ));
+    let mut short = good.clone();
+    short.hashes.pop();
+    assert!(matches!(
+        verify(&range, &short, ProofKind::LastLeaf),
+        Err(RangeError::Proof { .. })
+    ));
+
+    // A forged header in the middle: linkage breaks after it.
+    let mut forged = range.clone();
+    forged[10] = f
+        .generator
+        .corrupt(&f.chain[599], Corruption::WrongStateRoot)
+        .signed_header;
+    assert!(matches!(
+        verify(&forged, &good, ProofKind::LastLeaf),
+        Err(RangeError::Linkage { height: 601 })
+    ));
+
+    // A forged last header: the proof fails.
+    let mut forged_last = range.clone();
+    forged_last[20] = f
+        .generator
+        .corrupt(&f.chain[609], Corruption::WrongStateRoot)
+        .signed_header;
+    assert!(verify(&forged_last, &good, ProofKind::LastLeaf).is_err());
+
+    // A commit for another header.
+    let mut unbound = range.clone();
+    unbound[3] = f
+        .generator
+        .corrupt(&f.chain[592], Corruption::CommitForOtherHeader)
+        .signed_header;
+    assert!(matches!(
+        verify(&unbound, &good, ProofKind::LastLeaf),
+        Err(RangeError::Binding { height: 593, .. })
+    ));
+
+    // A wrong validator set attached.
+    let with_set = range
+        .iter()
+        .position(|h| h.validator_set.is_some())
+        .expect("the replacement at 600 attaches a set");
+    let mut wrong_set = range.clone();
+    let height = wrong_set[with_set].header.height;
+    wrong_set[with_set] = f
+        .generator
+        .corrupt(&f.chain[height as usize - 1], Corruption::WrongValidatorSet)
+        .signed_header;
+    assert!(matches!(
+        verify(&wrong_set, &good, ProofKind::LastLeaf),
+        Err(RangeError::Binding { .. })
+    ));
+
+    // Out of the requested range, or empty.
+    assert!(matches!(
+        verify_range(
+            &range[0].header.chain_id,
+            &commitment(),
+            x(),
+            589,
+            &range,
+            &good,
+            ProofKind::LastLeaf
+        ),
+        Err(RangeError::OutOfRange { .. })
+    ));
+    assert!(matches!(
+        verify_range(
+            &range[0].header.chain_id,
+            &commitment(),
+            x(),
+            590,
+            &[],
+            &good,
+            ProofKind::LastLeaf
+        ),
+        Err(RangeError::Empty)
+    ));
+
+    // Another chain id.
+    assert!(matches!(
+        verify_range(
+            "other-chain",
+            &commitment(),
+            x(),
+            590,
+            &range,
+            &good,
+            ProofKind::LastLeaf
+        ),
+        Err(RangeError::ChainId { .. })
+    ));
+}
