@@ -71,6 +71,9 @@ pub struct NetHeaderSource {
     timeout: Duration,
     /// Signed headers fetched, kept so the caller can store the target's.
     fetched: HashMap<u64, SignedHeader>,
+    /// Which peer to ask first next time: requests rotate over the peers so
+    /// no single peer's rate limit paces the bisection.
+    next: std::cell::Cell<usize>,
 }
 
 /// Times one peer is asked again after `BUSY`/`RATE_LIMITED` before the next peer.
@@ -88,6 +91,7 @@ impl NetHeaderSource {
             handle,
             timeout,
             fetched: HashMap::new(),
+            next: std::cell::Cell::new(0),
         }
     }
 
@@ -98,7 +102,10 @@ impl NetHeaderSource {
 
     fn ask(&self, request: &Request) -> Vec<Result<Response, NetError>> {
         let mut answers = Vec::new();
-        for peer in &self.peers {
+        let first = self.next.get();
+        self.next.set(first.wrapping_add(1));
+        let n = self.peers.len().max(1);
+        for peer in (0..self.peers.len()).map(|i| &self.peers[(first + i) % n]) {
             // A peer that says BUSY or RATE_LIMITED is honest about its pace:
             // wait as it asks and try again, a bounded number of times.
             for _ in 0..MAX_BUSY_RETRIES {

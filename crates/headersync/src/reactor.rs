@@ -66,7 +66,10 @@ impl Default for ReactorConfig {
 }
 
 /// Where the reactor is in catching up.
-#[allow(clippy::large_enum_variant, reason = "one value per reactor, replaced at most twice")]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one value per reactor, replaced at most twice"
+)]
 enum Phase {
     /// v1 (or serve-only without a pool).
     V1,

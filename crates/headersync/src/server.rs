@@ -15,6 +15,12 @@ use headway_wire::{ErrorCode, ErrorResponse, GetHeaders, HeadersResponse, Respon
 pub const DEFAULT_GET_HEADERS_PER_WINDOW: usize = 50;
 /// Default sliding window of the rate limit.
 pub const DEFAULT_RATE_WINDOW: Duration = Duration::from_secs(1);
+/// Rate-limit units a `GetHeaders` for `count` headers costs: a full batch of
+/// 50 costs 6, a single-header probe (checkpoint bisection) costs 1.
+pub fn get_headers_weight(count: u32) -> usize {
+    1 + count as usize / 10
+}
+
 /// Most peers the rate limiter remembers; past it, the least recently seen is forgotten.
 pub const MAX_RATE_LIMITED_PEERS: usize = 1024;
 
@@ -39,6 +45,12 @@ impl<P: Copy + Eq + Hash> RateLimiter<P> {
     /// Records a request from `peer` at `now`. `Err(retry_after)` when over the limit
     /// (the refused request is not counted).
     pub fn check(&mut self, peer: P, now: Instant) -> Result<(), Duration> {
+        self.check_weighted(peer, now, 1)
+    }
+
+    /// Records a request costing `weight` units (at least 1, at most the limit).
+    pub fn check_weighted(&mut self, peer: P, now: Instant, weight: usize) -> Result<(), Duration> {
+        let weight = weight.clamp(1, self.limit);
         if !self.seen.contains_key(&peer) && self.seen.len() >= MAX_RATE_LIMITED_PEERS {
             let window = self.window;
             self.seen.retain(|_, q| {
@@ -63,13 +75,15 @@ impl<P: Copy + Eq + Hash> RateLimiter<P> {
         {
             times.pop_front();
         }
-        if times.len() >= self.limit {
-            let oldest = times.front().copied().unwrap_or(now);
+        if times.len() + weight > self.limit {
+            // Enough units free up when the (len + weight - limit)-th oldest expires.
+            let index = (times.len() + weight - self.limit - 1).min(times.len().saturating_sub(1));
+            let until = times.get(index).copied().unwrap_or(now);
             return Err(self
                 .window
-                .saturating_sub(now.saturating_duration_since(oldest)));
+                .saturating_sub(now.saturating_duration_since(until)));
         }
-        times.push_back(now);
+        times.extend(std::iter::repeat_n(now, weight));
         Ok(())
     }
 
@@ -157,6 +171,36 @@ mod tests {
         // The window slides: the first request expires at t0 + 1 s.
         assert!(limiter.check(1, t0 + Duration::from_millis(1000)).is_ok());
         assert!(limiter.check(1, t0 + Duration::from_millis(1001)).is_err());
+    }
+
+    #[test]
+    fn weighted_requests_use_more_of_the_window() {
+        let t0 = Instant::now();
+        let mut limiter = RateLimiter::new(12, Duration::from_secs(1));
+        assert!(
+            limiter
+                .check_weighted(1u32, t0, get_headers_weight(50))
+                .is_ok()
+        );
+        assert!(
+            limiter
+                .check_weighted(1, t0, get_headers_weight(50))
+                .is_ok()
+        );
+        assert!(
+            limiter
+                .check_weighted(1, t0, get_headers_weight(1))
+                .is_err(),
+            "two full batches use the window"
+        );
+        let mut probes = RateLimiter::new(12, Duration::from_secs(1));
+        for _ in 0..12 {
+            assert!(
+                probes
+                    .check_weighted(1u32, t0, get_headers_weight(1))
+                    .is_ok()
+            );
+        }
     }
 
     #[test]

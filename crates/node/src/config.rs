@@ -395,7 +395,8 @@ pub fn template(
          [sync]\n\
          # Header sync protocol: \"v1\" (batches of 50, R1-R8) or \"v2\" (parallel MMR ranges).\n\
          header_sync = \"{sync}\"\n\
-         # GetHeaders served per peer per second (sliding window); more are answered RATE_LIMITED.\n\
+         # Full 50-header GetHeaders batches served per peer per second (sliding window; smaller\n\
+         # requests cost less, a single header 1/6 of a batch); more are answered RATE_LIMITED.\n\
          get_headers_per_second = {rate}\n\
          # Milliseconds before an unanswered request times out and moves to another peer.\n\
          request_timeout_ms = 15000\n\

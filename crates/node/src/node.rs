@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 use headway_chain::{HeaderExt, TrustedState};
 use headway_headersync::{
     HeaderSync, HeaderSyncInput, ParallelConfig, RateLimiter, ReactorConfig, SyncMode,
-    server::rate_limited,
+    server::{get_headers_weight, rate_limited},
 };
 use headway_net::{NetConfig, NetEvent, Network, NodeKey, PeerId};
 use headway_store::{Store, StoreConfig};
@@ -167,8 +167,10 @@ pub async fn run(
         })
     });
 
+    // `get_headers_per_second` counts full batches; the limiter counts units.
     let limiter = Arc::new(Mutex::new(RateLimiter::<PeerId>::new(
-        config.sync.get_headers_per_second,
+        config.sync.get_headers_per_second
+            * get_headers_weight(headway_wire::limits::MAX_HEADERS_PER_BATCH),
         headway_headersync::server::DEFAULT_RATE_WINDOW,
     )));
     let strikes = Mutex::new(Strikes::new());
@@ -342,12 +344,14 @@ async fn dispatch(event: NetEvent, d: &Dispatch<'_>) {
             request,
             responder,
         } => {
-            if matches!(request, Request::GetHeaders(_)) {
-                // R2.7: rate-limit GetHeaders per peer; say so instead of going silent.
+            if let Request::GetHeaders(q) = &request {
+                // R2.7: rate-limit GetHeaders per peer, weighted by the headers
+                // asked for; say so instead of going silent.
+                let weight = get_headers_weight(q.count);
                 let verdict = limiter
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .check(peer, Instant::now());
+                    .check_weighted(peer, Instant::now(), weight);
                 if let Err(retry_after) = verdict {
                     return responder
                         .respond(rate_limited(retry_after.max(Duration::from_millis(1))));
