@@ -428,6 +428,15 @@ impl Network {
 }
 
 impl Inner {
+    /// Counts a refused frame and tells the application who sent it.
+    async fn report_bad_frame(&self, peer: PeerId, reason: String) {
+        self.metrics.bad_frames.fetch_add(1, Ordering::Relaxed);
+        let _ = self
+            .events
+            .send(NetEvent::Misbehaved { peer, reason })
+            .await;
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // A poisoned lock means a panic elsewhere while holding it; the state
         // itself (maps and counters) stays usable.
@@ -747,14 +756,7 @@ async fn serve_request(
         Ok(Ok(payload)) => payload,
         Ok(Err(e)) => {
             if e.is_peer_fault() {
-                inner.metrics.bad_frames.fetch_add(1, Ordering::Relaxed);
-                let _ = inner
-                    .events
-                    .send(NetEvent::Misbehaved {
-                        peer,
-                        reason: e.to_string(),
-                    })
-                    .await;
+                inner.report_bad_frame(peer, e.to_string()).await;
             }
             return;
         }
@@ -840,14 +842,7 @@ async fn read_pushes(inner: Arc<Inner>, peer: PeerId, mut recv: quinn::RecvStrea
             Ok(payload) => payload,
             Err(e) => {
                 if e.is_peer_fault() {
-                    inner.metrics.bad_frames.fetch_add(1, Ordering::Relaxed);
-                    let _ = inner
-                        .events
-                        .send(NetEvent::Misbehaved {
-                            peer,
-                            reason: e.to_string(),
-                        })
-                        .await;
+                    inner.report_bad_frame(peer, e.to_string()).await;
                 }
                 return;
             }
