@@ -6,11 +6,13 @@
 use std::{collections::HashMap, time::Duration};
 
 use headway_chain::{
-    BisectionVerified, HeaderExt, HeaderSource, TrustedState, verify_commit_full, verify_to_target,
+    BisectionVerified, HeaderExt, HeaderSource, TrustThreshold, TrustedState, verify_commit_full,
+    verify_commit_trusting, verify_to_target,
 };
 use headway_net::{NetError, Network, PeerId};
 use headway_wire::{
-    ErrorCode, GetHeaders, GetValidatorSet, Hash, Request, Response, SignedHeader, ValidatorSet,
+    ErrorCode, GetHeaders, GetSkipChain, GetValidatorSet, Hash, Request, Response, SignedHeader,
+    ValidatorSet,
 };
 use tokio::runtime::Handle;
 
@@ -124,7 +126,10 @@ impl NetHeaderSource {
                     }
                     _ => None,
                 };
-                let ok = matches!(answer, Ok(Response::Headers(_) | Response::ValidatorSet(_)));
+                let ok = matches!(
+                    answer,
+                    Ok(Response::Headers(_) | Response::ValidatorSet(_) | Response::SkipChain(_))
+                );
                 answers.push(answer);
                 if ok {
                     return answers;
@@ -248,4 +253,105 @@ pub fn bisect(
         });
     }
     Ok((verified, signed))
+}
+
+/// What a one-round bootstrap established.
+#[derive(Debug, Clone)]
+pub struct SkipVerified {
+    /// The verified target.
+    pub trusted: TrustedState,
+    /// The target's signed header (to store).
+    pub signed: SignedHeader,
+    /// The heights verified, one per hop, ending with the target.
+    pub heights: Vec<u64>,
+}
+
+/// Bootstraps in one round trip (seed 001, "batch the rounds together"): asks
+/// a peer for the hops from `trusted` to `target` and verifies each from the
+/// one before — an adjacent hop through `next_validators_hash` and +2/3 of its
+/// own set, a distant one by more than 1/3 of the trusted set and +2/3 of its
+/// own. Nothing from the peer is trusted before it verifies.
+pub fn skip_chain(
+    source: &mut NetHeaderSource,
+    trusted: &TrustedState,
+    target: u64,
+) -> Result<SkipVerified, BootstrapError> {
+    let request = Request::GetSkipChain(GetSkipChain {
+        trusted_height: trusted.height(),
+        target_height: target,
+    });
+    let hops = source
+        .ask(&request)
+        .into_iter()
+        .find_map(|a| match a {
+            Ok(Response::SkipChain(r)) => Some(r.hops),
+            _ => None,
+        })
+        .ok_or(BootstrapError::Unavailable {
+            what: "skip chain",
+            height: target,
+        })?;
+    verify_hops(trusted, hops, target)
+}
+
+/// Verifies skip-chain hops from `trusted` to `target` (see [`skip_chain`]).
+pub fn verify_hops(
+    trusted: &TrustedState,
+    hops: Vec<SignedHeader>,
+    target: u64,
+) -> Result<SkipVerified, BootstrapError> {
+    let fail = |height: u64, reason: String| BootstrapError::Bisection {
+        target,
+        reason: format!("hop {height}: {reason}"),
+    };
+    let mut trust = trusted.clone();
+    let mut heights = Vec::with_capacity(hops.len());
+    let mut last = None;
+    for hop in hops {
+        let height = hop.header.height;
+        let Some(set) = hop.validator_set.clone() else {
+            return Err(fail(height, "no validator set attached".into()));
+        };
+        if height == trust.height() + 1 {
+            if hop.header.last_block_id.map(|b| b.hash) != Some(trust.header_hash()) {
+                return Err(fail(height, "does not link to the trusted header".into()));
+            }
+            if hop.header.validators_hash != trust.header().next_validators_hash {
+                return Err(fail(
+                    height,
+                    "validators_hash is not the trusted next_validators_hash".into(),
+                ));
+            }
+            verify_commit_full(trust.chain_id(), &hop.header, &hop.commit, &set)
+                .map_err(|e| fail(height, e.to_string()))?;
+        } else {
+            verify_commit_trusting(
+                trust.chain_id(),
+                &hop.header,
+                &hop.commit,
+                trust.validator_set(),
+                &set,
+                TrustThreshold::ONE_THIRD,
+            )
+            .map_err(|e| fail(height, e.to_string()))?;
+        }
+        if hop.header.time_ms <= trust.header().time_ms {
+            return Err(fail(height, "time does not increase".into()));
+        }
+        trust =
+            TrustedState::new(hop.header.clone(), set).map_err(|e| fail(height, e.to_string()))?;
+        heights.push(height);
+        last = Some(hop);
+    }
+    match last {
+        Some(signed) if trust.height() == target => Ok(SkipVerified {
+            trusted: trust,
+            signed,
+            heights,
+        }),
+        _ => Err(BootstrapError::Bisection {
+            target,
+            reason: "the hops do not reach the target".into(),
+        }),
+    }
 }

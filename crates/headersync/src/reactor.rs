@@ -65,6 +65,10 @@ impl Default for ReactorConfig {
     }
 }
 
+/// In v2 mode, the least time to gather statuses even when every connected
+/// peer has reported.
+pub const V2_MIN_GATHER: Duration = Duration::from_millis(100);
+
 /// Where the reactor is in catching up.
 #[allow(
     clippy::large_enum_variant,
@@ -310,6 +314,7 @@ impl Reactor {
             }
             HeaderSyncInput::LocalHeight(height) => self.announce(height),
         }
+        self.maybe_start_parallel(now);
     }
 
     fn on_completion(
@@ -380,7 +385,11 @@ impl Reactor {
         else {
             return;
         };
-        if now.saturating_duration_since(*since) < self.v2_gather {
+        // Start once every connected peer has reported (after a short floor,
+        // so peers connecting together are included), or when the window ends.
+        let waited = now.saturating_duration_since(*since);
+        let all_reported = self.statuses.values().all(Option::is_some);
+        if waited < self.v2_gather && !(all_reported && waited >= V2_MIN_GATHER) {
             return;
         }
         let Phase::Gathering {

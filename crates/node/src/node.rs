@@ -344,10 +344,17 @@ async fn dispatch(event: NetEvent, d: &Dispatch<'_>) {
             request,
             responder,
         } => {
-            if let Request::GetHeaders(q) = &request {
+            let weight = match &request {
+                Request::GetHeaders(q) => Some(get_headers_weight(q.count)),
+                // Many store reads: costs what a full batch does.
+                Request::GetSkipChain(_) => Some(get_headers_weight(
+                    headway_wire::limits::MAX_HEADERS_PER_BATCH,
+                )),
+                _ => None,
+            };
+            if let Some(weight) = weight {
                 // R2.7: rate-limit GetHeaders per peer, weighted by the headers
                 // asked for; say so instead of going silent.
-                let weight = get_headers_weight(q.count);
                 let verdict = limiter
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())

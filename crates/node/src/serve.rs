@@ -3,10 +3,11 @@
 use headway_headersync::{SignedHeaderSource, answer_get_headers};
 use headway_store::{Store, StoreError};
 use headway_wire::{
-    BlocksResponse, ErrorCode, ErrorResponse, GetBlocks, GetHeaderChain, GetHeadersV2, GetSnapshot,
-    HeaderChainResponse, HeadersV2Response, HeadersV2Result, MmrProof, ProofKind, Request,
-    Response, SignedHeader, SnapshotData, ValidatorSetResponse,
-    limits::{MAX_HEADERS_V2_RESPONSE_FRAME, MAX_SNAPSHOT_DATA_FRAME},
+    BlocksResponse, ErrorCode, ErrorResponse, GetBlocks, GetHeaderChain, GetHeadersV2,
+    GetSkipChain, GetSnapshot, HeaderChainResponse, HeadersV2Response, HeadersV2Result, MmrProof,
+    ProofKind, Request, Response, SignedHeader, SkipChainResponse, SnapshotData,
+    ValidatorSetResponse,
+    limits::{MAX_HEADERS_V2_RESPONSE_FRAME, MAX_SKIP_HOPS, MAX_SNAPSHOT_DATA_FRAME},
 };
 
 /// Bytes of signed headers per `GetHeadersV2` answer: well under the frame limit.
@@ -39,6 +40,7 @@ pub fn answer(store: &Store, request: &Request) -> Response {
             _ => return error(ErrorCode::NotFound, "no snapshot at that height"),
         },
         Request::GetSnapshot(q) => snapshot(store, q),
+        Request::GetSkipChain(q) => skip_chain(store, q),
         Request::GetValidatorSet(q) => match store.validator_set_at(q.height) {
             Ok(Some(validator_set)) if q.height <= store.header_height() => {
                 Ok(Response::ValidatorSet(ValidatorSetResponse {
@@ -127,6 +129,88 @@ pub fn mmr_proof(proof: &headway_mmr::Proof) -> MmrProof {
             .map(|h| headway_wire::Hash(*h))
             .collect(),
     }
+}
+
+/// Whether more than 1/3 of `set`'s power signed `commit` (by address; the
+/// requester checks the signatures).
+fn trusts(
+    set: &std::collections::HashMap<headway_wire::Address, u64>,
+    total: u64,
+    commit: &headway_wire::Commit,
+) -> bool {
+    let signed: u64 = commit
+        .signatures
+        .iter()
+        .filter_map(|s| set.get(&s.validator_address))
+        .sum();
+    u128::from(signed) * 3 > u128::from(total)
+}
+
+fn skip_chain(store: &Store, q: &GetSkipChain) -> Result<Response, StoreError> {
+    if q.target_height > store.header_height() {
+        return Ok(error(
+            ErrorCode::NotFound,
+            "target_height is above this node's header height",
+        ));
+    }
+    let Some(mut set) = store.validator_set_at(q.trusted_height)? else {
+        return Ok(error(
+            ErrorCode::NotFound,
+            "no validator set at trusted_height",
+        ));
+    };
+    let mut height = q.trusted_height;
+    let mut hops = Vec::new();
+    while height < q.target_height {
+        if hops.len() >= MAX_SKIP_HOPS {
+            return Ok(error(
+                ErrorCode::NotFound,
+                "more hops than a skip chain may carry",
+            ));
+        }
+        let powers: std::collections::HashMap<_, _> = set
+            .validators
+            .iter()
+            .map(|v| (headway_chain::address_of(&v.pub_key), v.voting_power))
+            .collect();
+        let total = set.total_voting_power();
+        let reaches = |h: u64| -> Result<bool, StoreError> {
+            Ok(store
+                .load_commit(h)?
+                .is_some_and(|c| trusts(&powers, total, &c)))
+        };
+        // The farthest header the current set still vouches for; the next
+        // header is always reachable (through next_validators_hash).
+        let next = if reaches(q.target_height)? {
+            q.target_height
+        } else {
+            let (mut lo, mut hi) = (height + 1, q.target_height - 1);
+            while lo < hi {
+                let mid = lo + (hi - lo).div_ceil(2);
+                if reaches(mid)? {
+                    lo = mid
+                } else {
+                    hi = mid - 1
+                }
+            }
+            lo
+        };
+        let Some(mut hop) = store.load_signed_header(next)? else {
+            return Ok(error(ErrorCode::NotFound, "missing header"));
+        };
+        let Some(next_set) = store.validator_set_at(next)? else {
+            return Ok(error(ErrorCode::NotFound, "missing validator set"));
+        };
+        hop.validator_set = Some(next_set.clone());
+        hops.push(hop);
+        set = next_set;
+        height = next;
+    }
+    Ok(Response::SkipChain(SkipChainResponse {
+        trusted_height: q.trusted_height,
+        target_height: q.target_height,
+        hops,
+    }))
 }
 
 fn header_chain(store: &Store, q: &GetHeaderChain) -> Result<Response, StoreError> {

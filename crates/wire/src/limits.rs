@@ -39,6 +39,10 @@ pub const MAX_HEADERS_RESPONSE_FRAME: usize = 4 * 1024 * 1024;
 /// Largest response frame to `GetHeadersV2` (signed headers; servers stop
 /// adding headers before reaching it).
 pub const MAX_HEADERS_V2_RESPONSE_FRAME: usize = 16 * 1024 * 1024;
+/// Most hops in a `SkipChainResponse`.
+pub const MAX_SKIP_HOPS: usize = 1024;
+/// Largest response frame to `GetSkipChain`.
+pub const MAX_SKIP_CHAIN_FRAME: usize = 8 * 1024 * 1024;
 /// Largest response frame to `GetValidatorSet`.
 pub const MAX_VALIDATOR_SET_RESPONSE_FRAME: usize = 1024 * 1024;
 /// Largest response frame to `GetHeaderChain`.

@@ -36,6 +36,8 @@ pub enum Request {
     GetBlocks(GetBlocks),
     /// Validator set query.
     GetValidatorSet(GetValidatorSet),
+    /// Checkpoint bootstrap hops query.
+    GetSkipChain(GetSkipChain),
 }
 
 /// A response: the second frame of a request/response stream.
@@ -61,6 +63,8 @@ pub enum Response {
     Error(ErrorResponse),
     /// Answer to [`GetValidatorSet`].
     ValidatorSet(ValidatorSetResponse),
+    /// Answer to [`GetSkipChain`].
+    SkipChain(SkipChainResponse),
 }
 
 /// An unsolicited message on a push stream.
@@ -93,6 +97,8 @@ pub enum RequestKind {
     GetBlocks,
     /// [`GetValidatorSet`].
     GetValidatorSet,
+    /// [`GetSkipChain`].
+    GetSkipChain,
 }
 
 impl RequestKind {
@@ -106,6 +112,7 @@ impl RequestKind {
             RequestKind::GetSnapshot => MAX_SNAPSHOT_DATA_FRAME,
             RequestKind::GetBlocks => MAX_BLOCKS_RESPONSE_FRAME,
             RequestKind::GetValidatorSet => MAX_VALIDATOR_SET_RESPONSE_FRAME,
+            RequestKind::GetSkipChain => MAX_SKIP_CHAIN_FRAME,
         }
     }
 
@@ -119,6 +126,7 @@ impl RequestKind {
             RequestKind::GetSnapshot => "get_snapshot",
             RequestKind::GetBlocks => "get_blocks",
             RequestKind::GetValidatorSet => "get_validator_set",
+            RequestKind::GetSkipChain => "get_skip_chain",
         }
     }
 }
@@ -134,6 +142,7 @@ impl Request {
             Request::GetSnapshot(_) => RequestKind::GetSnapshot,
             Request::GetBlocks(_) => RequestKind::GetBlocks,
             Request::GetValidatorSet(_) => RequestKind::GetValidatorSet,
+            Request::GetSkipChain(_) => RequestKind::GetSkipChain,
         }
     }
 
@@ -147,6 +156,7 @@ impl Request {
             Request::GetSnapshot(m) => m.validate(),
             Request::GetBlocks(m) => m.validate(),
             Request::GetValidatorSet(m) => m.validate(),
+            Request::GetSkipChain(m) => m.validate(),
         }
     }
 }
@@ -163,6 +173,7 @@ impl Response {
             Response::Blocks(m) => m.validate(),
             Response::Error(m) => m.validate(),
             Response::ValidatorSet(m) => m.validator_set.validate(),
+            Response::SkipChain(m) => m.validate(),
         }
     }
 
@@ -193,6 +204,15 @@ impl Response {
             }
             (Response::SnapshotData(r), Request::GetSnapshot(q)) => r.validate_for(q),
             (Response::Blocks(r), Request::GetBlocks(q)) => r.validate_for(q),
+            (Response::SkipChain(r), Request::GetSkipChain(q)) => {
+                if r.trusted_height != q.trusted_height || r.target_height != q.target_height {
+                    return Err(WireError::Invalid {
+                        field: "skip_chain_response.trusted_height",
+                        rule: "must echo the request's trusted_height and target_height",
+                    });
+                }
+                Ok(())
+            }
             (Response::ValidatorSet(r), Request::GetValidatorSet(q)) => {
                 if r.height != q.height {
                     return Err(WireError::Invalid {
@@ -254,6 +274,7 @@ impl Envelope for Response {
             Response::Blocks(_) => MAX_BLOCKS_RESPONSE_FRAME,
             Response::Error(_) => MAX_REQUEST_FRAME,
             Response::ValidatorSet(_) => MAX_VALIDATOR_SET_RESPONSE_FRAME,
+            Response::SkipChain(_) => MAX_SKIP_CHAIN_FRAME,
         }
     }
     fn encode(&self) -> Result<Vec<u8>, WireError> {
@@ -869,6 +890,84 @@ pub struct ValidatorSetResponse {
     pub validator_set: ValidatorSet,
 }
 
+/// Request for the hops from `trusted_height` to `target_height` (seed 001).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GetSkipChain {
+    /// The requester's trusted height.
+    pub trusted_height: u64,
+    /// The height to reach.
+    pub target_height: u64,
+}
+
+impl GetSkipChain {
+    /// Checks `1 <= trusted_height < target_height`.
+    pub fn validate(&self) -> Result<(), WireError> {
+        if self.trusted_height == 0 {
+            return Err(WireError::ZeroHeight {
+                field: "get_skip_chain.trusted_height",
+            });
+        }
+        if self.target_height <= self.trusted_height {
+            return Err(WireError::Invalid {
+                field: "get_skip_chain.target_height",
+                rule: "must be above trusted_height",
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Answer to [`GetSkipChain`]: hops with strictly increasing heights, each
+/// with its validator set attached, the last at the target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkipChainResponse {
+    /// Echo of the request.
+    pub trusted_height: u64,
+    /// Echo of the request.
+    pub target_height: u64,
+    /// The hops.
+    pub hops: Vec<SignedHeader>,
+}
+
+impl SkipChainResponse {
+    /// Checks the bound, the order, the attached sets and the last height.
+    pub fn validate(&self) -> Result<(), WireError> {
+        if self.hops.is_empty() {
+            return Err(WireError::Empty {
+                field: "skip_chain_response.hops",
+            });
+        }
+        check_count("skip_chain_response.hops", self.hops.len(), MAX_SKIP_HOPS)?;
+        let mut previous = self.trusted_height;
+        for (i, hop) in self.hops.iter().enumerate() {
+            let item = WireError::item("skip_chain_response.hops", i);
+            hop.validate().map_err(item)?;
+            let item = WireError::item("skip_chain_response.hops", i);
+            if hop.header.height <= previous || hop.header.height > self.target_height {
+                return Err(item(WireError::Invalid {
+                    field: "hop.header.height",
+                    rule: "hops must ascend strictly between trusted_height and target_height",
+                }));
+            }
+            if hop.validator_set.is_none() {
+                return Err(WireError::item("skip_chain_response.hops", i)(
+                    WireError::Missing {
+                        field: "hop.validator_set",
+                    },
+                ));
+            }
+            previous = hop.header.height;
+        }
+        if previous != self.target_height {
+            return Err(WireError::Invalid {
+                field: "skip_chain_response.hops",
+                rule: "the last hop must be at target_height",
+            });
+        }
+        Ok(())
+    }
+}
+
 // ------------------------------------------------------------------- errors
 
 /// Why a request was refused.
@@ -1005,6 +1104,10 @@ impl TryFrom<raw::Request> for Request {
                 prefix: prefix("get_snapshot.prefix", m.prefix)?,
                 start_key: m.start_key,
             }),
+            Body::GetSkipChain(m) => Request::GetSkipChain(GetSkipChain {
+                trusted_height: m.trusted_height,
+                target_height: m.target_height,
+            }),
             Body::GetValidatorSet(m) => {
                 Request::GetValidatorSet(GetValidatorSet { height: m.height })
             }
@@ -1118,6 +1221,14 @@ impl TryFrom<raw::Response> for Response {
                     blocks: try_items("blocks_response.blocks", m.blocks)?,
                 })
             }
+            Body::SkipChain(m) => {
+                check_count("skip_chain_response.hops", m.hops.len(), MAX_SKIP_HOPS)?;
+                Response::SkipChain(SkipChainResponse {
+                    trusted_height: m.trusted_height,
+                    target_height: m.target_height,
+                    hops: try_items("skip_chain_response.hops", m.hops)?,
+                })
+            }
             Body::ValidatorSet(m) => Response::ValidatorSet(ValidatorSetResponse {
                 height: m.height,
                 validator_set: required("validator_set_response.validator_set", m.validator_set)?
@@ -1200,6 +1311,10 @@ impl From<&Request> for raw::Request {
                 prefix: u32::from(m.prefix),
                 start_key: m.start_key.clone(),
             }),
+            Request::GetSkipChain(m) => Body::GetSkipChain(raw::GetSkipChain {
+                trusted_height: m.trusted_height,
+                target_height: m.target_height,
+            }),
             Request::GetValidatorSet(m) => {
                 Body::GetValidatorSet(raw::GetValidatorSet { height: m.height })
             }
@@ -1278,6 +1393,11 @@ impl From<&Response> for raw::Response {
             }),
             Response::Blocks(m) => Body::Blocks(raw::BlocksResponse {
                 blocks: m.blocks.iter().map(Into::into).collect(),
+            }),
+            Response::SkipChain(m) => Body::SkipChain(raw::SkipChainResponse {
+                trusted_height: m.trusted_height,
+                target_height: m.target_height,
+                hops: m.hops.iter().map(Into::into).collect(),
             }),
             Response::ValidatorSet(m) => Body::ValidatorSet(raw::ValidatorSetResponse {
                 height: m.height,

@@ -681,3 +681,48 @@ fn errors_name_the_item_and_rule() {
         "transaction.writes[1]: write.key: must not be empty or zero"
     );
 }
+
+#[test]
+fn skip_chain_rules() {
+    assert!(matches!(
+        GetSkipChain {
+            trusted_height: 5,
+            target_height: 5
+        }
+        .validate(),
+        Err(WireError::Invalid {
+            field: "get_skip_chain.target_height",
+            ..
+        })
+    ));
+    let mut hop = sample(strategies::signed_header_at(9));
+    hop.validator_set = Some(sample(strategies::validator_set()));
+    let ok = SkipChainResponse {
+        trusted_height: 4,
+        target_height: 9,
+        hops: vec![hop.clone()],
+    };
+    assert!(ok.validate().is_ok());
+    let short = SkipChainResponse {
+        target_height: 10,
+        ..ok.clone()
+    };
+    assert!(matches!(
+        short.validate(),
+        Err(WireError::Invalid {
+            field: "skip_chain_response.hops",
+            ..
+        })
+    ));
+    let mut no_set = ok.clone();
+    no_set.hops[0].validator_set = None;
+    assert!(matches!(
+        no_set.validate(),
+        Err(WireError::Item { index: 0, .. })
+    ));
+    let backwards = SkipChainResponse {
+        trusted_height: 9,
+        ..ok
+    };
+    assert!(backwards.validate().is_err());
+}

@@ -196,6 +196,12 @@ pub fn request() -> impl Strategy<Value = Request> {
             }
         )),
         (1u64..u64::MAX).prop_map(|height| Request::GetValidatorSet(GetValidatorSet { height })),
+        (1u64..1_000_000, 1u64..1_000_000).prop_map(|(trusted_height, d)| Request::GetSkipChain(
+            GetSkipChain {
+                trusted_height,
+                target_height: trusted_height + d
+            }
+        )),
     ]
 }
 
@@ -235,6 +241,30 @@ pub fn error_code() -> impl Strategy<Value = ErrorCode> {
 
 pub fn response() -> impl Strategy<Value = Response> {
     prop_oneof![
+        (
+            1u64..1_000_000,
+            prop::collection::btree_set(1u64..10_000, 1..5)
+        )
+            .prop_flat_map(|(trusted, steps)| {
+                let heights: Vec<u64> = steps.into_iter().map(|d| trusted + d).collect();
+                let hops: Vec<_> = heights
+                    .iter()
+                    .map(|h| {
+                        (signed_header_at(*h), validator_set()).prop_map(|(mut s, v)| {
+                            s.validator_set = Some(v);
+                            s
+                        })
+                    })
+                    .collect();
+                let target = *heights.last().unwrap_or(&(trusted + 1));
+                hops.prop_map(move |hops| {
+                    Response::SkipChain(SkipChainResponse {
+                        trusted_height: trusted,
+                        target_height: target,
+                        hops,
+                    })
+                })
+            }),
         sequential_headers(5).prop_map(|(start_height, headers)| Response::Headers(
             HeadersResponse {
                 start_height,
