@@ -2,8 +2,8 @@
 //!
 //! The vectors in `tests/vectors/` are the normative known answers; the tests
 //! in this crate check an implementation against them and against the header
-//! sync specification (seed 003, requirements R1–R8), black-box, over real
-//! QUIC.
+//! sync specification (seed 003, requirements R1–R8) and parallel header
+//! sync (v2, `docs/protocol.md` §7), black-box, over real QUIC.
 //!
 //! This library is the harness the tests in `tests/tests/` are built on:
 //!
@@ -23,6 +23,9 @@
 //!   rule each.
 //! - [`metrics`]: scraping the node's Prometheus endpoint over plain HTTP.
 //! - [`wait`]: bounded waits that fail with a message saying what was awaited.
+//! - [`v2`]: a parallel header sync (v2) server for scripted peers:
+//!   `GetHeadersV2` ranges proven into the MMR history, `GetValidatorSet`,
+//!   with hooks to delay, refuse or corrupt any answer.
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -42,6 +45,7 @@ pub mod logs;
 pub mod metrics;
 pub mod node;
 pub mod peer;
+pub mod v2;
 pub mod wait;
 
 /// How long a test waits for something the node must do (sync, ban, push)

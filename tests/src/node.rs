@@ -26,6 +26,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use headway_headersync::bootstrap::Checkpoint;
 use headway_net::{NodeKey, PeerId};
 use headway_wire::SignedHeader;
 use tokio::sync::oneshot;
@@ -63,6 +64,12 @@ pub struct NodeOptions {
     pub bootstrap: Vec<(PeerId, SocketAddr)>,
     /// The genesis file's content (the test chain's block 1 by default).
     pub genesis: SignedHeader,
+    /// `[sync] header_sync = "v2"`: parallel header sync (checkpoint
+    /// bootstrap, then MMR-proven ranges) instead of the default v1.
+    pub header_sync_v2: bool,
+    /// `[sync.checkpoint]`: the trusted height and its header hash or
+    /// validator set hash (v2 only).
+    pub checkpoint: Option<Checkpoint>,
 }
 
 impl Default for NodeOptions {
@@ -73,6 +80,8 @@ impl Default for NodeOptions {
             get_headers_per_second: None,
             bootstrap: Vec::new(),
             genesis: test_chain().genesis().clone(),
+            header_sync_v2: false,
+            checkpoint: None,
         }
     }
 }
@@ -148,7 +157,14 @@ impl TestNode {
             if let Some(rate) = options.get_headers_per_second {
                 sync.push(("get_headers_per_second", rate.to_string()));
             }
-            patch_sync_section(&home.join("config.toml"), &sync)?;
+            if options.header_sync_v2 {
+                sync.push(("header_sync", "\"v2\"".into()));
+            }
+            let config_path = home.join("config.toml");
+            patch_sync_section(&config_path, &sync)?;
+            if let Some(checkpoint) = &options.checkpoint {
+                append_checkpoint(&config_path, checkpoint)?;
+            }
             Ok(peer_id)
         };
         let peer_id = match setup() {
@@ -539,6 +555,25 @@ fn patch_sync_section(path: &Path, settings: &[(&str, String)]) -> Result<(), St
     }
     std::fs::write(path, lines.join("\n") + "\n")
         .map_err(|e| format!("writing {}: {e}", path.display()))
+}
+
+/// Appends a `[sync.checkpoint]` table (hashes as hex) to a TOML file.
+fn append_checkpoint(path: &Path, checkpoint: &Checkpoint) -> Result<(), String> {
+    let table = match checkpoint {
+        Checkpoint::HeaderHash { height, hash } => {
+            format!("\n[sync.checkpoint]\nheight = {height}\nheader_hash = \"{hash}\"\n")
+        }
+        Checkpoint::ValidatorSet {
+            height,
+            validators_hash,
+        } => format!(
+            "\n[sync.checkpoint]\nheight = {height}\nvalidators_hash = \"{validators_hash}\"\n"
+        ),
+    };
+    let mut text =
+        std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    text.push_str(&table);
+    std::fs::write(path, text).map_err(|e| format!("writing {}: {e}", path.display()))
 }
 
 fn launch(root: &Path) -> Runner {

@@ -13,6 +13,10 @@
 //!   with whether it was a ban (QUIC close code `BANNED`).
 //! - The same type is the **observer**: a peer that claims nothing and asks
 //!   the node for its stored headers ([`ScriptedPeer::fetch_headers`]).
+//! - Every other request (`GetHeadersV2`, `GetValidatorSet`, …) goes to a
+//!   second script, a [`RequestScript`] ([`ScriptedPeer::start_with`]; by
+//!   default it answers `UNSUPPORTED`), and is recorded with its times in
+//!   [`PeerRecord::others`]. [`crate::v2`] has the scripts of a v2 server.
 
 use std::{
     collections::VecDeque,
@@ -26,8 +30,8 @@ use std::{
 
 use headway_net::{NetConfig, NetError, NetEvent, Network, NodeKey, PeerId, Responder, close_code};
 use headway_wire::{
-    ErrorCode, ErrorResponse, GetBlocks, GetHeaders, HeadersResponse, Push, Request, Response,
-    SignedHeader, StatusResponse, limits::MAX_HEADERS_PER_BATCH,
+    ErrorCode, ErrorResponse, GetBlocks, GetHeaders, GetHeadersV2, HeadersResponse, Push, Request,
+    Response, SignedHeader, StatusResponse, limits::MAX_HEADERS_PER_BATCH,
 };
 use tokio::{sync::mpsc, task::JoinHandle};
 
@@ -71,6 +75,25 @@ pub fn serving_slowly(chain: Arc<Vec<SignedHeader>>, delay: Duration) -> Script 
     })
 }
 
+/// Decides the reply to any request other than `GetHeaders`, given the
+/// serve height. A [`Reply::Headers`] becomes a `HeadersResponse` starting at
+/// its first header's height (1 when empty).
+pub type RequestScript = Arc<dyn Fn(&Request, u64) -> Reply + Send + Sync>;
+
+/// The default [`RequestScript`]: `UNSUPPORTED` for everything (a v1-only peer).
+pub fn unsupported() -> RequestScript {
+    Arc::new(|_: &Request, _: u64| Reply::Response(Box::new(unsupported_response())))
+}
+
+/// `ErrorResponse { code: UNSUPPORTED }`.
+pub fn unsupported_response() -> Response {
+    Response::Error(ErrorResponse {
+        code: ErrorCode::Unsupported,
+        message: "a scripted peer serves GetHeaders only".into(),
+        retry_after_ms: 0,
+    })
+}
+
 /// A script that never answers.
 pub fn silent() -> Script {
     Arc::new(|_: &GetHeaders, _: u64| Reply::Silent)
@@ -108,6 +131,17 @@ impl RequestRecord {
     }
 }
 
+/// One request other than `GetHeaders` the node sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OtherRequestRecord {
+    /// The request.
+    pub request: Request,
+    /// When it arrived.
+    pub received: Instant,
+    /// When it was answered (`None`: not answered, or silent).
+    pub answered: Option<Instant>,
+}
+
 /// One closed connection to the node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Disconnect {
@@ -124,8 +158,11 @@ pub struct Disconnect {
 pub struct PeerRecord {
     /// `GetHeaders` from the node, in arrival order.
     pub requests: Vec<RequestRecord>,
-    /// Other requests from the node (answered `UNSUPPORTED`).
+    /// Other requests from the node, in arrival order (answered by the
+    /// peer's [`RequestScript`], `UNSUPPORTED` by default).
     pub other_requests: Vec<Request>,
+    /// The same requests as `other_requests`, with their times.
+    pub others: Vec<OtherRequestRecord>,
     /// Status pushes from the node, in order.
     pub statuses: Vec<StatusResponse>,
     /// Malformed frames the node sent (the transport refused them).
@@ -145,6 +182,28 @@ impl PeerRecord {
     /// Bans seen.
     pub fn bans(&self) -> usize {
         self.disconnects.iter().filter(|d| d.banned).count()
+    }
+
+    /// The `GetHeadersV2` requests received, in order.
+    pub fn v2_requests(&self) -> Vec<GetHeadersV2> {
+        self.other_requests
+            .iter()
+            .filter_map(|r| match r {
+                Request::GetHeadersV2(q) => Some(*q),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The heights of the `GetValidatorSet` requests received, in order.
+    pub fn validator_set_requests(&self) -> Vec<u64> {
+        self.other_requests
+            .iter()
+            .filter_map(|r| match r {
+                Request::GetValidatorSet(q) => Some(q.height),
+                _ => None,
+            })
+            .collect()
     }
 }
 
@@ -167,12 +226,27 @@ impl std::fmt::Debug for ScriptedPeer {
 }
 
 impl ScriptedPeer {
-    /// A peer answering with `script`, serving up to `serve_height`; not yet connected.
+    /// A peer answering `GetHeaders` with `script` and every other request
+    /// `UNSUPPORTED`, serving up to `serve_height`; not yet connected.
     ///
     /// # Panics
     ///
     /// When its endpoint cannot be started.
     pub async fn start(script: Script, serve_height: u64) -> ScriptedPeer {
+        ScriptedPeer::start_with(script, unsupported(), serve_height).await
+    }
+
+    /// A peer answering `GetHeaders` with `script` and every other request
+    /// with `others`, serving up to `serve_height`; not yet connected.
+    ///
+    /// # Panics
+    ///
+    /// When its endpoint cannot be started.
+    pub async fn start_with(
+        script: Script,
+        others: RequestScript,
+        serve_height: u64,
+    ) -> ScriptedPeer {
         let config = NetConfig {
             // A silent peer holds requests; the transport must not answer for it.
             response_deadline: Duration::from_secs(3600),
@@ -193,6 +267,7 @@ impl ScriptedPeer {
             serve: serve.clone(),
             claim: claim.clone(),
             script,
+            others,
             held: VecDeque::new(),
             connections: Vec::new(),
         }));
@@ -506,12 +581,17 @@ impl ScriptedPeer {
     pub fn summary(&self) -> String {
         let r = self.record();
         format!(
-            "{} requests ({:?}), statuses {:?}, connects {}, disconnects {:?}, misbehaved {:?}",
+            "{} requests ({:?}), v2 ranges {:?}, validator sets {:?}, statuses {:?}, connects {}, disconnects {:?}, misbehaved {:?}",
             r.requests.len(),
             r.requests
                 .iter()
                 .map(|q| (q.request.start_height, q.request.count))
                 .collect::<Vec<_>>(),
+            r.v2_requests()
+                .iter()
+                .map(|q| (q.start_height, q.count))
+                .collect::<Vec<_>>(),
+            r.validator_set_requests(),
             r.statuses.iter().map(|s| s.height).collect::<Vec<_>>(),
             r.connects,
             r.disconnects.iter().map(|d| &d.reason).collect::<Vec<_>>(),
@@ -537,6 +617,28 @@ impl Drop for ScriptedPeer {
     }
 }
 
+/// Connects every peer to the node at once, each claiming `height`
+/// ([`ScriptedPeer::connect_and_claim`] run concurrently), so that a node
+/// gathering statuses for a short while hears all of them.
+pub async fn connect_all_and_claim(peers: &[&ScriptedPeer], node: &TestNode, height: u64) {
+    let mut pending: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + '_>>> = peers
+        .iter()
+        .map(|p| {
+            Box::pin(p.connect_and_claim(node, height))
+                as std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>
+        })
+        .collect();
+    std::future::poll_fn(|cx| {
+        pending.retain_mut(|f| f.as_mut().poll(cx).is_pending());
+        if pending.is_empty() {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+}
+
 /// True when a transport close reason is the node's `BANNED` close.
 pub fn is_ban_reason(reason: &str) -> bool {
     let code = close_code::BANNED;
@@ -551,6 +653,7 @@ struct EventLoop {
     serve: Arc<AtomicU64>,
     claim: Arc<Mutex<Option<u64>>>,
     script: Script,
+    others: RequestScript,
     held: VecDeque<Responder>,
     connections: Vec<quinn::Connection>,
 }
@@ -606,23 +709,45 @@ async fn event_loop(mut s: EventLoop) {
                     record.requests.len() - 1
                 };
                 let reply = (s.script)(&q, s.serve.load(Ordering::SeqCst));
-                answer(&mut s, q, reply, responder, index);
+                answer(
+                    &mut s,
+                    Some(q.start_height),
+                    reply,
+                    responder,
+                    Slot::GetHeaders(index),
+                );
             }
             NetEvent::Request {
                 request, responder, ..
             } => {
-                lock(&s.record).other_requests.push(request);
-                responder.respond(Response::Error(ErrorResponse {
-                    code: ErrorCode::Unsupported,
-                    message: "a scripted peer serves GetHeaders only".into(),
-                    retry_after_ms: 0,
-                }));
+                let index = {
+                    let mut record = lock(&s.record);
+                    record.other_requests.push(request.clone());
+                    record.others.push(OtherRequestRecord {
+                        request: request.clone(),
+                        received: Instant::now(),
+                        answered: None,
+                    });
+                    record.others.len() - 1
+                };
+                let reply = (s.others)(&request, s.serve.load(Ordering::SeqCst));
+                answer(&mut s, None, reply, responder, Slot::Other(index));
             }
         }
     }
 }
 
-fn answer(s: &mut EventLoop, q: GetHeaders, reply: Reply, responder: Responder, index: usize) {
+/// Which record a reply marks as answered.
+#[derive(Debug, Clone, Copy)]
+enum Slot {
+    GetHeaders(usize),
+    Other(usize),
+}
+
+/// Sends (or holds, or delays) `reply`; `start` is the `GetHeaders` start
+/// height a [`Reply::Headers`] echoes (`None` for other requests: the first
+/// header's height).
+fn answer(s: &mut EventLoop, start: Option<u64>, reply: Reply, responder: Responder, slot: Slot) {
     match reply {
         Reply::Silent => {
             if s.held.len() >= MAX_HELD_RESPONDERS {
@@ -634,25 +759,27 @@ fn answer(s: &mut EventLoop, q: GetHeaders, reply: Reply, responder: Responder, 
             let record = s.record.clone();
             tokio::spawn(async move {
                 tokio::time::sleep(delay).await;
-                if let Some(response) = immediate(q, *inner) {
+                if let Some(response) = immediate(start, *inner) {
                     responder.respond(response);
-                    mark_answered(&record, index);
+                    mark_answered(&record, slot);
                 }
             });
         }
         other => {
-            if let Some(response) = immediate(q, other) {
+            if let Some(response) = immediate(start, other) {
                 responder.respond(response);
-                mark_answered(&s.record, index);
+                mark_answered(&s.record, slot);
             }
         }
     }
 }
 
-fn immediate(q: GetHeaders, reply: Reply) -> Option<Response> {
+fn immediate(start: Option<u64>, reply: Reply) -> Option<Response> {
     match reply {
         Reply::Headers(headers) => Some(Response::Headers(HeadersResponse {
-            start_height: q.start_height,
+            start_height: start
+                .or_else(|| headers.first().map(|h| h.header.height))
+                .unwrap_or(1),
             headers,
         })),
         Reply::Response(r) => Some(*r),
@@ -661,9 +788,14 @@ fn immediate(q: GetHeaders, reply: Reply) -> Option<Response> {
     }
 }
 
-fn mark_answered(record: &Arc<Mutex<PeerRecord>>, index: usize) {
-    if let Some(r) = lock(record).requests.get_mut(index) {
-        r.answered = Some(Instant::now());
+fn mark_answered(record: &Arc<Mutex<PeerRecord>>, slot: Slot) {
+    let mut record = lock(record);
+    let answered = match slot {
+        Slot::GetHeaders(i) => record.requests.get_mut(i).map(|r| &mut r.answered),
+        Slot::Other(i) => record.others.get_mut(i).map(|r| &mut r.answered),
+    };
+    if let Some(answered) = answered {
+        *answered = Some(Instant::now());
     }
 }
 
