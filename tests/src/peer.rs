@@ -4,7 +4,7 @@
 //!
 //! - A [`Script`] decides each answer: headers (honest or forged), any
 //!   response (errors, answers that do not match the request), silence, or a
-//!   delayed answer ([`Reply`]). [`ScriptedPeer::serve_height`] bounds what
+//!   delayed answer ([`Reply`]). `ScriptedPeer::serve_height` bounds what
 //!   the standard scripts serve and can be raised while a test runs.
 //! - A peer can push status updates: automatically on every connection (its
 //!   claim, see [`ScriptedPeer::connect_and_claim`]) or one by one.

@@ -35,6 +35,17 @@ pub enum Checkpoint {
     },
 }
 
+impl Checkpoint {
+    /// The checkpoint's height.
+    pub fn height(&self) -> u64 {
+        match self {
+            Checkpoint::HeaderHash { height, .. } | Checkpoint::ValidatorSet { height, .. } => {
+                *height
+            }
+        }
+    }
+}
+
 /// Why bootstrap failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

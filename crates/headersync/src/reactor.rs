@@ -65,6 +65,9 @@ impl Default for ReactorConfig {
     }
 }
 
+/// In v2 mode with a checkpoint, the wait before retrying a failed run.
+pub const V2_RETRY: Duration = Duration::from_secs(5);
+
 /// In v2 mode, the least time to gather statuses even when every connected
 /// peer has reported.
 pub const V2_MIN_GATHER: Duration = Duration::from_millis(100);
@@ -82,6 +85,8 @@ enum Phase {
         config: ParallelConfig,
         since: Option<Instant>,
         trusted: TrustedState,
+        /// No start before this (a retry's backoff).
+        not_before: Instant,
     },
     /// v2 running.
     Parallel(tokio::task::JoinHandle<Result<ParallelReport, ParallelError>>),
@@ -130,6 +135,7 @@ impl HeaderSync {
                     config: parallel,
                     since: None,
                     trusted: t,
+                    not_before: Instant::now(),
                 },
             ),
             (Some(t), SyncMode::V1) => {
@@ -155,6 +161,7 @@ impl HeaderSync {
             pool_config: config.pool.clone(),
             v2_gather: config.v2_gather,
             statuses: std::collections::HashMap::new(),
+            v2_retry: None,
         };
         let task = tokio::spawn(reactor.run());
         (
@@ -239,6 +246,8 @@ struct Reactor {
     /// Latest status of each connected peer (bounded by the transport's
     /// connection limits), replayed into the v1 pool after v2.
     statuses: std::collections::HashMap<PeerId, Option<StatusResponse>>,
+    /// What a failed v2 run would retry with.
+    v2_retry: Option<(ParallelConfig, TrustedState)>,
 }
 
 impl Reactor {
@@ -380,11 +389,16 @@ impl Reactor {
     /// In v2 mode, starts bootstrap and range download once statuses are gathered.
     fn maybe_start_parallel(&mut self, now: Instant) {
         let Phase::Gathering {
-            since: Some(since), ..
+            since: Some(since),
+            not_before,
+            ..
         } = &self.phase
         else {
             return;
         };
+        if now < *not_before {
+            return;
+        }
         // Start once every connected peer has reported (after a short floor,
         // so peers connecting together are included), or when the window ends.
         let waited = now.saturating_duration_since(*since);
@@ -409,6 +423,7 @@ impl Reactor {
             "starting parallel header sync (v2)"
         );
         let (net, store, metrics) = (self.net.clone(), self.store.clone(), self.metrics.clone());
+        self.v2_retry = Some((config.clone(), trusted.clone()));
         self.metrics.syncing.store(1, Ordering::Relaxed);
         self.phase = Phase::Parallel(tokio::spawn(async move {
             sync_parallel(&net, &store, peers, trusted, config, &metrics).await
@@ -418,9 +433,29 @@ impl Reactor {
     /// v2 finished (or failed): continue with the v1 pool from the tip.
     fn on_parallel_done(&mut self, result: Result<ParallelReport, ParallelError>) {
         self.phase = Phase::V1;
+        let retry = self.v2_retry.take();
         let trusted = match result {
             Ok(report) => report.trusted,
             Err(e) => {
+                // Below a configured checkpoint, v1 from the stored tip could
+                // follow a validly signed fork the checkpoint excludes (a
+                // long-range attack): only v2, which verifies the checkpoint
+                // first, may take the node past it. Try again later.
+                if let Some((config, trusted)) = retry
+                    && let Some(checkpoint) = config.checkpoint
+                    && self.store.header_height() < checkpoint.height()
+                {
+                    warn!(error = %e, checkpoint = checkpoint.height(), retry_in = ?V2_RETRY, "parallel header sync failed below the checkpoint; not falling back to v1");
+                    self.metrics.syncing.store(0, Ordering::Relaxed);
+                    let now = Instant::now();
+                    self.phase = Phase::Gathering {
+                        config,
+                        since: Some(now),
+                        trusted,
+                        not_before: now + V2_RETRY,
+                    };
+                    return;
+                }
                 warn!(error = %e, "parallel header sync stopped; continuing with v1");
                 match trusted_from_store(&self.store) {
                     Ok(t) => t,

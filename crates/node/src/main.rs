@@ -137,7 +137,6 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e:#}");
             #[allow(clippy::print_stderr, reason = "the error is the CLI's output")]
             {
                 eprintln!("error: {e:#}");
