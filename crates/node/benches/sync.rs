@@ -1,0 +1,524 @@
+//! Header sync benchmark (issues 8 and 9).
+//!
+//! `cargo bench -p headway-node --bench sync` (set `CARGO_TARGET_DIR` to keep
+//! clear of other builds' locks). One run:
+//!
+//! 1. **Issue 8**: v1 header sync of a devnet chain (100 000 headers, 16
+//!    validators, a quarter rotated every 100 blocks, the whole set replaced
+//!    at half the length) from 4 serving peers over loopback, beside the
+//!    verification-only throughput of the same chain (`verify_batch` over
+//!    consecutive 50-header batches from genesis, one thread, no I/O). Probes
+//!    split the time: the store writes alone, the transport and serving
+//!    peers alone.
+//! 2. **Issue 9**: every contender on the same chain with 1, 4 and 8 serving
+//!    peers, over loopback and with 50 ms added round-trip time (an in-process
+//!    UDP delay relay per serving peer, real QUIC on both sides).
+//! 3. Writes `results.json` (every figure and every 20 ms height sample) to
+//!    the bench directory and the plot to `docs/bench/header-sync.png`.
+//!
+//! Environment:
+//! - `HEADWAY_BENCH_QUICK=1`: 10 000 headers (replacement at 5 000), one repetition.
+//! - `HEADWAY_BENCH_DIR`: chain cache and results (default `<target dir>/bench-sync`).
+//! - `HEADWAY_BENCH_PLOT`: where the PNG goes (default `docs/bench/header-sync.png`).
+//! - `HEADWAY_BENCH_ONLY=issue8|issue9|v1|cache`: one part only (`v1`: the
+//!   issue 8 v1 runs alone, once, for profiling;
+//!   results.json and the plot are then not written).
+//!
+//! The chain is generated once into `chain-<params>/` under the bench
+//! directory and reused. Serving peers, relays and the client run in three
+//! runtimes (thread names `server`, `relay`, `client`) of one process on
+//! this machine's cores, so a profile can tell them apart.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "benchmark binary"
+)]
+
+#[path = "sync/cache.rs"]
+mod cache;
+#[path = "sync/contenders.rs"]
+mod contenders;
+#[path = "sync/peers.rs"]
+mod peers;
+#[path = "sync/plot.rs"]
+mod plot;
+#[path = "sync/png.rs"]
+mod png;
+#[path = "sync/shim.rs"]
+mod shim;
+
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
+
+use headway_chain::HeaderExt as _;
+use headway_headersync::{
+    ParallelConfig, ReactorConfig, bootstrap::Checkpoint, server::DEFAULT_GET_HEADERS_PER_WINDOW,
+    v2::RangeSyncConfig,
+};
+use headway_node::config::DevnetParams;
+use serde_json::{Value, json};
+
+use crate::{
+    cache::Chain,
+    contenders::{Env, RunOutput, Scenario},
+};
+
+/// Headers per `verify_batch` call in the bound, as v1 requests them.
+const BOUND_BATCH: usize = 50;
+/// Peers of the issue 8 run.
+const ISSUE8_PEERS: usize = 4;
+/// Serving peer counts of issue 9.
+const PEER_COUNTS: [usize; 3] = [1, 4, 8];
+/// v2's checkpoint is this far below the tip.
+const CHECKPOINT_BEHIND: u64 = 1000;
+/// A serving rate limit that never binds.
+const UNLIMITED: usize = 1_000_000;
+/// Added one-way delays of issue 9 (0 = plain loopback; 25 ms each way = 50 ms RTT).
+const DELAYS: [Duration; 2] = [Duration::ZERO, Duration::from_millis(25)];
+
+fn main() {
+    let quick = std::env::var("HEADWAY_BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
+    let len: u64 = if quick { 10_000 } else { 100_000 };
+    let reps = if quick { 1 } else { 3 };
+    let params = DevnetParams {
+        seed: 1,
+        validators: 16,
+        rotation_interval: 100,
+        replace_all_at: vec![len / 2],
+    };
+    let dir = bench_dir();
+    std::fs::create_dir_all(&dir).expect("creating the bench directory");
+    let chain = Arc::new(Chain::load_or_build(&dir, &params, len));
+    let only = std::env::var("HEADWAY_BENCH_ONLY").ok();
+    let part = |name: &str| only.as_deref().is_none_or(|o| o == name);
+    if only.as_deref() == Some("cache") {
+        return;
+    }
+
+    let runtime = |name: &str, workers: usize| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .thread_name(name)
+            .enable_all()
+            .build()
+            .expect("tokio runtime")
+    };
+    let client = runtime("client", 2);
+    let servers = runtime("server", 2);
+    let relays = runtime("relay", 1);
+    let env = Env {
+        chain: chain.clone(),
+        servers: servers.handle().clone(),
+        relays: relays.handle().clone(),
+    };
+    let mut results = json!({
+        "bench": "header-sync",
+        "quick": quick,
+        "chain": { "headers": len, "params": format!("{params:?}") },
+        "cores": std::thread::available_parallelism().map_or(0, |n| n.get()),
+    });
+    if only.as_deref() == Some("v1") {
+        v1_runs(&client, &env, 1, f64::NAN);
+        return;
+    }
+    if part("issue8") {
+        results["issue8"] = issue8(&client, &env, reps, &dir);
+    }
+    if part("issue9") {
+        results["issue9"] = issue9(&client, &env, &chain);
+    }
+    if only.is_none() {
+        let json_path = dir.join("results.json");
+        std::fs::write(
+            &json_path,
+            serde_json::to_string_pretty(&results).expect("json"),
+        )
+        .expect("writing results.json");
+        println!("\nresults: {}", json_path.display());
+        let plot_path = plot_path();
+        if let Some(parent) = plot_path.parent() {
+            std::fs::create_dir_all(parent).expect("creating the plot directory");
+        }
+        std::fs::write(&plot_path, draw(&results, len)).expect("writing the plot");
+        println!("plot:    {}", plot_path.display());
+    }
+    drop((client, servers, relays));
+}
+
+/// Issue 8: v1 from 4 peers over loopback against the verification bound, and the probes.
+fn issue8(client: &tokio::runtime::Runtime, env: &Env, reps: usize, dir: &Path) -> Value {
+    let chain = &env.chain;
+    let synced = chain.tip - 1;
+    let per_s = |d: Duration| synced as f64 / d.as_secs_f64();
+    println!(
+        "\n== Issue 8: v1 vs the verification bound ({} headers, {ISSUE8_PEERS} peers, loopback)",
+        chain.tip
+    );
+    let bound =
+        median_duration((0..reps).map(|_| contenders::verification_bound(chain, BOUND_BATCH)));
+    let bound_rate = per_s(bound);
+    println!(
+        "verification bound (verify_batch x{BOUND_BATCH}, 1 thread, no I/O): {bound_rate:>8.0} headers/s ({:.2} s)",
+        bound.as_secs_f64()
+    );
+    let v2_range = u64::from(RangeSyncConfig::default().range_len);
+    let v2_bound =
+        median_duration((0..reps).map(|_| contenders::v2_verification_bound(chain, v2_range)));
+    println!(
+        "v2 hash-only bound (verify_range x{v2_range}, 1 thread, no I/O): {:>8.0} headers/s",
+        per_s(v2_bound)
+    );
+    let store_durable = contenders::store_only(chain, BOUND_BATCH, true, None);
+    let store_buffered = contenders::store_only(chain, BOUND_BATCH, false, None);
+    let store_disk =
+        contenders::store_only(chain, BOUND_BATCH, true, Some(&dir.join("probe-store")));
+    println!(
+        "store only, save_headers x{BOUND_BATCH}, durable (tmpfs, as the client): {:>8.0} headers/s",
+        per_s(store_durable)
+    );
+    println!(
+        "store only, save_headers x{BOUND_BATCH}, buffered (tmpfs):               {:>8.0} headers/s",
+        per_s(store_buffered)
+    );
+    println!(
+        "store only, save_headers x{BOUND_BATCH}, durable on disk:                {:>8.0} headers/s",
+        per_s(store_disk)
+    );
+    let serial = 1.0 / (1.0 / bound_rate + 1.0 / per_s(store_durable));
+    println!("verify, then store (durable), one after the other: {serial:>8.0} headers/s");
+    let fetch = client.block_on(contenders::fetch_only(
+        env,
+        loopback(ISSUE8_PEERS, UNLIMITED),
+        50,
+        4,
+    ));
+    println!(
+        "fetch only (transport + serving peers, answers dropped, no rate limit): {:>8.0} headers/s",
+        fetch.rate()
+    );
+
+    let runs = v1_runs(client, env, reps, bound_rate);
+    json!({
+        "peers": ISSUE8_PEERS,
+        "repetitions": reps,
+        "verification_bound": { "batch": BOUND_BATCH, "seconds": bound.as_secs_f64(), "headers_per_s": bound_rate },
+        "v2_hash_only_bound": { "range": v2_range, "seconds": v2_bound.as_secs_f64(), "headers_per_s": per_s(v2_bound) },
+        "store_only": {
+            "durable_headers_per_s": per_s(store_durable),
+            "buffered_headers_per_s": per_s(store_buffered),
+            "durable_on_disk_headers_per_s": per_s(store_disk),
+        },
+        "verify_then_store_headers_per_s": serial,
+        "fetch_only": run_json(&fetch),
+        "v1": runs,
+    })
+}
+
+/// The v1 configurations of issue 8, each the median of `reps` runs.
+fn v1_runs(
+    client: &tokio::runtime::Runtime,
+    env: &Env,
+    reps: usize,
+    bound_rate: f64,
+) -> Vec<Value> {
+    let mut runs = Vec::new();
+    for (name, config, rate) in v1_configs() {
+        let run = median_run(
+            (0..reps)
+                .map(|_| {
+                    client.block_on(contenders::run_v1(
+                        env,
+                        loopback(ISSUE8_PEERS, rate),
+                        config.clone(),
+                    ))
+                })
+                .collect(),
+        );
+        println!(
+            "v1 {name:<28} {:>8.0} headers/s in {:>6.2} s  ratio to bound {:.2}  {}",
+            run.rate(),
+            run.duration.as_secs_f64(),
+            run.rate() / bound_rate,
+            counters(&run)
+        );
+        runs.push(json!({
+            "name": name,
+            "config": describe(&config, rate),
+            "run": run_json(&run),
+            "ratio_to_bound": run.rate() / bound_rate,
+        }));
+    }
+    runs
+}
+
+/// Issue 9: every contender with 1, 4 and 8 peers, over loopback and with
+/// 50 ms more RTT. v2 starts from a checkpoint [`CHECKPOINT_BEHIND`] below
+/// the tip; v2 from genesis (bisection over every validator-set change) runs
+/// with [`ISSUE8_PEERS`] peers only, as its bootstrap asks one peer at a time.
+fn issue9(client: &tokio::runtime::Runtime, env: &Env, chain: &Chain) -> Value {
+    println!(
+        "\n== Issue 9: contenders x serving peers x added RTT ({} headers)",
+        chain.tip
+    );
+    println!(
+        "{:<14} {:>6} {:>9} {:>10} {:>12}  counters",
+        "", "peers", "RTT +ms", "time s", "headers/s"
+    );
+    let checkpoint = chain.tip - CHECKPOINT_BEHIND;
+    let from_checkpoint = ParallelConfig {
+        checkpoint: Some(Checkpoint::HeaderHash {
+            height: checkpoint,
+            hash: chain.headers[(checkpoint - 1) as usize].header.hash(),
+        }),
+        ..ParallelConfig::default()
+    };
+    let mut cells = Vec::new();
+    for delay in DELAYS {
+        for peers in PEER_COUNTS {
+            let scenario = Scenario {
+                peers,
+                one_way_delay: delay,
+                get_headers_per_second: DEFAULT_GET_HEADERS_PER_WINDOW,
+            };
+            let run = client.block_on(contenders::run_v1(env, scenario, ReactorConfig::default()));
+            print_cell("v1", &scenario, &run);
+            cells.push(cell_json("v1", &scenario, &run));
+            let run = client.block_on(contenders::run_v2(
+                env,
+                scenario,
+                ReactorConfig::default(),
+                from_checkpoint.clone(),
+            ));
+            print_cell("v2", &scenario, &run);
+            cells.push(cell_json("v2", &scenario, &run));
+            if peers == ISSUE8_PEERS {
+                let run = client.block_on(contenders::run_v2(
+                    env,
+                    scenario,
+                    ReactorConfig::default(),
+                    ParallelConfig::default(),
+                ));
+                print_cell("v2-genesis", &scenario, &run);
+                cells.push(cell_json("v2-genesis", &scenario, &run));
+            }
+        }
+    }
+    json!({
+        "v1": "ReactorConfig::default(), serving rate limit DEFAULT_GET_HEADERS_PER_WINDOW",
+        "v2": format!("SyncMode::V2, ParallelConfig::default() with checkpoint HeaderHash at height {checkpoint} (tip - {CHECKPOINT_BEHIND})"),
+        "v2-genesis": "SyncMode::V2, ParallelConfig::default() (no checkpoint: bootstrap by bisection from genesis)",
+        "cells": cells,
+    })
+}
+
+/// Loopback with `peers` serving peers allowing `rate` `GetHeaders` per second.
+fn loopback(peers: usize, rate: usize) -> Scenario {
+    Scenario {
+        peers,
+        one_way_delay: Duration::ZERO,
+        get_headers_per_second: rate,
+    }
+}
+
+/// The v1 configurations of issue 8: the node's defaults, then tuned
+/// values (`HEADWAY_BENCH_V1_TRY=inflight:pending:rate,…` replaces the tuned
+/// ones, for exploring).
+fn v1_configs() -> Vec<(String, ReactorConfig, usize)> {
+    let with = |inflight: usize, pending: usize| {
+        let mut c = ReactorConfig::default();
+        c.pool.max_inflight_per_peer = inflight;
+        c.pool.max_pending_batches = pending;
+        c
+    };
+    let mut v = vec![(
+        "defaults".to_owned(),
+        ReactorConfig::default(),
+        DEFAULT_GET_HEADERS_PER_WINDOW,
+    )];
+    match std::env::var("HEADWAY_BENCH_V1_TRY") {
+        Ok(list) => {
+            for item in list.split(',') {
+                let f: Vec<usize> = item
+                    .split(':')
+                    .map(|x| x.parse().expect("inflight:pending:rate"))
+                    .collect();
+                v.push((format!("try {item}"), with(f[0], f[1]), f[2]));
+            }
+        }
+        Err(_) => {
+            v.push((
+                "serving rate 1000/s".to_owned(),
+                ReactorConfig::default(),
+                1000,
+            ));
+            v.push((
+                "rate 1000/s, 8 in flight, 128 pending".to_owned(),
+                with(8, 128),
+                1000,
+            ));
+        }
+    }
+    v
+}
+
+fn describe(config: &ReactorConfig, rate: usize) -> Value {
+    json!({
+        "batch_size": config.pool.batch_size,
+        "max_inflight_per_peer": config.pool.max_inflight_per_peer,
+        "max_pending_batches": config.pool.max_pending_batches,
+        "tick_ms": config.tick.as_millis() as u64,
+        "server_get_headers_per_second": rate,
+    })
+}
+
+fn counters(run: &RunOutput) -> String {
+    let mut s: Vec<String> = run
+        .counters
+        .iter()
+        .filter(|(_, v)| *v > 0)
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    if !run.complete {
+        s.insert(0, "INCOMPLETE".into());
+    }
+    s.join(" ")
+}
+
+fn run_json(run: &RunOutput) -> Value {
+    let counters: serde_json::Map<String, Value> = run
+        .counters
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), json!(v)))
+        .collect();
+    json!({
+        "seconds": run.duration.as_secs_f64(),
+        "headers": run.synced,
+        "headers_per_s": run.rate(),
+        "complete": run.complete,
+        "counters": counters,
+    })
+}
+
+fn cell_json(contender: &str, scenario: &Scenario, run: &RunOutput) -> Value {
+    let series: Vec<Value> = run
+        .series
+        .iter()
+        .map(|(t, h)| json!([(t * 1000.0).round() / 1000.0, h]))
+        .collect();
+    json!({
+        "contender": contender,
+        "peers": scenario.peers,
+        "added_rtt_ms": scenario.one_way_delay.as_millis() as u64 * 2,
+        "run": run_json(run),
+        "series": series,
+    })
+}
+
+fn print_cell(contender: &str, scenario: &Scenario, run: &RunOutput) {
+    println!(
+        "{contender:<14} {:>6} {:>9} {:>10.2} {:>12.0}  {}",
+        scenario.peers,
+        scenario.one_way_delay.as_millis() * 2,
+        run.duration.as_secs_f64(),
+        run.rate(),
+        counters(run)
+    );
+}
+
+fn median_duration(it: impl Iterator<Item = Duration>) -> Duration {
+    let mut v: Vec<Duration> = it.collect();
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn median_run(mut runs: Vec<RunOutput>) -> RunOutput {
+    runs.sort_by_key(|a| a.duration);
+    runs.swap_remove(runs.len() / 2)
+}
+
+/// The plot: one panel per contender, a curve per cell.
+fn draw(results: &Value, len: u64) -> Vec<u8> {
+    let cells = results["issue9"]["cells"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let mut panels: Vec<plot::Panel> = Vec::new();
+    for contender in ["v1", "v2"] {
+        let mut series = Vec::new();
+        for cell in cells.iter().filter(|c| c["contender"] == contender) {
+            let peers = cell["peers"].as_u64().unwrap_or(0);
+            let rtt = cell["added_rtt_ms"].as_u64().unwrap_or(0);
+            let color = PEER_COUNTS
+                .iter()
+                .position(|&p| p as u64 == peers)
+                .map_or(plot::color::SERIES[4], |i| plot::color::SERIES[i]);
+            let points = cell["series"]
+                .as_array()
+                .map(|s| {
+                    s.iter()
+                        .map(|p| (p[0].as_f64().unwrap_or(0.0), p[1].as_f64().unwrap_or(0.0)))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let rate = cell["run"]["headers_per_s"].as_f64().unwrap_or(0.0);
+            series.push(plot::Series {
+                label: format!(
+                    "{peers} PEER{} {} {:.1}K/S",
+                    if peers == 1 { " " } else { "S" },
+                    if rtt == 0 { "LOOPBACK " } else { "+50MS RTT" },
+                    rate / 1000.0
+                ),
+                color,
+                dashed: rtt > 0,
+                points,
+            });
+        }
+        if !series.is_empty() {
+            let title = match contender {
+                "v1" => "V1 (DEFAULTS)".to_owned(),
+                _ => format!("V2 (CHECKPOINT AT TIP - {CHECKPOINT_BEHIND})"),
+            };
+            panels.push(plot::Panel { title, series });
+        }
+    }
+    plot::render(
+        "HEADERS SYNCED OVER TIME",
+        &format!(
+            "{len} DEVNET HEADERS, 16 VALIDATORS, ROTATION EVERY 100, FULL REPLACEMENT AT {}",
+            len / 2
+        ),
+        "SECONDS SINCE FIRST DIAL",
+        "HEADER HEIGHT",
+        &panels,
+    )
+}
+
+/// `HEADWAY_BENCH_DIR`, else `<target dir>/bench-sync` (the target dir is
+/// found from this binary's path: `<target>/<profile>/deps/sync-…`).
+fn bench_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("HEADWAY_BENCH_DIR") {
+        return PathBuf::from(dir);
+    }
+    let exe = std::env::current_exe().expect("bench binary path");
+    let target = exe
+        .ancestors()
+        .find(|p| p.file_name().is_some_and(|n| n == "deps"))
+        .and_then(Path::parent)
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("target"));
+    target.join("bench-sync")
+}
+
+fn plot_path() -> PathBuf {
+    if let Some(p) = std::env::var_os("HEADWAY_BENCH_PLOT") {
+        return PathBuf::from(p);
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/bench/header-sync.png")
+}

@@ -1,0 +1,121 @@
+//! Serving peers: real `headway-net` nodes answering from the cached chain's
+//! store through `headway_node::serve::answer`, as the node's dispatch does
+//! (`GetHeaders` and `GetSkipChain` rate-limited per peer, weighted by the
+//! headers asked for,
+//! with explicit `RATE_LIMITED` answers; store reads on the blocking pool),
+//! and pushing their status on connect.
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use headway_headersync::{
+    RateLimiter,
+    server::{DEFAULT_RATE_WINDOW, get_headers_weight, rate_limited},
+};
+use headway_net::{NetConfig, NetEvent, Network, NodeKey, PeerId};
+use headway_store::Store;
+use headway_wire::{Push, Request, StatusResponse, limits::MAX_HEADERS_PER_BATCH};
+use tokio::task::JoinHandle;
+
+/// One serving peer.
+pub struct ServingPeer {
+    /// Its transport.
+    pub net: Network,
+    /// Its peer id.
+    pub id: PeerId,
+    /// Its listening address.
+    pub addr: SocketAddr,
+    /// `GetHeaders` refused with `RATE_LIMITED`.
+    pub rate_limited: Arc<AtomicU64>,
+    task: JoinHandle<()>,
+}
+
+impl ServingPeer {
+    /// Starts a peer serving `store` up to `tip`, allowing each client
+    /// `get_headers_per_second` `GetHeaders` per sliding second. Must run
+    /// inside the runtime that should drive the peer.
+    pub async fn start(store: Store, tip: u64, get_headers_per_second: usize) -> ServingPeer {
+        let config = NetConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            ..NetConfig::default()
+        };
+        let (net, mut events) = Network::start(NodeKey::generate(), config, vec![])
+            .await
+            .expect("starting a serving peer");
+        let addr = net.local_addr().expect("serving peer address");
+        let id = net.peer_id();
+        // As the node: the rate counts full batches, the limiter weighted units.
+        let limiter = Arc::new(Mutex::new(RateLimiter::<PeerId>::new(
+            get_headers_per_second * get_headers_weight(MAX_HEADERS_PER_BATCH),
+            DEFAULT_RATE_WINDOW,
+        )));
+        let refusals = Arc::new(AtomicU64::new(0));
+        let task = tokio::spawn({
+            let (net, refused) = (net.clone(), refusals.clone());
+            async move {
+                while let Some(event) = events.recv().await {
+                    match event {
+                        NetEvent::Connected { peer, .. } => {
+                            // R1.5: a node pushes its status to a new peer.
+                            let status = StatusResponse {
+                                base: 1,
+                                height: tip,
+                            };
+                            let _ = net.push(peer, Push::Status(status));
+                        }
+                        NetEvent::Request {
+                            peer,
+                            request,
+                            responder,
+                        } => {
+                            let weight = match &request {
+                                Request::GetHeaders(q) => Some(get_headers_weight(q.count)),
+                                Request::GetSkipChain(_) => {
+                                    Some(get_headers_weight(MAX_HEADERS_PER_BATCH))
+                                }
+                                _ => None,
+                            };
+                            if let Some(weight) = weight {
+                                let verdict = limiter
+                                    .lock()
+                                    .unwrap_or_else(|p| p.into_inner())
+                                    .check_weighted(peer, Instant::now(), weight);
+                                if let Err(retry_after) = verdict {
+                                    refused.fetch_add(1, Ordering::Relaxed);
+                                    responder.respond(rate_limited(
+                                        retry_after.max(Duration::from_millis(1)),
+                                    ));
+                                    continue;
+                                }
+                            }
+                            let store = store.clone();
+                            tokio::task::spawn_blocking(move || {
+                                responder.respond(headway_node::serve::answer(&store, &request));
+                            });
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        });
+        ServingPeer {
+            net,
+            id,
+            addr,
+            rate_limited: refusals,
+            task,
+        }
+    }
+
+    /// Closes the peer's transport.
+    pub async fn shutdown(self) {
+        self.task.abort();
+        self.net.shutdown().await;
+    }
+}
