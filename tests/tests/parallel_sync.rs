@@ -290,6 +290,22 @@ async fn v2_bootstrap_from_a_checkpoint_validator_set() {
     .await;
 }
 
+/// A checkpoint at the peers' highest header: nothing above it to verify,
+/// but every header below it must still arrive (proven into the checkpoint's
+/// history root) before the checkpoint itself is stored; then the node
+/// serves the whole chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v2_checkpoint_at_the_tip_still_downloads_everything_below() {
+    let hash = chain().signed_header(TIP).header.hash();
+    let node = v2_node(Some(Checkpoint::HeaderHash { height: TIP, hash })).await;
+    let peers = [honest_v2_peer().await, honest_v2_peer().await];
+    let refs: Vec<&ScriptedPeer> = peers.iter().collect();
+    connect_all_and_claim(&refs, &node, TIP).await;
+    node.wait_header_height(TIP, DEADLINE).await;
+    assert_stores_exactly_honest_chain(&node, TIP).await;
+    assert_not_banned(&refs);
+}
+
 async fn syncs_from_checkpoint(checkpoint: Checkpoint) {
     let node = v2_node(Some(checkpoint)).await;
     let peers = [
