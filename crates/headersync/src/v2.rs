@@ -211,8 +211,8 @@ pub struct RangeSyncConfig {
 impl Default for RangeSyncConfig {
     fn default() -> Self {
         RangeSyncConfig {
-            range_len: 1000,
-            max_inflight_per_peer: 2,
+            range_len: 250,
+            max_inflight_per_peer: 4,
             max_buffer_bytes: 64 * 1024 * 1024,
             initial_header_bytes: 2048,
             request_timeout: Duration::from_secs(15),
