@@ -690,9 +690,15 @@ impl<P: Copy + Eq + StdHash + Ord + Debug> RangeSync<P> {
     }
 
     fn best_peer(&self, now: Instant, except: Option<P>) -> Option<P> {
+        // A peer gets one range until it has served one: a peer that does not
+        // speak v2 (or is behind) says so once, not once per pipelined request.
         let ready = |p: &V2Peer| {
-            p.inflight < self.config.max_inflight_per_peer
-                && p.paused_until.is_none_or(|t| t <= now)
+            let limit = if p.ranges_ok == 0 {
+                1
+            } else {
+                self.config.max_inflight_per_peer
+            };
+            p.inflight < limit && p.paused_until.is_none_or(|t| t <= now)
         };
         let score = |(id, p): (&P, &V2Peer)| {
             (
