@@ -25,7 +25,10 @@ use prost::Message as _;
 use rand::{Rng as _, SeedableRng as _};
 
 const HEADERS: u64 = 2_000;
-const BATCH: usize = 50;
+/// Headers per `save_headers` call: GetHeaders (v1) answers 50, v2 ranges 250.
+const BATCHES: [usize; 2] = [50, 250];
+/// As the store's `MAX_SEGMENT_HEADERS` (format 2).
+const SEGMENT_HEADERS: usize = 256;
 
 fn config() -> StoreConfig {
     StoreConfig::new().with_sync_on_commit(false)
@@ -35,11 +38,14 @@ fn raw_sled() -> sled::Db {
     sled::Config::new().temporary(true).open().unwrap()
 }
 
-/// The rows raw sled gets for a header: the same encoded meta and commit, an
-/// index entry and two 32-byte nodes (about what the MMR adds per leaf).
-fn raw_header_rows(headers: &[SignedHeader]) -> Vec<Vec<(Vec<u8>, Vec<u8>)>> {
+type Rows = Vec<Vec<(Vec<u8>, Vec<u8>)>>;
+
+/// Format-1 rows for raw sled, per batch: for each header the same encoded
+/// meta and commit, an index entry and two 32-byte nodes (about what the MMR
+/// adds per leaf): five keys per header.
+fn raw_rows_v1(headers: &[SignedHeader], batch: usize) -> Rows {
     headers
-        .chunks(BATCH)
+        .chunks(batch)
         .map(|batch| {
             batch
                 .iter()
@@ -77,44 +83,89 @@ fn raw_header_rows(headers: &[SignedHeader]) -> Vec<Vec<(Vec<u8>, Vec<u8>)>> {
         .collect()
 }
 
+/// Format-2 rows for raw sled, per batch: the header segments (hash, header
+/// and commit of each row, at most 256 rows a value), one hash index entry
+/// per header, the batch's MMR nodes (two per header) as one value, and the
+/// header height: what the store writes, without its checks and hashing.
+fn raw_rows_v2(headers: &[SignedHeader], batch: usize) -> Rows {
+    headers
+        .chunks(batch)
+        .map(|batch| {
+            let mut rows = Vec::new();
+            for segment in batch.chunks(SEGMENT_HEADERS) {
+                let first = segment[0].header.height;
+                let mut value = (segment.len() as u32).to_be_bytes().to_vec();
+                for s in segment {
+                    value.extend_from_slice(&s.header.hash().0);
+                    raw::Header::from(&s.header)
+                        .encode_length_delimited(&mut value)
+                        .unwrap();
+                    raw::Commit::from(&s.commit)
+                        .encode_length_delimited(&mut value)
+                        .unwrap();
+                }
+                rows.push(([&[7u8][..], &first.to_be_bytes()].concat(), value));
+            }
+            let mut nodes = Vec::with_capacity(batch.len() * 64);
+            for s in batch {
+                let hash = s.header.hash();
+                let h = s.header.height;
+                rows.push(([&[3u8][..], &hash.0].concat(), h.to_be_bytes().to_vec()));
+                nodes.extend_from_slice(&hash.0);
+                nodes.extend_from_slice(&hash.0);
+            }
+            let first = batch[0].header.height;
+            rows.push(([&[9u8][..], &(2 * first).to_be_bytes()].concat(), nodes));
+            let top = first + batch.len() as u64 - 1;
+            rows.push((b"\x00header_height".to_vec(), top.to_be_bytes().to_vec()));
+            rows
+        })
+        .collect()
+}
+
 fn headers(c: &mut Criterion) {
     let (headers, _) = common::build_chain(1, HEADERS, false);
-    let rows = raw_header_rows(&headers);
     let mut group = c.benchmark_group("header_batches");
     group.throughput(Throughput::Elements(HEADERS));
-    for durable in [false, true] {
-        let label = if durable { "durable" } else { "buffered" };
-        group.bench_function(format!("store/{label}"), |b| {
-            b.iter_batched(
-                || Store::open_temporary(config().with_sync_on_commit(durable)).unwrap(),
-                |store| {
-                    for batch in headers.chunks(BATCH) {
-                        store.save_headers(batch).unwrap();
-                    }
-                    store
-                },
-                BatchSize::PerIteration,
-            );
-        });
-        group.bench_function(format!("raw_sled/{label}"), |b| {
-            b.iter_batched(
-                raw_sled,
-                |db| {
-                    for batch in &rows {
-                        let mut sled_batch = sled::Batch::default();
-                        for (k, v) in batch {
-                            sled_batch.insert(k.as_slice(), v.as_slice());
+    for batch in BATCHES {
+        let v1 = raw_rows_v1(&headers, batch);
+        let v2 = raw_rows_v2(&headers, batch);
+        for durable in [false, true] {
+            let label = if durable { "durable" } else { "buffered" };
+            group.bench_function(format!("store/{label}/{batch}"), |b| {
+                b.iter_batched(
+                    || Store::open_temporary(config().with_sync_on_commit(durable)).unwrap(),
+                    |store| {
+                        for chunk in headers.chunks(batch) {
+                            store.save_headers(chunk).unwrap();
                         }
-                        db.apply_batch(sled_batch).unwrap();
-                        if durable {
-                            db.flush().unwrap();
-                        }
-                    }
-                    db
-                },
-                BatchSize::PerIteration,
-            );
-        });
+                        store
+                    },
+                    BatchSize::PerIteration,
+                );
+            });
+            for (name, rows) in [("raw_sled_v1", &v1), ("raw_sled_v2", &v2)] {
+                group.bench_function(format!("{name}/{label}/{batch}"), |b| {
+                    b.iter_batched(
+                        raw_sled,
+                        |db| {
+                            for batch in rows {
+                                let mut sled_batch = sled::Batch::default();
+                                for (k, v) in batch {
+                                    sled_batch.insert(k.as_slice(), v.as_slice());
+                                }
+                                db.apply_batch(sled_batch).unwrap();
+                                if durable {
+                                    db.flush().unwrap();
+                                }
+                            }
+                            db
+                        },
+                        BatchSize::PerIteration,
+                    );
+                });
+            }
+        }
     }
     group.finish();
 }

@@ -1,6 +1,12 @@
-//! The block store (seed 003, R4 and R6): headers and commits stored as block
-//! metas without bodies, a header height apart from the contiguous block
-//! height, a hash index, validator sets where they change, and bodies.
+//! The block store (seed 003, R4 and R6): headers and commits stored without
+//! bodies, a header height apart from the contiguous block height, a hash
+//! index, validator sets where they change, and bodies.
+//!
+//! Format 2 keeps the per-header cost of a header batch low by writing few
+//! sled keys: the batch's headers and commits go into header segments (up to
+//! [`MAX_SEGMENT_HEADERS`] rows a value, see `segment.rs`), its MMR nodes into
+//! one chunk (`history.rs`); only the hash index has a key per header. Header
+//! rows are written once: a body's sizes go under their own small key.
 
 use std::sync::atomic::Ordering;
 
@@ -9,11 +15,13 @@ use headway_mmr::Mmr;
 use headway_wire::{
     Block, BlockId, BlockMeta, Commit, Hash, Header, SignedHeader, ValidatorSet, raw,
 };
+
 use prost::Message as _;
 use tracing::{debug, warn};
 
 use crate::history::{SledNodes, node_count_for_leaves};
 use crate::keys;
+use crate::segment::{self, MAX_SEGMENT_HEADERS, SegmentBuilder};
 use crate::store::{LastHeader, decode_raw};
 use crate::{Store, StoreError};
 
@@ -33,9 +41,12 @@ impl Store {
         self.inner.block_height.load(Ordering::SeqCst)
     }
 
-    /// Stores a verified batch of signed headers as block metas without
-    /// bodies, with their commits, hash index entries, validator sets where
-    /// they change, and history MMR nodes: one atomic, flushed batch.
+    /// Stores a verified batch of signed headers without bodies, with their
+    /// commits, hash index entries, validator sets where they change, and
+    /// history MMR nodes: one atomic, flushed batch. Headers and commits go
+    /// into header segments of at most [`MAX_SEGMENT_HEADERS`] rows and the
+    /// MMR nodes into one chunk, so a batch costs few sled keys besides the
+    /// hash index's one per header.
     ///
     /// The batch must start at `header_height() + 1` and be contiguous. The
     /// store checks what is cheap and binds the data together (it does not
@@ -62,12 +73,14 @@ impl Store {
         let start_leaves = writer.mmr.leaf_count();
         let mut batch = sled::Batch::default();
         let staged = stage_headers(
+            &self.inner.db,
             &mut writer.mmr,
             writer.last_header.clone(),
             expected,
             headers,
             &mut batch,
-        );
+        )
+        .and_then(|last| writer.mmr.store().stage(&mut batch).map(|()| last));
         let last = match staged {
             Ok(last) => last,
             Err(error) => {
@@ -76,7 +89,6 @@ impl Store {
             }
         };
         let top = expected + headers.len() as u64 - 1;
-        writer.mmr.store().stage(&mut batch);
         batch.insert(keys::HEADER_HEIGHT, &top.to_be_bytes()[..]);
         if let Err(error) = self.inner.commit(batch, "storing headers") {
             self.rewind_mmr(&mut writer.mmr, start_leaves);
@@ -107,13 +119,8 @@ impl Store {
                 reason: "no header is stored at this height",
             });
         }
-        let mut meta = read_meta(&self.inner.db, height)?.ok_or_else(|| {
-            StoreError::corrupt(
-                &keys::by_u64(keys::HEADER_META, height),
-                "header missing below the header height",
-            )
-        })?;
-        if block.header.hash() != meta.block_id.hash {
+        let stored_hash = self.with_row(height, |_, row| Ok(row.hash))?;
+        if block.header.hash() != stored_hash {
             return Err(StoreError::UnknownHeader {
                 height,
                 reason: "the block's header is not the stored header",
@@ -136,14 +143,12 @@ impl Store {
             return Ok(());
         }
         let encoded = raw::Block::from(block).encode_to_vec();
-        meta.block_size = encoded.len() as u64;
-        meta.num_txs = block.txs.len() as u64;
+        let mut sizes = [0u8; 16];
+        sizes[..8].copy_from_slice(&(encoded.len() as u64).to_be_bytes());
+        sizes[8..].copy_from_slice(&(block.txs.len() as u64).to_be_bytes());
         let mut batch = sled::Batch::default();
         batch.insert(&body_key[..], encoded);
-        batch.insert(
-            &keys::by_u64(keys::HEADER_META, height)[..],
-            raw::BlockMeta::from(&meta).encode_to_vec(),
-        );
+        batch.insert(&keys::by_u64(keys::BODY_SIZE, height)[..], &sizes[..]);
         let block_height = self.block_height();
         let mut top = block_height;
         if height == block_height + 1 {
@@ -169,21 +174,31 @@ impl Store {
     ///
     /// # Errors
     ///
-    /// [`StoreError::Corrupt`] if the stored meta does not decode.
+    /// [`StoreError::Corrupt`] if the stored header or sizes do not decode.
     pub fn load_block_meta(&self, height: u64) -> Result<Option<BlockMeta>, StoreError> {
         if height == 0 || height > self.header_height() {
             return Ok(None);
         }
-        read_meta(&self.inner.db, height)
+        let (hash, header) = self.with_row(height, |s, row| Ok((row.hash, s.header(row)?)))?;
+        let (block_size, num_txs) = self.body_sizes(height)?;
+        Ok(Some(BlockMeta {
+            block_id: BlockId { hash },
+            header,
+            block_size,
+            num_txs,
+        }))
     }
 
     /// The header at `height`, or `None` above the header height.
     ///
     /// # Errors
     ///
-    /// [`StoreError::Corrupt`] if the stored meta does not decode.
+    /// [`StoreError::Corrupt`] if the stored header does not decode.
     pub fn load_header(&self, height: u64) -> Result<Option<Header>, StoreError> {
-        Ok(self.load_block_meta(height)?.map(|meta| meta.header))
+        if height == 0 || height > self.header_height() {
+            return Ok(None);
+        }
+        self.with_row(height, |s, row| s.header(row)).map(Some)
     }
 
     /// The commit of the header at `height`, or `None` above the header height.
@@ -195,29 +210,22 @@ impl Store {
         if height == 0 || height > self.header_height() {
             return Ok(None);
         }
-        let key = keys::by_u64(keys::COMMIT, height);
-        self.inner
-            .get(&key, "reading a commit")?
-            .map(|v| decode_raw::<raw::Commit, Commit>(&key, &v, "commit"))
-            .transpose()
+        self.with_row(height, |s, row| s.commit(row)).map(Some)
     }
 
     /// The header at `height` with its commit and, if the validator set
     /// changes at this height, the set: what a `HeadersResponse` carries.
+    /// For several consecutive heights use [`Store::load_signed_headers`].
     ///
     /// # Errors
     ///
     /// [`StoreError::Corrupt`] if a stored part is missing or does not decode.
     pub fn load_signed_header(&self, height: u64) -> Result<Option<SignedHeader>, StoreError> {
-        let Some(meta) = self.load_block_meta(height)? else {
+        if height == 0 || height > self.header_height() {
             return Ok(None);
-        };
-        let commit = self.load_commit(height)?.ok_or_else(|| {
-            StoreError::corrupt(
-                &keys::by_u64(keys::COMMIT, height),
-                "commit missing for a stored header",
-            )
-        })?;
+        }
+        let (header, commit) =
+            self.with_row(height, |s, row| Ok((s.header(row)?, s.commit(row)?)))?;
         let key = keys::by_u64(keys::VALIDATOR_SET, height);
         let validator_set = self
             .inner
@@ -225,10 +233,86 @@ impl Store {
             .map(|v| decode_raw::<raw::ValidatorSet, ValidatorSet>(&key, &v, "validator set"))
             .transpose()?;
         Ok(Some(SignedHeader {
-            header: meta.header,
+            header,
             commit,
             validator_set,
         }))
+    }
+
+    /// The signed headers at heights `start_height..start_height + count`,
+    /// each as [`Store::load_signed_header`] gives it, stopping at the header
+    /// height: what a server answering `GetHeaders` (50 headers) or a v2 range
+    /// (250) sends. Reads each header segment once and the validator sets of
+    /// the range with one scan, instead of a segment lookup per header.
+    ///
+    /// Empty if `start_height` is 0 or above the header height, or `count` is
+    /// 0. The result holds every header of the range, so callers bound
+    /// `count` (the protocol's limits do).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Corrupt`] if a stored part is missing or does not decode.
+    pub fn load_signed_headers(
+        &self,
+        start_height: u64,
+        count: u64,
+    ) -> Result<Vec<SignedHeader>, StoreError> {
+        let header_height = self.header_height();
+        if start_height == 0 || start_height > header_height || count == 0 {
+            return Ok(Vec::new());
+        }
+        let end = start_height.saturating_add(count - 1).min(header_height);
+        let from = keys::by_u64(keys::VALIDATOR_SET, start_height);
+        let to = keys::by_u64(keys::VALIDATOR_SET, end);
+        let mut sets = std::collections::BTreeMap::new();
+        for row in self.inner.db.range(from..=to) {
+            let (key, value) = row.map_err(StoreError::engine("reading a validator set"))?;
+            let height = keys::u64_at(&key, 1)
+                .ok_or_else(|| StoreError::corrupt(&key, "malformed validator set key"))?;
+            let set = decode_raw::<raw::ValidatorSet, ValidatorSet>(&key, &value, "validator set")?;
+            sets.insert(height, set);
+        }
+        let len = usize::try_from(end - start_height + 1).unwrap_or(usize::MAX);
+        let mut out = Vec::with_capacity(len.min(4 * MAX_SEGMENT_HEADERS));
+        let mut next = start_height;
+        while next <= end {
+            let segment = segment::find_stored(&self.inner.db, next)?;
+            let rows = segment.rows()?;
+            let skip = usize::try_from(next - segment.first).unwrap_or(usize::MAX);
+            if skip >= rows.len() {
+                // Makes row() name the missing height.
+                segment.row(next)?;
+            }
+            for row in rows.iter().skip(skip).take_while(|row| row.height <= end) {
+                out.push(SignedHeader {
+                    header: segment.header(row)?,
+                    commit: segment.commit(row)?,
+                    validator_set: sets.remove(&row.height),
+                });
+                next = row.height + 1;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The body sizes at `height`: `(block_size, num_txs)`, zero until the
+    /// body is stored.
+    fn body_sizes(&self, height: u64) -> Result<(u64, u64), StoreError> {
+        let key = keys::by_u64(keys::BODY_SIZE, height);
+        let Some(value) = self.inner.get(&key, "reading body sizes")? else {
+            return Ok((0, 0));
+        };
+        match (
+            value.len(),
+            keys::u64_at(&value, 0),
+            keys::u64_at(&value, 8),
+        ) {
+            (16, Some(size), Some(txs)) => Ok((size, txs)),
+            _ => Err(StoreError::corrupt(
+                &key,
+                format!("body sizes are {} bytes, expected 16", value.len()),
+            )),
+        }
     }
 
     /// The block at `height` with its body, or `None` if its body is not
@@ -298,15 +382,19 @@ impl Store {
     }
 }
 
-/// Checks and stages the rows of a header batch starting at `expected`;
-/// appends to the MMR (pending nodes). Returns the new top header's facts.
+/// Checks and stages the rows of a header batch starting at `expected`
+/// (header segments, hash index entries, validator sets); appends to the MMR
+/// (pending nodes). Returns the new top header's facts.
 fn stage_headers(
+    db: &sled::Db,
     mmr: &mut Mmr<SledNodes>,
     mut last: Option<LastHeader>,
     expected: u64,
     headers: &[SignedHeader],
     batch: &mut sled::Batch,
 ) -> Result<LastHeader, StoreError> {
+    segment::remove_from(db, expected, batch)?;
+    let mut segment = SegmentBuilder::new(expected);
     for (index, signed) in headers.iter().enumerate() {
         let header = &signed.header;
         let height = expected + index as u64;
@@ -374,20 +462,13 @@ fn stage_headers(
             });
         }
         mmr.append(&hash.0)?;
-        let meta = BlockMeta {
-            block_id: BlockId { hash },
-            header: header.clone(),
-            block_size: 0,
-            num_txs: 0,
-        };
-        batch.insert(
-            &keys::by_u64(keys::HEADER_META, height)[..],
-            raw::BlockMeta::from(&meta).encode_to_vec(),
-        );
-        batch.insert(
-            &keys::by_u64(keys::COMMIT, height)[..],
-            raw::Commit::from(&signed.commit).encode_to_vec(),
-        );
+        if segment.len() == MAX_SEGMENT_HEADERS {
+            let full = std::mem::replace(&mut segment, SegmentBuilder::new(height));
+            if let Some((key, value)) = full.finish() {
+                batch.insert(&key[..], value);
+            }
+        }
+        segment.push(&hash, header, &signed.commit);
         batch.insert(&keys::hash_index(&hash.0)[..], &height.to_be_bytes()[..]);
         last = Some(LastHeader {
             hash,
@@ -395,14 +476,8 @@ fn stage_headers(
             chain_id: header.chain_id.clone(),
         });
     }
+    if let Some((key, value)) = segment.finish() {
+        batch.insert(&key[..], value);
+    }
     last.ok_or(StoreError::EmptyBatch)
-}
-
-/// Reads and decodes the block meta at `height`.
-pub(crate) fn read_meta(db: &sled::Db, height: u64) -> Result<Option<BlockMeta>, StoreError> {
-    let key = keys::by_u64(keys::HEADER_META, height);
-    db.get(key)
-        .map_err(StoreError::engine("reading a block meta"))?
-        .map(|v| decode_raw::<raw::BlockMeta, BlockMeta>(&key, &v, "block meta"))
-        .transpose()
 }

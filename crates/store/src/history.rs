@@ -2,8 +2,9 @@
 //!
 //! Leaf `i` is the hash of the header at height `i + 1`; `C(X)` is the root
 //! of the MMR over headers `1..=X` (the `history_root` of header `X + 1`).
-//! Nodes are appended in the same batch as the headers they come from, so
-//! after a restart every proof for any `X <= header_height` can be served.
+//! Nodes are appended in the same batch as the headers they come from, packed
+//! into chunks (one value per batch, see [`SledNodes`]), so after a restart
+//! every proof for any `X <= header_height` can be served.
 
 use std::cell::{Cell, RefCell};
 
@@ -23,8 +24,20 @@ pub(crate) fn node_count_for_leaves(leaves: u64) -> Option<u64> {
         .map(|n| n - u64::from(leaves.count_ones()))
 }
 
-/// MMR nodes in sled: positions below `persisted` are on disk, the rest are
-/// the pending nodes of the batch being built.
+/// The most nodes one MMR chunk holds (32 KiB), so that a lookup copies a
+/// bounded value. A batch's pending nodes are split into chunks this long.
+pub(crate) const MAX_CHUNK_NODES: usize = 1024;
+
+/// MMR nodes in sled, packed into chunks (format 2): positions below
+/// `persisted` are on disk, in values keyed `MMR_CHUNK || be64(first
+/// position)` holding up to [`MAX_CHUNK_NODES`] consecutive 32-byte nodes;
+/// the rest are the pending nodes of the batch being built. A header batch
+/// writes its nodes as one chunk (or a few), not one key per node.
+///
+/// [`Mmr`] keeps its peaks in memory, so appends read nothing from here;
+/// reads (roots at earlier counts, proofs, rewinds) find a position's chunk
+/// with one range lookup, and the last chunk read or written is cached so
+/// neighbouring reads do not repeat it.
 ///
 /// The counters use interior mutability because [`Mmr`] only lends its store
 /// by shared reference once built.
@@ -32,6 +45,74 @@ pub(crate) struct SledNodes {
     db: sled::Db,
     persisted: Cell<u64>,
     pending: RefCell<Vec<NodeHash>>,
+    /// The last chunk read or persisted: first position and its bytes.
+    cached: RefCell<Option<Chunk>>,
+    /// The last chunk of the staged batch, cached once it is persisted.
+    staged: RefCell<Option<Chunk>>,
+}
+
+/// A stored chunk: its first position and its nodes' bytes.
+#[derive(Clone)]
+pub(crate) struct Chunk {
+    first: u64,
+    bytes: sled::IVec,
+}
+
+impl Chunk {
+    /// Checks a chunk row read from sled.
+    fn from_row(key: &[u8], bytes: sled::IVec) -> Result<Self, StoreError> {
+        let first = match (key.len(), keys::u64_at(key, 1)) {
+            (9, Some(first)) => first,
+            _ => return Err(StoreError::corrupt(key, "malformed MMR chunk key")),
+        };
+        if bytes.is_empty() || !bytes.len().is_multiple_of(32) || bytes.len() > MAX_CHUNK_NODES * 32
+        {
+            return Err(StoreError::corrupt(
+                key,
+                format!(
+                    "MMR chunk is {} bytes, expected 1..={MAX_CHUNK_NODES} 32-byte nodes",
+                    bytes.len()
+                ),
+            ));
+        }
+        Ok(Self { first, bytes })
+    }
+
+    /// The position after the chunk's last node.
+    pub(crate) fn end(&self) -> u64 {
+        self.first + (self.bytes.len() / 32) as u64
+    }
+
+    /// The first position.
+    pub(crate) fn first(&self) -> u64 {
+        self.first
+    }
+
+    /// The node at `position`, if the chunk holds it.
+    fn node(&self, position: u64) -> Option<NodeHash> {
+        let offset = usize::try_from(position.checked_sub(self.first)?).ok()?;
+        let at = offset.checked_mul(32)?;
+        self.bytes
+            .get(at..at.checked_add(32)?)
+            .and_then(|b| NodeHash::try_from(b).ok())
+    }
+}
+
+/// Every stored chunk in position order, checked one by one.
+pub(crate) fn chunks(db: &sled::Db) -> impl Iterator<Item = Result<Chunk, StoreError>> + '_ {
+    db.scan_prefix([keys::MMR_CHUNK]).map(|row| {
+        let (key, value) = row.map_err(StoreError::engine("reading the MMR"))?;
+        Chunk::from_row(&key, value)
+    })
+}
+
+/// The last stored chunk, if any.
+pub(crate) fn last_chunk(db: &sled::Db) -> Result<Option<Chunk>, StoreError> {
+    let Some(row) = db.scan_prefix([keys::MMR_CHUNK]).next_back() else {
+        return Ok(None);
+    };
+    let (key, value) = row.map_err(StoreError::engine("reading the MMR"))?;
+    Chunk::from_row(&key, value).map(Some)
 }
 
 impl SledNodes {
@@ -40,18 +121,39 @@ impl SledNodes {
             db,
             persisted: Cell::new(persisted),
             pending: RefCell::new(Vec::new()),
+            cached: RefCell::new(None),
+            staged: RefCell::new(None),
         }
     }
 
-    /// Copies the pending nodes into `batch`.
-    pub(crate) fn stage(&self, batch: &mut sled::Batch) {
+    /// As [`SledNodes::new`], with a chunk already read (the last one, at open).
+    pub(crate) fn with_cached(db: sled::Db, persisted: u64, chunk: Option<Chunk>) -> Self {
+        let nodes = Self::new(db, persisted);
+        *nodes.cached.borrow_mut() = chunk;
+        nodes
+    }
+
+    /// Stages the pending nodes into `batch` as chunks of at most
+    /// [`MAX_CHUNK_NODES`], removing any chunk left at or above the first
+    /// pending position (only a batch that reached sled but whose flush
+    /// failed can leave one).
+    pub(crate) fn stage(&self, batch: &mut sled::Batch) -> Result<(), StoreError> {
         let persisted = self.persisted.get();
-        for (offset, node) in (0u64..).zip(self.pending.borrow().iter()) {
-            batch.insert(
-                &keys::by_u64(keys::MMR_NODE, persisted + offset)[..],
-                &node[..],
-            );
+        let from = keys::by_u64(keys::MMR_CHUNK, persisted).to_vec();
+        for stale in self.db.range(from..vec![keys::MMR_CHUNK + 1]).keys() {
+            batch.remove(stale.map_err(StoreError::engine("reading the MMR"))?);
         }
+        let pending = self.pending.borrow();
+        let mut first = persisted;
+        let mut last = None;
+        for nodes in pending.chunks(MAX_CHUNK_NODES) {
+            let bytes: sled::IVec = nodes.concat().into();
+            batch.insert(&keys::by_u64(keys::MMR_CHUNK, first)[..], bytes.clone());
+            last = Some(Chunk { first, bytes });
+            first += nodes.len() as u64;
+        }
+        *self.staged.borrow_mut() = last;
+        Ok(())
     }
 
     /// The staged nodes are on disk now.
@@ -61,6 +163,20 @@ impl SledNodes {
         self.persisted
             .set(self.persisted.get() + pending.len() as u64);
         pending.clear();
+        if let Some(chunk) = self.staged.borrow_mut().take() {
+            *self.cached.borrow_mut() = Some(chunk);
+        }
+    }
+
+    /// The stored chunk holding `position`, if any.
+    fn chunk_at(&self, position: u64) -> Result<Option<Chunk>, StoreError> {
+        let from = keys::by_u64(keys::MMR_CHUNK, 0);
+        let to = keys::by_u64(keys::MMR_CHUNK, position);
+        let Some(row) = self.db.range(from..=to).next_back() else {
+            return Ok(None);
+        };
+        let (key, value) = row.map_err(StoreError::engine("reading an MMR node"))?;
+        Chunk::from_row(&key, value).map(Some)
     }
 }
 
@@ -77,20 +193,15 @@ impl NodeStore for SledNodes {
             let offset = usize::try_from(position - persisted).unwrap_or(usize::MAX);
             return Ok(self.pending.borrow().get(offset).copied());
         }
-        let key = keys::by_u64(keys::MMR_NODE, position);
-        let Some(value) = self
-            .db
-            .get(key)
-            .map_err(StoreError::engine("reading an MMR node"))?
-        else {
+        if let Some(node) = self.cached.borrow().as_ref().and_then(|c| c.node(position)) {
+            return Ok(Some(node));
+        }
+        let Some(chunk) = self.chunk_at(position)? else {
             return Ok(None);
         };
-        NodeHash::try_from(value.as_ref()).map(Some).map_err(|_| {
-            StoreError::corrupt(
-                &key,
-                format!("MMR node is {} bytes, expected 32", value.len()),
-            )
-        })
+        let node = chunk.node(position);
+        *self.cached.borrow_mut() = Some(chunk);
+        Ok(node)
     }
 
     fn append_nodes(&mut self, nodes: &[NodeHash]) -> Result<(), StoreError> {
@@ -102,12 +213,13 @@ impl NodeStore for SledNodes {
         let persisted = self.persisted.get();
         if node_count < persisted {
             return Err(StoreError::corrupt(
-                &keys::by_u64(keys::MMR_NODE, node_count),
+                &keys::by_u64(keys::MMR_CHUNK, node_count),
                 "rewinding the stored history MMR is not supported",
             ));
         }
         let keep = usize::try_from(node_count - persisted).unwrap_or(usize::MAX);
         self.pending.get_mut().truncate(keep);
+        *self.staged.get_mut() = None;
         Ok(())
     }
 }

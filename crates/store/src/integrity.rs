@@ -6,8 +6,9 @@ use headway_chain::HeaderExt as _;
 use headway_ellipticsum::{Checksum, PrefixChecksums};
 use headway_wire::Hash;
 
-use crate::history::node_count_for_leaves;
+use crate::history::{self, node_count_for_leaves};
 use crate::keys;
+use crate::segment::Segment;
 use crate::store::{load_checksum_rows, read_u64};
 use crate::{Store, StoreError};
 
@@ -34,10 +35,12 @@ pub struct IntegrityReport {
 
 impl Store {
     /// Checks that everything derived agrees with the data it is derived
-    /// from, recomputing it: every header up to the header height is stored
-    /// with its commit and hash-index entry, links to its predecessor and
-    /// carries the root of the stored MMR; nothing is stored above the
-    /// heights; bodies are contiguous up to the block height; the per-prefix
+    /// from, recomputing it: the header segments hold every header up to the
+    /// header height, in order, each with its hash, commit and hash-index
+    /// entry, linking to its predecessor and carrying the root of the stored
+    /// MMR, whose chunks are contiguous; nothing is stored above the heights
+    /// or under format 1's tags; bodies are contiguous up to the block
+    /// height, and each has body sizes that match it; the per-prefix
     /// checksums and record counts, live and at the snapshot height, equal
     /// those of the records; Ancestral Records exist only for the current
     /// snapshot. Holds the write lock meanwhile and costs one hash per
@@ -68,57 +71,15 @@ impl Store {
             }
         }
 
-        // Headers, commits, hash index, history MMR.
-        let mut previous: Option<Hash> = None;
-        for height in 1..=header_height {
-            let meta_key = keys::by_u64(keys::HEADER_META, height);
-            let meta = self
-                .load_block_meta(height)?
-                .ok_or_else(|| StoreError::corrupt(&meta_key, "header missing"))?;
-            let hash = meta.header.hash();
-            if meta.header.height != height || meta.block_id.hash != hash {
+        // Headers and commits (segments), hash index, history MMR (chunks).
+        for tag in keys::RETIRED {
+            if let Some(row) = db.scan_prefix([tag]).keys().next() {
+                let key = row.map_err(StoreError::engine("scanning retired tables"))?;
                 return Err(StoreError::corrupt(
-                    &meta_key,
-                    "stored meta is not for this height or hash",
+                    &key,
+                    "key of a format-1 table in a format-2 store",
                 ));
             }
-            let commit = self.load_commit(height)?.ok_or_else(|| {
-                StoreError::corrupt(&keys::by_u64(keys::COMMIT, height), "commit missing")
-            })?;
-            if commit.block_id.hash != hash {
-                return Err(StoreError::corrupt(
-                    &keys::by_u64(keys::COMMIT, height),
-                    "commit is for another header",
-                ));
-            }
-            if self.height_of(&hash)? != Some(height) {
-                return Err(StoreError::corrupt(
-                    &keys::hash_index(&hash.0),
-                    "hash index does not point here",
-                ));
-            }
-            if meta.header.last_block_id.map(|id| id.hash) != previous {
-                return Err(StoreError::corrupt(
-                    &meta_key,
-                    "header does not link to the previous header",
-                ));
-            }
-            if Hash(writer.mmr.root_at(height - 1)?) != meta.header.history_root {
-                return Err(StoreError::corrupt(
-                    &meta_key,
-                    "history_root is not the stored MMR's root",
-                ));
-            }
-            previous = Some(hash);
-        }
-        let above =
-            keys::by_u64(keys::HEADER_META, header_height + 1)..keys::by_u64(keys::COMMIT, 0);
-        if let Some(row) = db.range(above).keys().next() {
-            let key = row.map_err(StoreError::engine("scanning headers"))?;
-            return Err(StoreError::corrupt(
-                &key,
-                "header stored above the header height",
-            ));
         }
         let nodes = node_count_for_leaves(header_height).unwrap_or(u64::MAX);
         if writer.mmr.leaf_count() != header_height {
@@ -127,12 +88,92 @@ impl Store {
                 "MMR leaf count is not the header height",
             ));
         }
-        let above = keys::by_u64(keys::MMR_NODE, nodes).to_vec()..vec![keys::MMR_NODE + 1];
-        if let Some(row) = db.range(above).keys().next() {
-            let key = row.map_err(StoreError::engine("scanning MMR nodes"))?;
+        let mut position = 0u64;
+        for chunk in history::chunks(db) {
+            let chunk = chunk?;
+            let key = keys::by_u64(keys::MMR_CHUNK, chunk.first());
+            if chunk.first() != position {
+                return Err(StoreError::corrupt(
+                    &key,
+                    format!("MMR chunk starts at {}, expected {position}", chunk.first()),
+                ));
+            }
+            if chunk.end() > nodes {
+                return Err(StoreError::corrupt(
+                    &key,
+                    "MMR node stored beyond the header height",
+                ));
+            }
+            position = chunk.end();
+        }
+        if position != nodes {
             return Err(StoreError::corrupt(
-                &key,
-                "MMR node stored beyond the header height",
+                &keys::by_u64(keys::MMR_CHUNK, position),
+                format!("MMR nodes {position}..{nodes} missing"),
+            ));
+        }
+        let mut previous: Option<Hash> = None;
+        let mut next = 1u64;
+        for row in db.scan_prefix([keys::HEADER_SEGMENT]) {
+            let (key, value) = row.map_err(StoreError::engine("scanning header segments"))?;
+            let segment = Segment::new(key, value)?;
+            if segment.first != next {
+                return Err(StoreError::corrupt(
+                    &segment.key,
+                    format!(
+                        "header segment starts at {}, expected {next}",
+                        segment.first
+                    ),
+                ));
+            }
+            for row in segment.rows()? {
+                let height = row.height;
+                if height > header_height {
+                    return Err(StoreError::corrupt(
+                        &segment.key,
+                        format!("header {height} stored above the header height"),
+                    ));
+                }
+                let header = segment.header(&row)?;
+                let hash = header.hash();
+                if row.hash != hash {
+                    return Err(StoreError::corrupt(
+                        &segment.key,
+                        format!("stored hash of header {height} is not its hash"),
+                    ));
+                }
+                if segment.commit(&row)?.block_id.hash != hash {
+                    return Err(StoreError::corrupt(
+                        &segment.key,
+                        format!("commit of header {height} is for another header"),
+                    ));
+                }
+                if self.height_of(&hash)? != Some(height) {
+                    return Err(StoreError::corrupt(
+                        &keys::hash_index(&hash.0),
+                        "hash index does not point here",
+                    ));
+                }
+                if header.last_block_id.map(|id| id.hash) != previous {
+                    return Err(StoreError::corrupt(
+                        &segment.key,
+                        format!("header {height} does not link to the previous header"),
+                    ));
+                }
+                if Hash(writer.mmr.root_at(height - 1)?) != header.history_root {
+                    return Err(StoreError::corrupt(
+                        &segment.key,
+                        format!("history_root of header {height} is not the stored MMR's root"),
+                    ));
+                }
+                previous = Some(hash);
+                next = height + 1;
+            }
+        }
+        if next != header_height + 1 {
+            return Err(StoreError::corrupt(
+                &keys::by_u64(keys::HEADER_SEGMENT, next),
+                format!("header {next} missing below the header height {header_height}"),
             ));
         }
         let indexed = db.scan_prefix([keys::HASH_INDEX]).count() as u64;
@@ -152,6 +193,35 @@ impl Store {
                     "body missing below the block height",
                 ));
             }
+        }
+        let mut sized = 0u64;
+        for row in db.scan_prefix([keys::BODY_SIZE]).keys() {
+            let key = row.map_err(StoreError::engine("scanning body sizes"))?;
+            let height = keys::u64_at(&key, 1).unwrap_or(0);
+            let meta = self.load_block_meta(height)?;
+            let body = self.load_block(height)?;
+            let stored_len = self
+                .inner
+                .get(&keys::by_u64(keys::BODY, height), "reading a block body")?
+                .map_or(0, |v| v.len() as u64);
+            match (meta, body) {
+                (Some(meta), Some(body))
+                    if meta.block_size == stored_len && meta.num_txs == body.txs.len() as u64 => {}
+                _ => {
+                    return Err(StoreError::corrupt(
+                        &key,
+                        "body sizes do not match a stored body",
+                    ));
+                }
+            }
+            sized += 1;
+        }
+        let bodies = db.scan_prefix([keys::BODY]).count() as u64;
+        if bodies != sized {
+            return Err(StoreError::corrupt(
+                &[keys::BODY_SIZE],
+                format!("{sized} body size rows for {bodies} bodies"),
+            ));
         }
         if block_height < header_height && self.load_block(block_height + 1)?.is_some() {
             return Err(StoreError::corrupt(

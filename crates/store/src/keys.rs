@@ -3,27 +3,38 @@
 //! Keeping everything in one tree makes any group of writes one atomic
 //! `apply_batch`. Integers are big-endian so that key order is numeric order.
 //!
+//! Format 2 stores a header sync batch in few keys (sled's cost is per key,
+//! not per byte): header rows are packed into segments, MMR nodes into
+//! chunks, and only the hash index keeps one key per header.
+//!
 //! | tag | key after the tag | value |
 //! |---|---|---|
 //! | `0x00` | meta name (ASCII) | format marker, heights, config |
-//! | `0x01` | `be64(height)` | raw `BlockMeta` (header; sizes 0 until the body arrives) |
-//! | `0x02` | `be64(height)` | raw `Commit` |
 //! | `0x03` | header hash (32) | `be64(height)` |
 //! | `0x04` | `be64(height)` | raw `ValidatorSet`, at heights where the set changes |
 //! | `0x05` | `be64(height)` | raw `Block` (body with its header) |
-//! | `0x06` | `be64(position)` | MMR node (32) |
+//! | `0x07` | `be64(first height)` | header segment: up to `segment::MAX_SEGMENT_HEADERS` (256) consecutive rows of hash, header and commit (encoding in `segment.rs`); written once |
+//! | `0x08` | `be64(height)` | body sizes: `be64(block_size) ‖ be64(num_txs)`, written with the body |
+//! | `0x09` | `be64(first position)` | MMR node chunk: up to `history::MAX_CHUNK_NODES` (1024) consecutive 32-byte nodes |
 //! | `0x10` | state key | value (live state) |
 //! | `0x11` | `be64(snapshot height)` ‖ state key | Ancestral Record: `0x00` (key absent then) or `0x01` ‖ value |
 //! | `0x12` | prefix (1) | current checksum (32) ‖ `be64(records)` |
 //! | `0x13` | prefix (1) | checksum at the snapshot height (32) ‖ `be64(records)` |
 //! | `0x14` | prefix (1) | restore progress of the prefix |
+//!
+//! Tags `0x01` (per-height block meta), `0x02` (per-height commit) and
+//! `0x06` (one MMR node per key) were format 1's; format 2 never writes them
+//! ([`RETIRED`]), and a format-1 database is refused at open
+//! ([`crate::StoreError::UnsupportedVersion`]).
 
-pub(crate) const HEADER_META: u8 = 0x01;
-pub(crate) const COMMIT: u8 = 0x02;
 pub(crate) const HASH_INDEX: u8 = 0x03;
 pub(crate) const VALIDATOR_SET: u8 = 0x04;
 pub(crate) const BODY: u8 = 0x05;
-pub(crate) const MMR_NODE: u8 = 0x06;
+pub(crate) const HEADER_SEGMENT: u8 = 0x07;
+pub(crate) const BODY_SIZE: u8 = 0x08;
+pub(crate) const MMR_CHUNK: u8 = 0x09;
+/// Format 1's tags, unused since format 2 (nothing may be stored under them).
+pub(crate) const RETIRED: [u8; 3] = [0x01, 0x02, 0x06];
 pub(crate) const STATE: u8 = 0x10;
 pub(crate) const ANCESTRAL: u8 = 0x11;
 pub(crate) const CHECKSUM: u8 = 0x12;
@@ -52,7 +63,10 @@ pub(crate) const RESTORE: &[u8] = b"\x00restore";
 /// The format marker's magic bytes; the marker is the magic then `be32(version)`.
 pub(crate) const MAGIC: &[u8] = b"HEADWAY-STORE";
 /// The format version this build reads and writes.
-pub(crate) const FORMAT_VERSION: u32 = 1;
+///
+/// 2: header segments, body-size rows and MMR node chunks replace format 1's
+/// per-height metas and commits and per-position nodes.
+pub(crate) const FORMAT_VERSION: u32 = 2;
 
 /// `tag || be64(n)`.
 pub(crate) fn by_u64(tag: u8, n: u64) -> [u8; 9] {
@@ -140,8 +154,8 @@ mod tests {
 
     #[test]
     fn u64_keys_sort_numerically() {
-        assert!(by_u64(HEADER_META, 255) < by_u64(HEADER_META, 256));
-        assert_eq!(u64_at(&by_u64(HEADER_META, 77), 1), Some(77));
+        assert!(by_u64(HEADER_SEGMENT, 255) < by_u64(HEADER_SEGMENT, 256));
+        assert_eq!(u64_at(&by_u64(HEADER_SEGMENT, 77), 1), Some(77));
         assert!(decode_u64(&[1, 2]).is_err());
     }
 }

@@ -66,6 +66,7 @@ mod history;
 mod integrity;
 mod keys;
 mod restore;
+mod segment;
 mod snapshot;
 mod state;
 mod store;

@@ -14,9 +14,10 @@ use tracing::{debug, info};
 use crate::StoreError;
 use crate::config::{StatePrefixes, StoreConfig};
 use crate::error::hex_string;
-use crate::history::{SledNodes, node_count_for_leaves};
+use crate::history::{self, Chunk, SledNodes, node_count_for_leaves};
 use crate::keys;
 use crate::restore::RestoreState;
+use crate::segment;
 
 /// Headway's persistent store: block store, history MMR, state and snapshots.
 ///
@@ -132,37 +133,30 @@ impl Store {
                 "header height is beyond the MMR's capacity",
             )
         })?;
-        if db
-            .get(keys::by_u64(keys::MMR_NODE, nodes))
-            .map_err(StoreError::engine("reading the MMR"))?
-            .is_some()
-        {
+        let last_chunk = history::last_chunk(&db)?;
+        let stored_nodes = last_chunk.as_ref().map_or(0, Chunk::end);
+        if stored_nodes != nodes {
+            let key = keys::by_u64(keys::MMR_CHUNK, last_chunk.as_ref().map_or(0, Chunk::first));
             return Err(StoreError::corrupt(
-                &keys::by_u64(keys::MMR_NODE, nodes),
-                "MMR node stored beyond the header height",
+                &key,
+                if stored_nodes > nodes {
+                    format!(
+                        "MMR nodes stored up to position {stored_nodes}, beyond the header height's {nodes}"
+                    )
+                } else {
+                    format!(
+                        "MMR nodes stored up to position {stored_nodes}, short of the header height's {nodes}"
+                    )
+                },
             ));
         }
-        let mmr = Mmr::new(SledNodes::new(db.clone(), nodes)).map_err(|e| {
+        let mmr = Mmr::new(SledNodes::with_cached(db.clone(), nodes, last_chunk)).map_err(|e| {
             StoreError::corrupt(
-                &keys::by_u64(keys::MMR_NODE, 0),
+                &keys::by_u64(keys::MMR_CHUNK, 0),
                 format!("history MMR: {e}"),
             )
         })?;
-        let last_header = if header_height == 0 {
-            None
-        } else {
-            let meta = crate::blocks::read_meta(&db, header_height)?.ok_or_else(|| {
-                StoreError::corrupt(
-                    &keys::by_u64(keys::HEADER_META, header_height),
-                    "the header at the header height is missing",
-                )
-            })?;
-            Some(LastHeader {
-                hash: meta.block_id.hash,
-                validators_hash: meta.header.validators_hash,
-                chain_id: meta.header.chain_id,
-            })
-        };
+        let last_header = read_last_header(&db, header_height)?;
         let restore = RestoreState::load(&db, &config.state_prefixes)?;
         let inner = Inner {
             hasher: RecordHasher::headway(),
@@ -282,6 +276,44 @@ where
     let raw = R::decode(bytes)
         .map_err(|e| StoreError::corrupt(key, format!("{what} does not decode: {e}")))?;
     T::try_from(raw).map_err(|e| StoreError::corrupt(key, format!("{what} is invalid: {e}")))
+}
+
+/// The facts about the header at the header height, from the last header
+/// segment, which must end exactly there (the whole segment is checked).
+fn read_last_header(db: &sled::Db, header_height: u64) -> Result<Option<LastHeader>, StoreError> {
+    let last = segment::last(db)?;
+    let Some(segment) = last else {
+        if header_height == 0 {
+            return Ok(None);
+        }
+        return Err(StoreError::corrupt(
+            &keys::by_u64(keys::HEADER_SEGMENT, header_height),
+            "the header at the header height is missing",
+        ));
+    };
+    let rows = segment.rows()?;
+    let top = segment.last_height()?;
+    if top != header_height {
+        return Err(StoreError::corrupt(
+            &segment.key,
+            if top > header_height {
+                format!("header {top} stored above the header height {header_height}")
+            } else {
+                format!(
+                    "the header at the header height {header_height} is missing (last stored: {top})"
+                )
+            },
+        ));
+    }
+    let Some(row) = rows.last() else {
+        return Err(StoreError::corrupt(&segment.key, "empty header segment"));
+    };
+    let header = segment.header(row)?;
+    Ok(Some(LastHeader {
+        hash: row.hash,
+        validators_hash: header.validators_hash,
+        chain_id: header.chain_id,
+    }))
 }
 
 /// Reads a `be64` meta value.

@@ -269,3 +269,133 @@ fn generated_blocks_execute_into_the_store() {
     assert_eq!(store.state_height(), 25);
     store.execute_block(&more[25].block).unwrap();
 }
+
+/// The header segments on disk (format 2, tag `0x07`): first height and row count.
+fn segments_on_disk(dir: &std::path::Path) -> Vec<(u64, u32)> {
+    let db = sled::open(dir).unwrap();
+    db.scan_prefix([0x07u8])
+        .map(|row| {
+            let (key, value) = row.unwrap();
+            (
+                u64::from_be_bytes(key[1..9].try_into().unwrap()),
+                u32::from_be_bytes(value[..4].try_into().unwrap()),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn long_batches_split_into_bounded_segments_and_ranges_read_across_them() {
+    let (headers, _) = common::build_chain(5, 700, false);
+    let dir = common::fresh_dir("segments");
+    {
+        let store = Store::open(&dir, StoreConfig::new()).unwrap();
+        store.save_headers(&headers[..600]).unwrap();
+        store.save_headers(&headers[600..650]).unwrap();
+        store.save_headers(&headers[650..651]).unwrap();
+    }
+    // 256 rows a segment at most (MAX_SEGMENT_HEADERS); a batch never shares one.
+    assert_eq!(
+        segments_on_disk(&dir),
+        [(1, 256), (257, 256), (513, 88), (601, 50), (651, 1)]
+    );
+    let store = Store::open(&dir, StoreConfig::new()).unwrap();
+    assert_eq!(store.header_height(), 651);
+    for (start, count) in [
+        (1, 50),
+        (1, 256),
+        (200, 250),
+        (256, 2),
+        (250, 400),
+        (500, 250),
+        (600, 3),
+        (640, 250),
+        (651, 1),
+        (651, 50),
+    ] {
+        let got = store.load_signed_headers(start, count).unwrap();
+        let end = (start + count - 1).min(651);
+        assert_eq!(got.len() as u64, end - start + 1, "{start}+{count}");
+        for (signed, height) in got.iter().zip(start..) {
+            // Validator sets exactly where they change, as in the batch.
+            assert_eq!(signed, &headers[height as usize - 1], "height {height}");
+            assert_eq!(
+                Some(signed),
+                store.load_signed_header(height).unwrap().as_ref()
+            );
+        }
+    }
+    assert!(store.load_signed_headers(0, 10).unwrap().is_empty());
+    assert!(store.load_signed_headers(652, 10).unwrap().is_empty());
+    assert!(store.load_signed_headers(5, 0).unwrap().is_empty());
+    assert_eq!(store.load_signed_headers(1, u64::MAX).unwrap().len(), 651);
+    for height in [1, 256, 257, 512, 513, 600, 601, 651] {
+        let meta = store.load_block_meta(height).unwrap().unwrap();
+        assert_eq!(meta.header, headers[height as usize - 1].header);
+        assert_eq!(meta.block_id.hash, meta.header.hash());
+        assert_eq!(store.height_of(&meta.block_id.hash).unwrap(), Some(height));
+    }
+    assert_eq!(store.load_header(652).unwrap(), None);
+
+    // The packed MMR nodes (a 600-header batch needs two chunks) serve
+    // proofs after the restart.
+    let leaf = |h: u64| LeafHash::of(&headers[(h - 1) as usize].header.hash().0);
+    for x in [1u64, 300, 599, 600, 601, 650, 651] {
+        let root = store.history_root(x).unwrap();
+        if x < 700 {
+            assert_eq!(root, headers[x as usize].header.history_root);
+        }
+        for h in [1, x / 2 + 1, x] {
+            let proof = store.prove_header(h, x).unwrap();
+            verify_inclusion(&root.0, x, h - 1, &leaf(h), &proof).unwrap();
+        }
+    }
+    let proof = store.prove_history_ancestry(257, 651).unwrap();
+    verify_ancestry(
+        &store.history_root(257).unwrap().0,
+        257,
+        &store.history_root(651).unwrap().0,
+        651,
+        &proof,
+    )
+    .unwrap();
+    store.save_headers(&headers[651..]).unwrap();
+    assert_eq!(store.load_signed_headers(640, 100).unwrap(), headers[639..]);
+    store.check_integrity().unwrap();
+}
+
+#[test]
+fn bodies_stored_after_headers_report_their_sizes_across_restarts() {
+    let (headers, blocks) = common::build_chain(6, 40, false);
+    let dir = common::fresh_dir("body-sizes");
+    let encoded_len = |b: &headway_wire::Block| {
+        use prost::Message as _;
+        headway_wire::raw::Block::from(b).encode_to_vec().len() as u64
+    };
+    {
+        let store = Store::open(&dir, StoreConfig::new()).unwrap();
+        store.save_headers(&headers).unwrap();
+        let meta = store.load_block_meta(7).unwrap().unwrap();
+        assert_eq!((meta.block_size, meta.num_txs), (0, 0));
+        store.save_block(&blocks[6]).unwrap();
+        store.save_block(&blocks[0]).unwrap();
+        let meta = store.load_block_meta(7).unwrap().unwrap();
+        assert_eq!(meta.block_size, encoded_len(&blocks[6]));
+        assert_eq!(meta.num_txs, blocks[6].txs.len() as u64);
+        assert_eq!(meta.header, headers[6].header);
+    }
+    let store = Store::open(&dir, StoreConfig::new()).unwrap();
+    for (height, block) in [(1u64, &blocks[0]), (7, &blocks[6])] {
+        let meta = store.load_block_meta(height).unwrap().unwrap();
+        assert_eq!(
+            (meta.block_size, meta.num_txs),
+            (encoded_len(block), block.txs.len() as u64)
+        );
+    }
+    let meta = store.load_block_meta(8).unwrap().unwrap();
+    assert_eq!((meta.block_size, meta.num_txs), (0, 0));
+    // Header rows were not rewritten: the signed headers are unchanged.
+    assert_eq!(store.load_signed_headers(1, 40).unwrap(), headers);
+    assert_eq!(store.block_height(), 1);
+    store.check_integrity().unwrap();
+}

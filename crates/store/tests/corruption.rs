@@ -7,14 +7,73 @@ use headway_store::{StatePrefixes, Store, StoreConfig, StoreError};
 use headway_wire::Write;
 
 fn populated(name: &str) -> std::path::PathBuf {
+    populated_in_batches(name, 10)
+}
+
+/// A store with 10 headers saved `batch` at a time (so header segments start
+/// at heights 1, 1 + batch, ...), 10 executed blocks and 3 stored bodies.
+fn populated_in_batches(name: &str, batch: usize) -> std::path::PathBuf {
     let dir = common::fresh_dir(name);
     let store = Store::open(&dir, StoreConfig::new().with_snapshot_period(4)).unwrap();
     let (headers, blocks) = common::simple_chain(1, 10);
-    store.save_headers(&headers).unwrap();
+    for chunk in headers.chunks(batch) {
+        store.save_headers(chunk).unwrap();
+    }
     for b in &blocks {
         store.execute_block(b).unwrap();
     }
+    for b in &blocks[..3] {
+        store.save_block(b).unwrap();
+    }
     dir
+}
+
+/// The key of the header segment starting at `first`.
+fn segment_key(first: u64) -> Vec<u8> {
+    [&[0x07u8][..], &first.to_be_bytes()].concat()
+}
+
+/// Reads one raw value of the database in `dir`.
+fn peek(dir: &std::path::Path, key: &[u8]) -> Vec<u8> {
+    let db = sled::open(dir).unwrap();
+    db.get(key).unwrap().unwrap().to_vec()
+}
+
+/// Splits a header segment value (format 2: `be32(rows)`, then per row the
+/// hash (32), a length-delimited header and a length-delimited commit) into
+/// its rows: `(hash, header bytes, commit bytes)`.
+fn segment_rows(value: &[u8]) -> Vec<(Vec<u8>, Vec<u8>, Vec<u8>)> {
+    let count = u32::from_be_bytes(value[..4].try_into().unwrap());
+    let mut rest = &value[4..];
+    let mut rows = Vec::new();
+    let delimited = |rest: &mut &[u8]| {
+        let len = prost::encoding::decode_varint(rest).unwrap() as usize;
+        let (message, tail) = rest.split_at(len);
+        *rest = tail;
+        message.to_vec()
+    };
+    for _ in 0..count {
+        let hash = rest[..32].to_vec();
+        rest = &rest[32..];
+        let header = delimited(&mut rest);
+        let commit = delimited(&mut rest);
+        rows.push((hash, header, commit));
+    }
+    assert!(rest.is_empty());
+    rows
+}
+
+/// The inverse of [`segment_rows`].
+fn segment_value(rows: &[(Vec<u8>, Vec<u8>, Vec<u8>)]) -> Vec<u8> {
+    let mut value = (rows.len() as u32).to_be_bytes().to_vec();
+    for (hash, header, commit) in rows {
+        value.extend_from_slice(hash);
+        for message in [header, commit] {
+            prost::encoding::encode_varint(message.len() as u64, &mut value);
+            value.extend_from_slice(message);
+        }
+    }
+    value
 }
 
 /// Overwrites one raw key of the database in `dir`.
@@ -73,9 +132,30 @@ fn format_marker_version_and_config_are_checked() {
         open(&dir),
         Err(StoreError::UnsupportedVersion {
             found: 9,
-            supported: 1
+            supported: 2
         })
     ));
+
+    // A format-1 store (per-height metas, commits and MMR nodes) is refused
+    // by its marker before any of its rows is read.
+    let dir = populated("version-1");
+    poke(&dir, b"\x00format", Some(b"HEADWAY-STORE\x00\x00\x00\x01"));
+    poke(
+        &dir,
+        &[&[0x01u8][..], &1u64.to_be_bytes()].concat(),
+        Some(b"v1 meta"),
+    );
+    let error = open(&dir).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            StoreError::UnsupportedVersion {
+                found: 1,
+                supported: 2
+            }
+        ),
+        "{error}"
+    );
 
     let dir = populated("config");
     let error = Store::open(&dir, StoreConfig::new().with_snapshot_period(5)).unwrap_err();
@@ -121,41 +201,120 @@ fn garbage_values_are_typed_corruption_errors() {
     );
     assert!(error.to_string().contains("8-byte"), "{error}");
 
-    // The top header does not decode: found at open.
+    // The segment holding the top header does not decode: found at open.
     let dir = populated("top-header");
-    poke(
-        &dir,
-        &[&[0x01u8][..], &10u64.to_be_bytes()].concat(),
-        Some(b"\xff\xff\xff"),
-    );
+    poke(&dir, &segment_key(1), Some(b"\xff\xff\xff"));
     let error = open(&dir).unwrap_err();
     assert!(
-        matches!(error, StoreError::Corrupt { ref key, .. } if key == "01000000000000000a"),
+        matches!(error, StoreError::Corrupt { ref key, .. } if key == "070000000000000001"),
         "{error}"
     );
 
-    // A lower header, a commit and a body that do not decode: found on read.
-    let dir = populated("lower-header");
+    // The top segment is one row short, or holds a row too many: found at open.
+    for (name, keep) in [("top-short", 9), ("top-long", 11)] {
+        let dir = populated(name);
+        let mut rows = segment_rows(&peek(&dir, &segment_key(1)));
+        let extra = rows[9].clone();
+        rows.push(extra);
+        rows.truncate(keep);
+        poke(&dir, &segment_key(1), Some(&segment_value(&rows)));
+        let error = open(&dir).unwrap_err();
+        assert!(matches!(error, StoreError::Corrupt { .. }), "{error}");
+    }
+
+    // Segments of 3 headers: a lower segment that does not decode, a commit
+    // that does not decode and a header of the wrong height inside valid
+    // segments, a missing segment, body sizes that do not decode: found on
+    // read, never a panic, and only where they are.
+    let dir = populated_in_batches("lower-header", 3);
+    poke(&dir, &segment_key(1), Some(b"garbage"));
+    let mut rows = segment_rows(&peek(&dir, &segment_key(4)));
+    rows[0].2 = b"\x0a\x02zz".to_vec();
+    poke(&dir, &segment_key(4), Some(&segment_value(&rows)));
+    let mut rows = segment_rows(&peek(&dir, &segment_key(7)));
+    rows[1].1 = rows[0].1.clone();
+    poke(&dir, &segment_key(7), Some(&segment_value(&rows)));
     poke(
         &dir,
-        &[&[0x01u8][..], &3u64.to_be_bytes()].concat(),
-        Some(b"garbage"),
-    );
-    poke(
-        &dir,
-        &[&[0x02u8][..], &4u64.to_be_bytes()].concat(),
-        Some(b"\x0a\x02zz"),
+        &[&[0x08u8][..], &5u64.to_be_bytes()].concat(),
+        Some(b"\x01"),
     );
     let store = open(&dir).unwrap();
     assert!(matches!(
         store.load_block_meta(3),
-        Err(StoreError::Corrupt { .. })
+        Err(StoreError::Corrupt { ref key, .. }) if key == "070000000000000001"
     ));
     assert!(matches!(
         store.load_commit(4),
         Err(StoreError::Corrupt { .. })
     ));
-    assert!(store.load_block_meta(2).unwrap().is_some());
+    assert!(matches!(
+        store.load_signed_header(4),
+        Err(StoreError::Corrupt { .. })
+    ));
+    assert_eq!(store.load_header(4).unwrap().unwrap().height, 4);
+    assert!(matches!(
+        store.load_header(8),
+        Err(StoreError::Corrupt { .. })
+    ));
+    assert_eq!(store.load_header(7).unwrap().unwrap().height, 7);
+    assert!(matches!(
+        store.load_signed_headers(5, 4),
+        Err(StoreError::Corrupt { .. })
+    ));
+    assert_eq!(store.load_signed_headers(5, 3).unwrap().len(), 3);
+    assert_eq!(store.load_signed_headers(10, 5).unwrap().len(), 1);
+    assert!(matches!(
+        store.load_signed_headers(1, 1),
+        Err(StoreError::Corrupt { .. })
+    ));
+    assert!(matches!(
+        store.load_block_meta(5),
+        Err(StoreError::Corrupt { .. })
+    ));
+    assert!(matches!(
+        store.check_integrity(),
+        Err(StoreError::Corrupt { .. })
+    ));
+    drop(store);
+    poke(&dir, &segment_key(4), None);
+    let store = open(&dir).unwrap();
+    assert!(matches!(
+        store.load_header(5),
+        Err(StoreError::Corrupt { ref key, .. }) if key == "070000000000000001"
+    ));
+    assert!(matches!(
+        store.load_signed_headers(5, 1),
+        Err(StoreError::Corrupt { .. })
+    ));
+    drop(store);
+
+    // MMR chunks: a chunk that is not whole nodes, or one missing, at open.
+    let dir = populated_in_batches("mmr-chunk", 4);
+    let last_chunk = [&[0x09u8][..], &node_count(8).to_be_bytes()].concat();
+    let mut value = peek(&dir, &last_chunk);
+    value.pop();
+    poke(&dir, &last_chunk, Some(&value));
+    let error = open(&dir).unwrap_err();
+    assert!(
+        matches!(error, StoreError::Corrupt { .. }) && error.to_string().contains("MMR"),
+        "{error}"
+    );
+    poke(&dir, &last_chunk, None);
+    let error = open(&dir).unwrap_err();
+    assert!(
+        matches!(error, StoreError::Corrupt { .. }) && error.to_string().contains("MMR"),
+        "{error}"
+    );
+    // A lower chunk with a bad length: found when a proof needs it.
+    let dir = populated_in_batches("mmr-lower-chunk", 4);
+    poke(
+        &dir,
+        &[&[0x09u8][..], &0u64.to_be_bytes()].concat(),
+        Some(&[7; 33]),
+    );
+    let store = open(&dir).unwrap();
+    assert!(store.prove_header(1, 10).is_err());
     assert!(matches!(
         store.check_integrity(),
         Err(StoreError::Corrupt { .. })
@@ -208,6 +367,11 @@ fn garbage_values_are_typed_corruption_errors() {
             .iter()
             .any(|i| matches!(i, Err(StoreError::Corrupt { .. })))
     );
+}
+
+/// MMR nodes of `leaves` leaves.
+fn node_count(leaves: u64) -> u64 {
+    2 * leaves - u64::from(leaves.count_ones())
 }
 
 #[test]
