@@ -2,13 +2,16 @@
 //! API so the engine (sled 0.34 today) can change.
 //!
 //! - **Block store** (seed 003, R4 and R6): verified headers and their
-//!   commits stored as block metas without bodies ([`Store::save_headers`]);
-//!   a header height apart from the contiguous block height, which only
-//!   bodies advance ([`Store::save_block`]); [`Store::load_block`] returns
-//!   `None` when the body is missing even though the meta exists; a hash
-//!   index; validator sets stored where they change, with the set in force at
-//!   any height ([`Store::validator_set_at`]).
-//! - **History MMR**: its nodes are persisted with the headers, so inclusion,
+//!   commits stored without bodies ([`Store::save_headers`]), packed into
+//!   header segments of up to 256 consecutive rows so that a batch costs few
+//!   sled keys (on-disk format 2); a header height apart from the contiguous
+//!   block height, which only bodies advance ([`Store::save_block`]);
+//!   [`Store::load_block`] returns `None` when the body is missing even though
+//!   the meta exists; [`Store::load_signed_headers`] reads a range segment by
+//!   segment; a hash index; validator sets stored where they change, with the
+//!   set in force at any height ([`Store::validator_set_at`]).
+//! - **History MMR**: its nodes are persisted with the headers (one packed
+//!   chunk per batch), so inclusion,
 //!   range and ancestry proofs can be served for any height after a restart
 //!   ([`Store::prove_header`], [`Store::prove_header_range`],
 //!   [`Store::prove_history_ancestry`]).
