@@ -206,7 +206,8 @@ pub async fn sync_parallel(
     })
 }
 
-type Completion = (PeerId, GetHeadersV2, Result<Response, NetError>);
+/// A request's peer, the request, and the response with its size in bytes.
+type Completion = (PeerId, GetHeadersV2, Result<(Response, usize), NetError>);
 
 async fn download(
     net: &Network,
@@ -253,7 +254,9 @@ async fn download(
             inflight += 1;
             let (net, done) = (net.clone(), done_tx.clone());
             tokio::spawn(async move {
-                let result = net.request(peer, &Request::GetHeadersV2(request)).await;
+                let result = net
+                    .request_measured(peer, &Request::GetHeadersV2(request))
+                    .await;
                 let _ = done.send((peer, request, result)).await;
             });
         }
@@ -275,6 +278,12 @@ async fn download(
             Some((peer, request, result)) = done_rx.recv() => {
                 inflight = inflight.saturating_sub(1);
                 let now = Instant::now();
+                let result = result.map(|(response, bytes)| {
+                    if matches!(response, Response::HeadersV2(_)) {
+                        metrics.bytes_synced.fetch_add(bytes as u64, Ordering::Relaxed);
+                    }
+                    response
+                });
                 match result {
                     Ok(Response::HeadersV2(r)) => planner.on_response(peer, r, now),
                     Ok(Response::Error(e)) => {

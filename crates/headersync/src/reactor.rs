@@ -204,7 +204,8 @@ impl HeaderSync {
     }
 }
 
-type Completion = (PeerId, GetHeaders, Result<Response, NetError>);
+/// A request's peer, the request, and the response with its size in bytes.
+type Completion = (PeerId, GetHeaders, Result<(Response, usize), NetError>);
 
 /// Completes when a running v2 task does; pends forever otherwise.
 async fn parallel_done(phase: &mut Phase) -> Result<ParallelReport, ParallelError> {
@@ -342,11 +343,19 @@ impl Reactor {
         &mut self,
         peer: PeerId,
         request: GetHeaders,
-        result: Result<Response, NetError>,
+        result: Result<(Response, usize), NetError>,
     ) {
         let Some(pool) = &mut self.pool else { return };
         let now = Instant::now();
         let start = request.start_height;
+        let result = result.map(|(response, bytes)| {
+            if matches!(response, Response::Headers(_)) {
+                self.metrics
+                    .bytes_synced
+                    .fetch_add(bytes as u64, Ordering::Relaxed);
+            }
+            response
+        });
         let failure = match result {
             Ok(Response::Headers(headers)) => return pool.on_headers(peer, headers, now),
             Ok(Response::Error(e)) => {
@@ -553,7 +562,9 @@ impl Reactor {
             let net = self.net.clone();
             let done = self.done_tx.clone();
             tokio::spawn(async move {
-                let result = net.request(peer, &Request::GetHeaders(request)).await;
+                let result = net
+                    .request_measured(peer, &Request::GetHeaders(request))
+                    .await;
                 let _ = done.send((peer, request, result)).await;
             });
         }

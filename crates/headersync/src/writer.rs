@@ -47,8 +47,8 @@ pub struct HeaderWriter {
 }
 
 impl HeaderWriter {
-    /// Starts the writer on a blocking thread. It counts stored headers and
-    /// their bytes into `metrics` and publishes the stored height.
+    /// Starts the writer on a blocking thread. It counts stored headers into
+    /// `metrics` and publishes the stored height.
     pub fn spawn(store: Store, metrics: Arc<HeaderSyncMetrics>) -> HeaderWriter {
         let (tx, mut rx) = mpsc::channel::<Vec<SignedHeader>>(WRITE_QUEUE);
         let (state_tx, state) = watch::channel(WriterState::Stored(store.header_height()));
@@ -173,16 +173,9 @@ fn write(
     headers: &[SignedHeader],
 ) -> Result<(), StoreError> {
     store.save_headers(headers)?;
-    let bytes: usize = headers
-        .iter()
-        .map(|h| prost::Message::encoded_len(&headway_wire::raw::SignedHeader::from(h)))
-        .sum();
     metrics
         .headers_synced
         .fetch_add(headers.len() as u64, Ordering::Relaxed);
-    metrics
-        .bytes_synced
-        .fetch_add(bytes as u64, Ordering::Relaxed);
     metrics
         .header_height
         .store(store.header_height(), Ordering::Relaxed);
@@ -227,7 +220,6 @@ mod tests {
         assert_eq!(store.header_height(), 120);
         assert_eq!(store.load_header(77).unwrap().unwrap(), headers[76].header);
         assert_eq!(metrics.headers_synced.load(Ordering::Relaxed), 120);
-        assert!(metrics.bytes_synced.load(Ordering::Relaxed) > 120 * 100);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
