@@ -44,6 +44,7 @@ pub mod server;
 pub mod status;
 pub mod subscription;
 pub mod v2;
+pub mod writer;
 
 pub use metrics::HeaderSyncMetrics;
 pub use parallel::{ParallelConfig, ParallelReport, sync_parallel};
@@ -52,3 +53,4 @@ pub use reactor::{HeaderSync, HeaderSyncInput, ReactorConfig, SyncMode, trusted_
 pub use server::{RateLimiter, SignedHeaderSource, answer_get_headers};
 pub use status::StatusAnnouncer;
 pub use subscription::{HeaderSubscription, SubscriptionError};
+pub use writer::{HeaderWriter, WriterState};

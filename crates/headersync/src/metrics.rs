@@ -12,7 +12,8 @@ pub struct HeaderSyncMetrics {
     pub target_height: AtomicU64,
     /// Headers verified and stored since start.
     pub headers_synced: AtomicU64,
-    /// Encoded bytes of the signed headers verified and stored since start.
+    /// Bytes of the header responses received since start (frame payloads
+    /// of answered `GetHeaders` and `GetHeadersV2`), the download volume.
     pub bytes_synced: AtomicU64,
     /// Requests in flight.
     pub pending_requests: AtomicU64,
@@ -64,7 +65,7 @@ impl HeaderSyncMetrics {
             (
                 "headway_headersync_bytes_synced_total",
                 "counter",
-                "Encoded bytes of the signed headers verified and stored.",
+                "Bytes of header responses received (frame payloads).",
                 g(&self.bytes_synced).to_string(),
             ),
             (

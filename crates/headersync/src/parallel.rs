@@ -9,7 +9,7 @@ use std::{
 use headway_chain::{HeaderExt, TrustedState};
 use headway_net::{NetError, Network, PeerId};
 use headway_store::Store;
-use headway_wire::{ErrorCode, GetHeadersV2, Request, Response, SignedHeader};
+use headway_wire::{ErrorCode, GetHeadersV2, Request, Response};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
@@ -17,6 +17,7 @@ use crate::{
     HeaderSyncMetrics,
     bootstrap::{self, Checkpoint, NetHeaderSource},
     v2::{RangeEvent, RangeFailure, RangeSync, RangeSyncConfig},
+    writer::{HeaderWriter, WriterState},
 };
 
 /// Settings of a v2 run.
@@ -205,10 +206,8 @@ pub async fn sync_parallel(
     })
 }
 
-type Completion = (PeerId, GetHeadersV2, Result<Response, NetError>);
-
-/// Batches of verified headers stored per write.
-const STORE_QUEUE: usize = 4;
+/// A request's peer, the request, and the response with its size in bytes.
+type Completion = (PeerId, GetHeadersV2, Result<(Response, usize), NetError>);
 
 async fn download(
     net: &Network,
@@ -217,25 +216,10 @@ async fn download(
     metrics: &Arc<HeaderSyncMetrics>,
 ) -> Result<u64, ParallelError> {
     let (done_tx, mut done_rx) = mpsc::channel::<Completion>(256);
-    // Storing runs on its own blocking task so downloads continue meanwhile;
+    // Storing runs on its own blocking thread so downloads continue meanwhile;
     // its queue is bounded, which bounds memory together with the planner's cap.
-    let (store_tx, mut store_rx) = mpsc::channel::<Vec<SignedHeader>>(STORE_QUEUE);
-    let writer_store = store.clone();
-    let writer_metrics = metrics.clone();
-    let writer = tokio::task::spawn_blocking(move || -> Result<u64, headway_store::StoreError> {
-        let mut stored = 0u64;
-        while let Some(batch) = store_rx.blocking_recv() {
-            writer_store.save_headers(&batch)?;
-            stored += batch.len() as u64;
-            writer_metrics
-                .headers_synced
-                .fetch_add(batch.len() as u64, Ordering::Relaxed);
-            writer_metrics
-                .header_height
-                .store(writer_store.header_height(), Ordering::Relaxed);
-        }
-        Ok(stored)
-    });
+    let start_height = store.header_height();
+    let writer = HeaderWriter::spawn(store.clone(), metrics.clone());
     let mut inflight = 0usize;
     let mut failure = None;
     loop {
@@ -243,17 +227,8 @@ async fn download(
         while let Some(event) = planner.poll_event() {
             match event {
                 RangeEvent::Ready(headers) => {
-                    let bytes: usize = headers
-                        .iter()
-                        .map(|h| {
-                            prost::Message::encoded_len(&headway_wire::raw::SignedHeader::from(h))
-                        })
-                        .sum();
-                    metrics
-                        .bytes_synced
-                        .fetch_add(bytes as u64, Ordering::Relaxed);
-                    if store_tx.send(headers).await.is_err() {
-                        failure = Some(ParallelError::Task("the store writer stopped".into()));
+                    if let Err(e) = writer.send(headers).await {
+                        failure = Some(ParallelError::Task(e));
                     }
                 }
                 RangeEvent::Ban { peer, reason } => {
@@ -279,7 +254,9 @@ async fn download(
             inflight += 1;
             let (net, done) = (net.clone(), done_tx.clone());
             tokio::spawn(async move {
-                let result = net.request(peer, &Request::GetHeadersV2(request)).await;
+                let result = net
+                    .request_measured(peer, &Request::GetHeadersV2(request))
+                    .await;
                 let _ = done.send((peer, request, result)).await;
             });
         }
@@ -301,6 +278,12 @@ async fn download(
             Some((peer, request, result)) = done_rx.recv() => {
                 inflight = inflight.saturating_sub(1);
                 let now = Instant::now();
+                let result = result.map(|(response, bytes)| {
+                    if matches!(response, Response::HeadersV2(_)) {
+                        metrics.bytes_synced.fetch_add(bytes as u64, Ordering::Relaxed);
+                    }
+                    response
+                });
                 match result {
                     Ok(Response::HeadersV2(r)) => planner.on_response(peer, r, now),
                     Ok(Response::Error(e)) => {
@@ -321,10 +304,10 @@ async fn download(
             () = tokio::time::sleep_until(deadline.into()) => planner.on_tick(Instant::now()),
         }
     }
-    drop(store_tx);
-    let stored = writer
-        .await
-        .map_err(|e| ParallelError::Task(e.to_string()))??;
+    let stored = match writer.finish().await {
+        WriterState::Stored(height) => height.saturating_sub(start_height),
+        WriterState::Failed(e) => return Err(ParallelError::Task(e)),
+    };
     match failure {
         Some(e) => Err(e),
         None => Ok(stored),

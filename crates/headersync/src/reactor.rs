@@ -24,6 +24,7 @@ use crate::{
     HeaderSyncMetrics, HeaderSyncPool, PoolConfig, PoolEvent, RequestFailure, StatusAnnouncer,
     parallel::{ParallelConfig, ParallelError, ParallelReport, sync_parallel},
     subscription::HeaderSubscription,
+    writer::{HeaderWriter, MAX_UNSTORED_HEADERS, WriterState},
 };
 
 /// Which protocol the reactor catches up with.
@@ -147,6 +148,8 @@ impl HeaderSync {
         let (done_tx, done_rx) = mpsc::channel(capacity);
         let reactor = Reactor {
             net,
+            writer: HeaderWriter::spawn(store.clone(), metrics.clone()),
+            backlog: Vec::new(),
             store: store.clone(),
             pool,
             announcer: StatusAnnouncer::new(),
@@ -201,7 +204,8 @@ impl HeaderSync {
     }
 }
 
-type Completion = (PeerId, GetHeaders, Result<Response, NetError>);
+/// A request's peer, the request, and the response with its size in bytes.
+type Completion = (PeerId, GetHeaders, Result<(Response, usize), NetError>);
 
 /// Completes when a running v2 task does; pends forever otherwise.
 async fn parallel_done(phase: &mut Phase) -> Result<ParallelReport, ParallelError> {
@@ -231,6 +235,11 @@ pub fn trusted_from_store(store: &Store) -> Result<TrustedState, String> {
 struct Reactor {
     net: Network,
     store: Store,
+    /// Stores verified headers off the reactor, overlapping verification.
+    writer: HeaderWriter,
+    /// Verified headers waiting for room in the writer's queue (bounded: no
+    /// requests go out while `MAX_UNSTORED_HEADERS` are unstored).
+    backlog: Vec<SignedHeader>,
     pool: Option<HeaderSyncPool<PeerId>>,
     announcer: StatusAnnouncer<PeerId>,
     metrics: Arc<HeaderSyncMetrics>,
@@ -270,6 +279,10 @@ impl Reactor {
                 },
                 Some((peer, request, result)) = self.done_rx.recv() => self.on_completion(peer, request, result),
                 result = parallel_done(&mut self.phase) => self.on_parallel_done(result),
+                state = self.writer.changed() => if let Err(e) = self.on_stored(state) {
+                    error!(error = %e, "header sync stopped: the store failed");
+                    return;
+                },
                 () = tokio::time::sleep_until(deadline.into()) => self.on_tick(),
             }
         }
@@ -330,11 +343,19 @@ impl Reactor {
         &mut self,
         peer: PeerId,
         request: GetHeaders,
-        result: Result<Response, NetError>,
+        result: Result<(Response, usize), NetError>,
     ) {
         let Some(pool) = &mut self.pool else { return };
         let now = Instant::now();
         let start = request.start_height;
+        let result = result.map(|(response, bytes)| {
+            if matches!(response, Response::Headers(_)) {
+                self.metrics
+                    .bytes_synced
+                    .fetch_add(bytes as u64, Ordering::Relaxed);
+            }
+            response
+        });
         let failure = match result {
             Ok(Response::Headers(headers)) => return pool.on_headers(peer, headers, now),
             Ok(Response::Error(e)) => {
@@ -476,8 +497,24 @@ impl Reactor {
         self.announce(height);
     }
 
+    /// The writer stored more headers (or failed).
+    fn on_stored(&mut self, state: WriterState) -> Result<(), String> {
+        let height = match state {
+            WriterState::Stored(height) => height,
+            WriterState::Failed(e) => return Err(e),
+        };
+        self.announce(height);
+        if let Some(pool) = &self.pool
+            && !pool.is_syncing()
+            && height >= pool.header_height()
+        {
+            info!(height, "header sync caught up");
+        }
+        Ok(())
+    }
+
     /// Acts on everything the pool has to say: events, then requests.
-    fn drain(&mut self) -> Result<(), headway_store::StoreError> {
+    fn drain(&mut self) -> Result<(), String> {
         let Some(pool) = &mut self.pool else {
             return Ok(());
         };
@@ -509,29 +546,28 @@ impl Reactor {
                 }
             }
         }
-        // Consecutive verified batches are stored in one atomic, durable write.
-        if !verified.is_empty() {
-            self.store.save_headers(&verified)?;
-            self.metrics
-                .headers_synced
-                .fetch_add(verified.len() as u64, Ordering::Relaxed);
-            let bytes: usize = verified
-                .iter()
-                .map(|h| prost::Message::encoded_len(&headway_wire::raw::SignedHeader::from(h)))
-                .sum();
-            self.metrics
-                .bytes_synced
-                .fetch_add(bytes as u64, Ordering::Relaxed);
+        // Verified batches go to the writer, which stores consecutive ones
+        // in one atomic, durable write while the next ones are verified.
+        self.backlog.extend(verified);
+        if !self.backlog.is_empty()
+            && let Some(back) = self.writer.try_send(std::mem::take(&mut self.backlog))?
+        {
+            self.backlog = back;
         }
-        while let Some((peer, request)) = pool.poll_request(now) {
+        let height = self.store.header_height();
+        let unstored = pool.header_height().saturating_sub(height);
+        while unstored < MAX_UNSTORED_HEADERS
+            && let Some((peer, request)) = pool.poll_request(now)
+        {
             let net = self.net.clone();
             let done = self.done_tx.clone();
             tokio::spawn(async move {
-                let result = net.request(peer, &Request::GetHeaders(request)).await;
+                let result = net
+                    .request_measured(peer, &Request::GetHeaders(request))
+                    .await;
                 let _ = done.send((peer, request, result)).await;
             });
         }
-        let height = self.store.header_height();
         self.metrics.header_height.store(height, Ordering::Relaxed);
         self.metrics
             .target_height
@@ -542,16 +578,10 @@ impl Reactor {
         self.metrics
             .peers
             .store(pool.peer_count() as u64, Ordering::Relaxed);
-        let syncing = pool.is_syncing();
+        let syncing = pool.is_syncing() || unstored > 0;
         self.metrics
             .syncing
             .store(u64::from(syncing), Ordering::Relaxed);
-        if !verified.is_empty() {
-            self.announce(height);
-            if !syncing {
-                info!(height, "header sync caught up");
-            }
-        }
         Ok(())
     }
 

@@ -325,6 +325,29 @@ impl Network {
         request: &Request,
         timeout: Duration,
     ) -> Result<Response, NetError> {
+        self.exchange(peer, request, timeout)
+            .await
+            .map(|(response, _)| response)
+    }
+
+    /// As [`Network::request`], also returning the size of the response
+    /// frame's payload in bytes (for download accounting without
+    /// re-encoding the response).
+    pub async fn request_measured(
+        &self,
+        peer: PeerId,
+        request: &Request,
+    ) -> Result<(Response, usize), NetError> {
+        self.exchange(peer, request, self.inner.config.request_timeout)
+            .await
+    }
+
+    async fn exchange(
+        &self,
+        peer: PeerId,
+        request: &Request,
+        timeout: Duration,
+    ) -> Result<(Response, usize), NetError> {
         let conn = self
             .inner
             .lock()
@@ -351,7 +374,7 @@ impl Network {
             response
                 .validate_for(request)
                 .map_err(|source| NetError::BadResponse { peer, source })?;
-            Ok(response)
+            Ok((response, payload.len()))
         };
         let result = match tokio::time::timeout(timeout, exchange).await {
             Ok(result) => result,

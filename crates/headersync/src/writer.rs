@@ -1,0 +1,274 @@
+//! The header writer: stores verified headers on a blocking thread, so that
+//! verifying the next batches (on the reactor) and storing the previous ones
+//! overlap, and groups whatever has queued up meanwhile into one durable
+//! write (group commit: one flush for many batches when the disk is the
+//! bottleneck).
+//!
+//! The queue is bounded ([`WRITE_QUEUE`] batches); callers either wait for
+//! room ([`HeaderWriter::send`]) or keep their own bounded backlog and stop
+//! asking peers for more while it is full (the reactor does,
+//! [`MAX_UNSTORED_HEADERS`]).
+
+use std::sync::{Arc, atomic::Ordering};
+
+use headway_store::{Store, StoreError};
+use headway_wire::SignedHeader;
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, error};
+
+use crate::HeaderSyncMetrics;
+
+/// Batches queued for the writer at most.
+pub const WRITE_QUEUE: usize = 8;
+
+/// Headers stored in one write at most (a group of queued batches).
+pub const MAX_WRITE_HEADERS: usize = 4096;
+
+/// Verified headers the reactor holds that are not yet stored, at most,
+/// before it stops sending requests (they are still bounded by the pool's
+/// pending batches; this keeps the store from falling far behind).
+pub const MAX_UNSTORED_HEADERS: u64 = 8192;
+
+/// What the writer has done so far.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriterState {
+    /// Headers up to this height are stored.
+    Stored(u64),
+    /// Storing failed; the writer stopped.
+    Failed(String),
+}
+
+/// Handle to the writer thread.
+#[derive(Debug)]
+pub struct HeaderWriter {
+    tx: Option<mpsc::Sender<Vec<SignedHeader>>>,
+    state: watch::Receiver<WriterState>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl HeaderWriter {
+    /// Starts the writer on a blocking thread. It counts stored headers into
+    /// `metrics` and publishes the stored height.
+    pub fn spawn(store: Store, metrics: Arc<HeaderSyncMetrics>) -> HeaderWriter {
+        let (tx, mut rx) = mpsc::channel::<Vec<SignedHeader>>(WRITE_QUEUE);
+        let (state_tx, state) = watch::channel(WriterState::Stored(store.header_height()));
+        let task = tokio::task::spawn_blocking(move || {
+            while let Some(first) = rx.blocking_recv() {
+                let mut batches = vec![first];
+                let mut count = batches[0].len();
+                while count < MAX_WRITE_HEADERS {
+                    match rx.try_recv() {
+                        Ok(more) => {
+                            count += more.len();
+                            batches.push(more);
+                        }
+                        Err(_) => break,
+                    }
+                }
+                if let Err(e) = write_group(&store, &metrics, batches) {
+                    error!(error = %e, "storing verified headers failed");
+                    let _ = state_tx.send(WriterState::Failed(e.to_string()));
+                    return;
+                }
+                let _ = state_tx.send(WriterState::Stored(store.header_height()));
+            }
+        });
+        HeaderWriter {
+            tx: Some(tx),
+            state,
+            task: Some(task),
+        }
+    }
+
+    /// Queues a batch, waiting for room.
+    ///
+    /// # Errors
+    ///
+    /// The writer's failure if it has stopped.
+    pub async fn send(&self, headers: Vec<SignedHeader>) -> Result<(), String> {
+        let Some(tx) = &self.tx else {
+            return Err("the header writer is closed".into());
+        };
+        if tx.send(headers).await.is_err() {
+            return Err(self.failure());
+        }
+        Ok(())
+    }
+
+    /// Queues a batch if there is room; gives it back otherwise.
+    ///
+    /// # Errors
+    ///
+    /// `Ok(Some(headers))` when the queue is full; `Err` if the writer stopped.
+    pub fn try_send(
+        &self,
+        headers: Vec<SignedHeader>,
+    ) -> Result<Option<Vec<SignedHeader>>, String> {
+        let Some(tx) = &self.tx else {
+            return Err("the header writer is closed".into());
+        };
+        match tx.try_send(headers) {
+            Ok(()) => Ok(None),
+            Err(mpsc::error::TrySendError::Full(headers)) => Ok(Some(headers)),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(self.failure()),
+        }
+    }
+
+    /// The writer's current state.
+    pub fn state(&self) -> WriterState {
+        self.state.borrow().clone()
+    }
+
+    /// Waits until the state changes (pends forever once the writer is gone
+    /// and its last state was seen).
+    pub async fn changed(&mut self) -> WriterState {
+        if self.state.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+        self.state.borrow_and_update().clone()
+    }
+
+    /// Stops taking batches, waits until everything queued is stored, and
+    /// returns the final state.
+    pub async fn finish(mut self) -> WriterState {
+        self.tx = None;
+        if let Some(task) = self.task.take()
+            && let Err(e) = task.await
+        {
+            return WriterState::Failed(format!("the header writer panicked: {e}"));
+        }
+        self.state()
+    }
+
+    fn failure(&self) -> String {
+        match self.state() {
+            WriterState::Failed(e) => e,
+            WriterState::Stored(_) => "the header writer stopped".into(),
+        }
+    }
+}
+
+/// Stores the batches in one write; if that fails, one by one, so every
+/// batch before a bad one is kept and the error names the bad one.
+fn write_group(
+    store: &Store,
+    metrics: &HeaderSyncMetrics,
+    batches: Vec<Vec<SignedHeader>>,
+) -> Result<(), StoreError> {
+    if batches.len() > 1 {
+        let group: Vec<SignedHeader> = batches.iter().flatten().cloned().collect();
+        if write(store, metrics, &group).is_ok() {
+            return Ok(());
+        }
+    }
+    for batch in batches {
+        write(store, metrics, &batch)?;
+    }
+    Ok(())
+}
+
+fn write(
+    store: &Store,
+    metrics: &HeaderSyncMetrics,
+    headers: &[SignedHeader],
+) -> Result<(), StoreError> {
+    store.save_headers(headers)?;
+    metrics
+        .headers_synced
+        .fetch_add(headers.len() as u64, Ordering::Relaxed);
+    metrics
+        .header_height
+        .store(store.header_height(), Ordering::Relaxed);
+    debug!(
+        count = headers.len(),
+        height = store.header_height(),
+        "stored a group of headers"
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+
+    use headway_chain::{ChainGenerator, GeneratorConfig};
+    use headway_store::StoreConfig;
+
+    use super::*;
+
+    fn chain(n: usize) -> Vec<SignedHeader> {
+        ChainGenerator::new(GeneratorConfig::small(3))
+            .unwrap()
+            .take(n)
+            .map(|b| b.signed_header)
+            .collect()
+    }
+
+    fn store() -> Store {
+        Store::open_temporary(StoreConfig::new().with_sync_on_commit(false)).unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn stores_every_batch_in_order_and_counts_it() {
+        let headers = chain(120);
+        let (store, metrics) = (store(), Arc::new(HeaderSyncMetrics::default()));
+        let writer = HeaderWriter::spawn(store.clone(), metrics.clone());
+        for batch in headers.chunks(7) {
+            writer.send(batch.to_vec()).await.unwrap();
+        }
+        assert_eq!(writer.finish().await, WriterState::Stored(120));
+        assert_eq!(store.header_height(), 120);
+        assert_eq!(store.load_header(77).unwrap().unwrap(), headers[76].header);
+        assert_eq!(metrics.headers_synced.load(Ordering::Relaxed), 120);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_queue_gives_the_batch_back() {
+        let headers = chain(WRITE_QUEUE * 4);
+        // Durable writes (a flush each) are far slower than queueing, so the
+        // queue fills while the loop runs.
+        let store = Store::open_temporary(StoreConfig::new().with_sync_on_commit(true)).unwrap();
+        let writer = HeaderWriter::spawn(store.clone(), Arc::default());
+        let mut given_back = 0;
+        for one in headers.chunks(1) {
+            if let Some(back) = writer.try_send(one.to_vec()).unwrap() {
+                given_back += 1;
+                assert_eq!(back, one.to_vec());
+                // Nothing is lost: the caller keeps it and queues it later.
+                writer.send(back).await.unwrap();
+            }
+        }
+        assert!(given_back > 0, "the queue never filled");
+        assert_eq!(
+            writer.finish().await,
+            WriterState::Stored(headers.len() as u64)
+        );
+        assert_eq!(store.header_height(), headers.len() as u64);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_store_error_stops_the_writer_with_its_reason() {
+        let headers = chain(20);
+        let store = store();
+        let mut writer = HeaderWriter::spawn(store.clone(), Arc::default());
+        writer.send(headers[..5].to_vec()).await.unwrap();
+        // A gap: 11.. after 5. Whether or not both land in one group, the
+        // first batch is kept.
+        writer.send(headers[10..].to_vec()).await.unwrap();
+        let state = loop {
+            match writer.changed().await {
+                WriterState::Stored(_) => continue,
+                failed => break failed,
+            }
+        };
+        let WriterState::Failed(reason) = state else {
+            unreachable!()
+        };
+        assert!(
+            reason.contains("height 11") && reason.contains("is 6"),
+            "{reason}"
+        );
+        assert_eq!(writer.finish().await, WriterState::Failed(reason));
+        assert_eq!(store.header_height(), 5);
+    }
+}
