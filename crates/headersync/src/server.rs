@@ -100,28 +100,39 @@ pub trait SignedHeaderSource {
     /// The signed header at `height` (with its validator set attached where
     /// the set changes), or `None` when not held.
     fn signed_header(&self, height: u64) -> Result<Option<SignedHeader>, Self::Error>;
+
+    /// Up to `count` consecutive signed headers from `start_height`, stopping
+    /// at the first one not held. Sources that can read a range at once
+    /// (a store) override this; the default asks height by height.
+    fn signed_headers(
+        &self,
+        start_height: u64,
+        count: u32,
+    ) -> Result<Vec<SignedHeader>, Self::Error> {
+        let mut headers = Vec::with_capacity(count as usize);
+        for i in 0..u64::from(count) {
+            match self.signed_header(start_height.saturating_add(i))? {
+                Some(h) => headers.push(h),
+                None => break,
+            }
+        }
+        Ok(headers)
+    }
 }
 
 /// Answers a `GetHeaders` with as many sequential headers as `source` holds
 /// from the start height (R2.3, R2.4, R6.3).
 pub fn answer_get_headers<S: SignedHeaderSource>(source: &S, request: &GetHeaders) -> Response {
-    let mut headers = Vec::with_capacity(request.count as usize);
-    for i in 0..u64::from(request.count) {
-        match source.signed_header(request.start_height.saturating_add(i)) {
-            Ok(Some(h)) => headers.push(h),
-            Ok(None) => break,
-            Err(e) => {
-                if headers.is_empty() {
-                    return Response::Error(ErrorResponse {
-                        code: ErrorCode::Internal,
-                        message: truncate(&format!("store: {e}")),
-                        retry_after_ms: 0,
-                    });
-                }
-                break;
-            }
+    let headers = match source.signed_headers(request.start_height, request.count) {
+        Ok(headers) => headers,
+        Err(e) => {
+            return Response::Error(ErrorResponse {
+                code: ErrorCode::Internal,
+                message: truncate(&format!("store: {e}")),
+                retry_after_ms: 0,
+            });
         }
-    }
+    };
     Response::Headers(HeadersResponse {
         start_height: request.start_height,
         headers,

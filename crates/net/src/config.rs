@@ -5,6 +5,13 @@ use std::{net::SocketAddr, time::Duration};
 /// The ALPN of Headway protocol version 1.
 pub const ALPN_V1: &[u8] = b"headway/1";
 
+/// Default size of the UDP socket's kernel receive and send buffers. The
+/// kernel's default (about 200 KiB on Linux) overflows when many peers
+/// stream responses at once while the process is busy, and every datagram
+/// dropped there is a loss that halves a QUIC congestion window. Linux caps
+/// the request at `net.core.rmem_max` / `wmem_max`.
+pub const DEFAULT_SOCKET_BUFFER_BYTES: usize = 4 * 1024 * 1024;
+
 /// Transport limits and timeouts.
 #[derive(Debug, Clone)]
 pub struct NetConfig {
@@ -32,6 +39,9 @@ pub struct NetConfig {
     pub push_queue_per_peer: usize,
     /// Time the application has to answer an inbound request.
     pub response_deadline: Duration,
+    /// Requested size of the UDP socket's receive and send buffers (best
+    /// effort: the kernel may grant less).
+    pub socket_buffer_bytes: usize,
 }
 
 impl Default for NetConfig {
@@ -49,6 +59,7 @@ impl Default for NetConfig {
             event_queue: 1024,
             push_queue_per_peer: 64,
             response_deadline: Duration::from_secs(10),
+            socket_buffer_bytes: DEFAULT_SOCKET_BUFFER_BYTES,
         }
     }
 }

@@ -20,7 +20,9 @@
 //! - `HEADWAY_BENCH_QUICK=1`: 10 000 headers (replacement at 5 000), one repetition.
 //! - `HEADWAY_BENCH_DIR`: chain cache and results (default `<target dir>/bench-sync`).
 //! - `HEADWAY_BENCH_PLOT`: where the PNG goes (default `docs/bench/header-sync.png`).
-//! - `HEADWAY_BENCH_ONLY=issue8|issue9|v1|cache`: one part only (`v1`: the
+//! - `HEADWAY_BENCH_ONLY=issue8|issue9|v1|v2|cache`: one part only (`v2`: v2
+//!   with 8 peers on loopback and at +50 ms, or at the added RTTs listed in
+//!   `HEADWAY_BENCH_RTT_MS=0,50`, for profiling; `v1`: the
 //!   issue 8 v1 runs alone, once, for profiling;
 //!   results.json and the plot are then not written).
 //!
@@ -125,6 +127,32 @@ fn main() {
     });
     if only.as_deref() == Some("v1") {
         v1_runs(&client, &env, 1, f64::NAN);
+        return;
+    }
+    if only.as_deref() == Some("v2") {
+        // For profiling: v2 from a checkpoint, loopback and +50 ms, 8 peers.
+        let from_checkpoint = checkpoint_config(&chain);
+        let delays: Vec<Duration> = match std::env::var("HEADWAY_BENCH_RTT_MS") {
+            Ok(list) => list
+                .split(',')
+                .map(|ms| Duration::from_millis(ms.trim().parse::<u64>().expect("RTT in ms") / 2))
+                .collect(),
+            Err(_) => DELAYS.to_vec(),
+        };
+        for delay in delays {
+            let scenario = Scenario {
+                peers: 8,
+                one_way_delay: delay,
+                get_headers_per_second: DEFAULT_GET_HEADERS_PER_WINDOW,
+            };
+            let run = client.block_on(contenders::run_v2(
+                &env,
+                scenario,
+                ReactorConfig::default(),
+                from_checkpoint.clone(),
+            ));
+            print_cell("v2", &scenario, &run);
+        }
         return;
     }
     if part("issue8") {
@@ -271,13 +299,7 @@ fn issue9(client: &tokio::runtime::Runtime, env: &Env, chain: &Chain) -> Value {
         "", "peers", "RTT +ms", "time s", "headers/s"
     );
     let checkpoint = chain.tip - CHECKPOINT_BEHIND;
-    let from_checkpoint = ParallelConfig {
-        checkpoint: Some(Checkpoint::HeaderHash {
-            height: checkpoint,
-            hash: chain.headers[(checkpoint - 1) as usize].header.hash(),
-        }),
-        ..ParallelConfig::default()
-    };
+    let from_checkpoint = checkpoint_config(chain);
     let mut cells = Vec::new();
     for delay in DELAYS {
         for peers in PEER_COUNTS {
@@ -315,6 +337,18 @@ fn issue9(client: &tokio::runtime::Runtime, env: &Env, chain: &Chain) -> Value {
         "v2-genesis": "SyncMode::V2, ParallelConfig::default() (no checkpoint: bootstrap by bisection from genesis)",
         "cells": cells,
     })
+}
+
+/// v2's configuration: trust a checkpoint [`CHECKPOINT_BEHIND`] below the tip.
+fn checkpoint_config(chain: &Chain) -> ParallelConfig {
+    let checkpoint = chain.tip - CHECKPOINT_BEHIND;
+    ParallelConfig {
+        checkpoint: Some(Checkpoint::HeaderHash {
+            height: checkpoint,
+            hash: chain.headers[(checkpoint - 1) as usize].header.hash(),
+        }),
+        ..ParallelConfig::default()
+    }
 }
 
 /// Loopback with `peers` serving peers allowing `rate` `GetHeaders` per second.

@@ -13,6 +13,9 @@ use headway_wire::{
 /// Bytes of signed headers per `GetHeadersV2` answer: well under the frame limit.
 pub const HEADERS_V2_BUDGET: usize = MAX_HEADERS_V2_RESPONSE_FRAME / 2;
 
+/// Headers read from the store at a time while filling a `GetHeadersV2` answer.
+const V2_READ_CHUNK: u64 = 64;
+
 /// Bytes of records per snapshot chunk (half the frame limit leaves room for encoding overhead).
 pub const SNAPSHOT_CHUNK_BUDGET: usize = MAX_SNAPSHOT_DATA_FRAME / 2;
 
@@ -23,6 +26,13 @@ impl SignedHeaderSource for StoreSource<'_> {
     type Error = StoreError;
     fn signed_header(&self, height: u64) -> Result<Option<SignedHeader>, StoreError> {
         self.0.load_signed_header(height)
+    }
+    fn signed_headers(
+        &self,
+        start_height: u64,
+        count: u32,
+    ) -> Result<Vec<SignedHeader>, StoreError> {
+        self.0.load_signed_headers(start_height, u64::from(count))
     }
 }
 
@@ -87,20 +97,23 @@ fn headers_v2(store: &Store, q: &GetHeadersV2) -> Result<Response, StoreError> {
         .start_height
         .saturating_add(u64::from(q.count) - 1)
         .min(q.end_height);
-    let mut headers = Vec::with_capacity(q.count as usize);
+    // Read in chunks so a range of huge headers stops at the byte budget
+    // without loading the whole range first.
+    let mut headers = Vec::new();
     let mut bytes = 0usize;
-    for h in q.start_height..=last {
-        match store.load_signed_header(h)? {
-            Some(signed) => {
-                bytes +=
-                    prost::Message::encoded_len(&headway_wire::raw::SignedHeader::from(&signed))
-                        + 4;
-                if bytes > HEADERS_V2_BUDGET && !headers.is_empty() {
-                    break;
-                }
-                headers.push(signed);
+    let mut next = q.start_height;
+    'read: while next <= last {
+        let chunk = store.load_signed_headers(next, (last - next + 1).min(V2_READ_CHUNK))?;
+        if chunk.is_empty() {
+            break;
+        }
+        for signed in chunk {
+            bytes += signed.encoded_len_bound();
+            if bytes > HEADERS_V2_BUDGET && !headers.is_empty() {
+                break 'read;
             }
-            None => break,
+            next = signed.header.height + 1;
+            headers.push(signed);
         }
     }
     let Some(last) = headers.last().map(|h| h.header.height) else {

@@ -278,6 +278,35 @@ impl ValidatorSet {
 }
 
 impl SignedHeader {
+    /// An upper bound on the size of this signed header's protobuf encoding,
+    /// computed from field counts alone (no encoding, no copies): for
+    /// response budgets. Every field is fixed-size except the chain id
+    /// (at most [`crate::limits::MAX_CHAIN_ID_LEN`] bytes) and the varints,
+    /// which are counted at their widest.
+    #[must_use]
+    pub fn encoded_len_bound(&self) -> usize {
+        // Tag and length prefixes are counted at 1 + 5 bytes per submessage
+        // and field; hashes as 2 + 32, addresses 2 + 20, signatures 2 + 64,
+        // public keys 2 + 32, varints 1 + 10.
+        const SUB: usize = 6;
+        const HASH: usize = 2 + 32;
+        const VARINT: usize = 1 + 10;
+        const HEADER: usize = SUB
+            + (2 + crate::limits::MAX_CHAIN_ID_LEN)
+            + 2 * VARINT
+            + (SUB + HASH)
+            + 5 * HASH
+            + (2 + 20);
+        const COMMIT: usize = SUB + 2 * VARINT + (SUB + HASH);
+        const COMMIT_SIG: usize = SUB + (2 + 20) + (2 + 64);
+        const VALIDATOR: usize = SUB + (2 + 32) + VARINT;
+        let set = self
+            .validator_set
+            .as_ref()
+            .map_or(0, |s| SUB + s.validators.len() * VALIDATOR);
+        HEADER + COMMIT + self.commit.signatures.len() * COMMIT_SIG + set
+    }
+
     /// Checks each part, and that the commit is for this header's height.
     pub fn validate(&self) -> Result<(), WireError> {
         self.header.validate()?;

@@ -39,6 +39,23 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(96))]
 
     #[test]
+    fn encoded_len_bound_is_an_upper_bound(mut signed in signed_header()) {
+        use prost::Message as _;
+        // Widest varints, the longest chain id.
+        signed.header.chain_id = "c".repeat(MAX_CHAIN_ID_LEN);
+        for value in [signed.header.height, u64::MAX] {
+            signed.header.height = value;
+            signed.header.time_ms = u64::MAX;
+            signed.commit.height = value;
+            signed.commit.round = u32::MAX;
+            let actual = raw::SignedHeader::from(&signed).encoded_len();
+            prop_assert!(signed.encoded_len_bound() >= actual, "{} < {actual}", signed.encoded_len_bound());
+            // And it is not wildly loose: within 2x for these shapes.
+            prop_assert!(signed.encoded_len_bound() <= 2 * actual + 1024);
+        }
+    }
+
+    #[test]
     fn requests_roundtrip(request in request()) {
         roundtrip(&request, MAX_REQUEST_FRAME);
     }

@@ -14,7 +14,7 @@ use std::{
 
 use headway_chain::{ChainGenerator, TrustedState};
 use headway_node::config::DevnetParams;
-use headway_store::{Store, StoreConfig};
+use headway_store::{Store, StoreConfig, StoreError};
 use headway_wire::SignedHeader;
 
 /// Headers handed to one `save_headers` call while building the cache.
@@ -39,6 +39,14 @@ impl Chain {
         let path = cache_dir(dir, params, len);
         let marker = path.join("complete");
         let config = StoreConfig::new().with_sync_on_commit(false);
+        // A cache written by an older store format is rebuilt.
+        if marker.exists()
+            && let Err(StoreError::UnsupportedVersion { found, supported }) =
+                Store::open(path.join("store"), config.clone())
+        {
+            eprintln!("[cache] store format {found} is not {supported}: rebuilding");
+            std::fs::remove_file(&marker).expect("removing a stale cache marker");
+        }
         if !marker.exists() {
             if path.exists() {
                 std::fs::remove_dir_all(&path).expect("removing an incomplete chain cache");

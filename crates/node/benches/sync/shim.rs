@@ -44,8 +44,8 @@ impl DelayRelay {
     /// direction (so the round trip gains `2 × one_way`). Must run inside the
     /// runtime that should drive the relay.
     pub async fn start(server: SocketAddr, one_way: Duration) -> std::io::Result<DelayRelay> {
-        let front = Arc::new(UdpSocket::bind("127.0.0.1:0").await?);
-        let back = Arc::new(UdpSocket::bind("127.0.0.1:0").await?);
+        let front = Arc::new(bind()?);
+        let back = Arc::new(bind()?);
         back.connect(server).await?;
         let addr = front.local_addr()?;
         let dropped = Arc::new(AtomicU64::new(0));
@@ -109,6 +109,21 @@ impl Drop for DelayRelay {
     }
 }
 
+/// Kernel buffer requested for each relay socket: as the transport's, so
+/// the relay never drops what the endpoints would not.
+const SOCKET_BUFFER: usize = headway_net::DEFAULT_SOCKET_BUFFER_BYTES;
+
+/// A loopback UDP socket with large kernel buffers.
+fn bind() -> std::io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+    socket.set_recv_buffer_size(SOCKET_BUFFER)?;
+    socket.set_send_buffer_size(SOCKET_BUFFER)?;
+    socket.bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())?;
+    socket.set_nonblocking(true)?;
+    UdpSocket::from_std(socket.into())
+}
+
 type Held = (Instant, Vec<u8>);
 
 fn hold(queue: &mpsc::Sender<Held>, bytes: &[u8], delay: Duration, dropped: &AtomicU64) {
@@ -127,7 +142,12 @@ where
     Fut: std::future::Future<Output = ()>,
 {
     while let Some((due, bytes)) = queue.recv().await {
-        tokio::time::sleep_until(due).await;
+        // Only wait when the datagram is not yet due: a timer wait costs a
+        // timer-driver turn (millisecond granularity), so waiting on every
+        // datagram would cap the relay at about one datagram per turn.
+        if due > Instant::now() {
+            tokio::time::sleep_until(due).await;
+        }
         send(bytes).await;
     }
 }
