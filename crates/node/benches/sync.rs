@@ -20,9 +20,9 @@
 //! - `HEADWAY_BENCH_QUICK=1`: 10 000 headers (replacement at 5 000), one repetition.
 //! - `HEADWAY_BENCH_DIR`: chain cache and results (default `<target dir>/bench-sync`).
 //! - `HEADWAY_BENCH_PLOT`: where the PNG goes (default `docs/bench/header-sync.png`).
-//! - `HEADWAY_BENCH_ONLY=issue8|issue9|v1|v2|cache`: one part only (`v2`: v2
-//!   with 8 peers on loopback and at +50 ms, or at the added RTTs listed in
-//!   `HEADWAY_BENCH_RTT_MS=0,50`, for profiling; `v1`: the
+//! - `HEADWAY_BENCH_ONLY=issue8|issue9|v1|v2|pair|cache`: one part only (`v2`:
+//!   v2 with 8 peers on loopback and at +50 ms, or at the added RTTs listed in
+//!   `HEADWAY_BENCH_RTT_MS=0,50`, for profiling; `pair`: v1 then v2 there; `v1`: the
 //!   issue 8 v1 runs alone, once, for profiling;
 //!   results.json and the plot are then not written).
 //!
@@ -129,7 +129,7 @@ fn main() {
         v1_runs(&client, &env, 1, f64::NAN);
         return;
     }
-    if only.as_deref() == Some("v2") {
+    if let Some(which @ ("v2" | "pair")) = only.as_deref() {
         // For profiling: v2 from a checkpoint, loopback and +50 ms, 8 peers.
         let from_checkpoint = checkpoint_config(&chain);
         let delays: Vec<Duration> = match std::env::var("HEADWAY_BENCH_RTT_MS") {
@@ -145,6 +145,11 @@ fn main() {
                 one_way_delay: delay,
                 get_headers_per_second: DEFAULT_GET_HEADERS_PER_WINDOW,
             };
+            if which == "pair" {
+                let run =
+                    client.block_on(contenders::run_v1(&env, scenario, ReactorConfig::default()));
+                print_cell("v1", &scenario, &run);
+            }
             let run = client.block_on(contenders::run_v2(
                 &env,
                 scenario,

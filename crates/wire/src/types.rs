@@ -601,11 +601,13 @@ pub(crate) fn try_items<R, T: TryFrom<R, Error = WireError>>(
     field: &'static str,
     items: Vec<R>,
 ) -> Result<Vec<T>, WireError> {
-    items
-        .into_iter()
-        .enumerate()
-        .map(|(i, item)| T::try_from(item).map_err(WireError::item(field, i)))
-        .collect()
+    // Collecting a `Result` iterator loses the size hint and regrows the
+    // vector; decoding a commit does this once per header, so size it once.
+    let mut out = Vec::with_capacity(items.len());
+    for (i, item) in items.into_iter().enumerate() {
+        out.push(T::try_from(item).map_err(WireError::item(field, i))?);
+    }
+    Ok(out)
 }
 
 // ------------------------------------------------------------ domain -> raw
