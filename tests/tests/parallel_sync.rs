@@ -686,3 +686,34 @@ async fn v2_checkpoint_excludes_a_long_range_fork() {
         );
     }
 }
+
+/// A peer that connects after the v2 download has started still gets
+/// ranges: the node does not wait for every peer before it starts, and it
+/// does not leave a late peer idle until the download ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v2_peer_joining_mid_run_gets_ranges() {
+    const SLOW_ANSWER: Duration = Duration::from_millis(300);
+    let node = v2_node(None).await;
+    let early = peer_with(v2_serving(server(), DEFAULT_V2_MAX_HEADERS, SLOW_ANSWER)).await;
+    connect_all_and_claim(&[&early], &node, TIP).await;
+    wait::until("the first range request", DEADLINE, || async {
+        (!early.record().v2_requests().is_empty()).then_some(())
+    })
+    .await
+    .unwrap();
+    assert!(
+        node.header_height().await < TIP,
+        "the run must still be under way when the late peer joins"
+    );
+    let late = honest_v2_peer().await;
+    late.connect_and_claim(&node, TIP).await;
+    node.wait_header_height(TIP, DEADLINE).await;
+    assert!(
+        !late.record().v2_requests().is_empty(),
+        "the peer that joined mid-run was never asked for a range: {}",
+        late.summary()
+    );
+    assert_ranges_well_formed(&late);
+    assert_stores_exactly_honest_chain(&node, TIP).await;
+    assert_not_banned(&[&early, &late]);
+}

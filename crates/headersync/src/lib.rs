@@ -47,7 +47,7 @@ pub mod v2;
 pub mod writer;
 
 pub use metrics::HeaderSyncMetrics;
-pub use parallel::{ParallelConfig, ParallelReport, sync_parallel};
+pub use parallel::{ParallelConfig, ParallelReport, PeerUpdate, sync_parallel};
 pub use pool::{HeaderSyncPool, PeerStats, PoolConfig, PoolCounters, PoolEvent, RequestFailure};
 pub use reactor::{HeaderSync, HeaderSyncInput, ReactorConfig, SyncMode, trusted_from_store};
 pub use server::{RateLimiter, SignedHeaderSource, answer_get_headers};

@@ -20,6 +20,20 @@ use crate::{
     writer::{HeaderWriter, WriterState},
 };
 
+/// A change in the peer set while a v2 run is under way: peers that report
+/// after the run started still get ranges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerUpdate {
+    /// A peer reported this header height.
+    Status(PeerId, u64),
+    /// A peer disconnected.
+    Gone(PeerId),
+}
+
+/// Peer updates queued for a running v2 run at most (the reactor drops
+/// updates beyond it; a peer's next status repeats its news).
+pub const PEER_UPDATE_QUEUE: usize = 256;
+
 /// Settings of a v2 run.
 #[derive(Debug, Clone, Default)]
 pub struct ParallelConfig {
@@ -76,10 +90,14 @@ pub enum ParallelError {
 /// Bootstraps from `trusted` (or the configured checkpoint) to the highest
 /// header of `peers`, downloads every missing header below it in parallel
 /// ranges, stores them in order, then stores the tip.
+///
+/// `peers` are the peers known at the start with their heights; `updates`
+/// brings the ones that report (or leave) later.
 pub async fn sync_parallel(
     net: &Network,
     store: &Store,
     peers: Vec<(PeerId, u64)>,
+    mut updates: mpsc::Receiver<PeerUpdate>,
     trusted: TrustedState,
     config: ParallelConfig,
     metrics: &Arc<HeaderSyncMetrics>,
@@ -172,7 +190,7 @@ pub async fn sync_parallel(
                 planner.add_peer(*peer);
             }
         }
-        headers = download(net, store, &mut planner, metrics).await?;
+        headers = download(net, store, &mut planner, &mut updates, x, metrics).await?;
     }
     // The tip itself, verified by bisection, completes the chain.
     // A skip-chain hop carries its set even where it did not change; the
@@ -213,6 +231,8 @@ async fn download(
     net: &Network,
     store: &Store,
     planner: &mut RangeSync<PeerId>,
+    updates: &mut mpsc::Receiver<PeerUpdate>,
+    x: u64,
     metrics: &Arc<HeaderSyncMetrics>,
 ) -> Result<u64, ParallelError> {
     let (done_tx, mut done_rx) = mpsc::channel::<Completion>(256);
@@ -301,6 +321,11 @@ async fn download(
                     Err(_) => planner.on_failure(peer, request.start_height, RangeFailure::Transport, now),
                 }
             }
+            Some(update) = updates.recv() => match update {
+                PeerUpdate::Status(peer, height) if height >= x => planner.add_peer(peer),
+                PeerUpdate::Status(..) => {}
+                PeerUpdate::Gone(peer) => planner.remove_peer(&peer),
+            },
             () = tokio::time::sleep_until(deadline.into()) => planner.on_tick(Instant::now()),
         }
     }

@@ -22,7 +22,9 @@ use tracing::{debug, error, info, warn};
 
 use crate::{
     HeaderSyncMetrics, HeaderSyncPool, PoolConfig, PoolEvent, RequestFailure, StatusAnnouncer,
-    parallel::{ParallelConfig, ParallelError, ParallelReport, sync_parallel},
+    parallel::{
+        PEER_UPDATE_QUEUE, ParallelConfig, ParallelError, ParallelReport, PeerUpdate, sync_parallel,
+    },
     subscription::HeaderSubscription,
     writer::{HeaderWriter, MAX_UNSTORED_HEADERS, WriterState},
 };
@@ -70,8 +72,9 @@ impl Default for ReactorConfig {
 pub const V2_RETRY: Duration = Duration::from_secs(5);
 
 /// In v2 mode, the least time to gather statuses even when every connected
-/// peer has reported.
-pub const V2_MIN_GATHER: Duration = Duration::from_millis(100);
+/// peer has reported. Short: peers that report later join the running
+/// download (see [`PeerUpdate`]).
+pub const V2_MIN_GATHER: Duration = Duration::from_millis(20);
 
 /// Where the reactor is in catching up.
 #[allow(
@@ -165,6 +168,7 @@ impl HeaderSync {
             v2_gather: config.v2_gather,
             statuses: std::collections::HashMap::new(),
             v2_retry: None,
+            v2_updates: None,
         };
         let task = tokio::spawn(reactor.run());
         (
@@ -257,6 +261,8 @@ struct Reactor {
     statuses: std::collections::HashMap<PeerId, Option<StatusResponse>>,
     /// What a failed v2 run would retry with.
     v2_retry: Option<(ParallelConfig, TrustedState)>,
+    /// Peer news for the running v2 run.
+    v2_updates: Option<mpsc::Sender<PeerUpdate>>,
 }
 
 impl Reactor {
@@ -312,6 +318,20 @@ impl Reactor {
                 }
             }
             HeaderSyncInput::LocalHeight(_) => {}
+        }
+        if let Some(updates) = &self.v2_updates {
+            let update = match &input {
+                HeaderSyncInput::Status(peer, status) => {
+                    Some(PeerUpdate::Status(*peer, status.height))
+                }
+                HeaderSyncInput::Disconnected(peer) => Some(PeerUpdate::Gone(*peer)),
+                _ => None,
+            };
+            if let Some(update) = update
+                && updates.try_send(update).is_err()
+            {
+                debug!(?update, "v2 peer update dropped: queue full");
+            }
         }
         match input {
             HeaderSyncInput::Connected(peer) => {
@@ -446,14 +466,17 @@ impl Reactor {
         let (net, store, metrics) = (self.net.clone(), self.store.clone(), self.metrics.clone());
         self.v2_retry = Some((config.clone(), trusted.clone()));
         self.metrics.syncing.store(1, Ordering::Relaxed);
+        let (updates_tx, updates) = mpsc::channel(PEER_UPDATE_QUEUE);
+        self.v2_updates = Some(updates_tx);
         self.phase = Phase::Parallel(tokio::spawn(async move {
-            sync_parallel(&net, &store, peers, trusted, config, &metrics).await
+            sync_parallel(&net, &store, peers, updates, trusted, config, &metrics).await
         }));
     }
 
     /// v2 finished (or failed): continue with the v1 pool from the tip.
     fn on_parallel_done(&mut self, result: Result<ParallelReport, ParallelError>) {
         self.phase = Phase::V1;
+        self.v2_updates = None;
         let retry = self.v2_retry.take();
         let trusted = match result {
             Ok(report) => report.trusted,
