@@ -570,6 +570,43 @@ async fn r2_7_get_headers_spam_is_rate_limited() {
     );
 }
 
+/// R2.7 for v2: `GetHeadersV2` ranges draw on the same per-peer budget,
+/// weighted by the headers asked for, so range spam is answered
+/// `RATE_LIMITED` too (it used to be served without limit).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r2_7_v2_range_spam_is_rate_limited_too() {
+    let node = TestNode::start(NodeOptions {
+        get_headers_per_second: Some(5),
+        ..NodeOptions::default()
+    })
+    .await;
+    let spammer = observer(&node).await;
+    let range = headway_wire::Request::GetHeadersV2(headway_wire::GetHeadersV2 {
+        start_height: 1,
+        count: 250,
+        end_height: 250,
+        commitment: headway_wire::Hash::ZERO,
+        proof_kind: headway_wire::ProofKind::LastLeaf,
+    });
+    let (mut answered, mut limited) = (0, 0);
+    for _ in 0..10 {
+        match spammer.request(&range).await {
+            Ok(Response::Error(e)) if e.code == ErrorCode::RateLimited => {
+                assert!(e.retry_after_ms > 0, "RATE_LIMITED must say when to retry");
+                limited += 1;
+            }
+            Ok(_) => answered += 1,
+            Err(e) => node.fail(&format!("range request failed: {e}")),
+        }
+    }
+    // 5 full batches (30 units) per second; a 250-header range costs 26.
+    assert!(answered >= 1, "the first range must be answered");
+    assert!(
+        limited >= 8,
+        "10 ranges of 250 in a burst: {answered} answered, {limited} limited"
+    );
+}
+
 // ------------------------------------------------------------------ R3
 
 /// Flips a byte of every signature of `h`'s commit.

@@ -14,7 +14,7 @@ use headway_headersync::{
 };
 use headway_net::{NetConfig, NetEvent, Network, NodeKey, PeerId};
 use headway_store::{Store, StoreConfig};
-use headway_wire::{Push, Request};
+use headway_wire::Push;
 use tracing::{info, warn};
 
 use crate::{
@@ -344,17 +344,9 @@ async fn dispatch(event: NetEvent, d: &Dispatch<'_>) {
             request,
             responder,
         } => {
-            let weight = match &request {
-                Request::GetHeaders(q) => Some(get_headers_weight(q.count)),
-                // Many store reads: costs what a full batch does.
-                Request::GetSkipChain(_) => Some(get_headers_weight(
-                    headway_wire::limits::MAX_HEADERS_PER_BATCH,
-                )),
-                _ => None,
-            };
-            if let Some(weight) = weight {
-                // R2.7: rate-limit GetHeaders per peer, weighted by the headers
-                // asked for; say so instead of going silent.
+            if let Some(weight) = serve::rate_weight(&request) {
+                // R2.7: rate-limit header requests per peer, weighted by the
+                // headers asked for; say so instead of going silent.
                 let verdict = limiter
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())

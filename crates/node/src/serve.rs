@@ -1,6 +1,6 @@
 //! Answers to peers' requests, from the store.
 
-use headway_headersync::{SignedHeaderSource, answer_get_headers};
+use headway_headersync::{SignedHeaderSource, answer_get_headers, server::get_headers_weight};
 use headway_store::{Store, StoreError};
 use headway_wire::{
     BlocksResponse, ErrorCode, ErrorResponse, GetBlocks, GetHeaderChain, GetHeadersV2,
@@ -33,6 +33,21 @@ impl SignedHeaderSource for StoreSource<'_> {
         count: u32,
     ) -> Result<Vec<SignedHeader>, StoreError> {
         self.0.load_signed_headers(start_height, u64::from(count))
+    }
+}
+
+/// What `request` costs in the per-peer serving rate limit (R2.7), or `None`
+/// when it is not limited there. Header requests cost `1 + count / 10` units
+/// whichever protocol asks (a `GetHeaders` of 50 costs 6, a v2 range of 250
+/// costs 26); a skip chain, many reads, costs a full batch.
+pub fn rate_weight(request: &Request) -> Option<usize> {
+    match request {
+        Request::GetHeaders(q) => Some(get_headers_weight(q.count)),
+        Request::GetHeadersV2(q) => Some(get_headers_weight(q.count)),
+        Request::GetSkipChain(_) => Some(get_headers_weight(
+            headway_wire::limits::MAX_HEADERS_PER_BATCH,
+        )),
+        _ => None,
     }
 }
 

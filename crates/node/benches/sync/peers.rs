@@ -1,6 +1,6 @@
 //! Serving peers: real `headway-net` nodes answering from the cached chain's
 //! store through `headway_node::serve::answer`, as the node's dispatch does
-//! (`GetHeaders` and `GetSkipChain` rate-limited per peer, weighted by the
+//! (header requests rate-limited per peer by `serve::rate_weight`, weighted by the
 //! headers asked for,
 //! with explicit `RATE_LIMITED` answers; store reads on the blocking pool),
 //! and pushing their status on connect.
@@ -20,7 +20,7 @@ use headway_headersync::{
 };
 use headway_net::{NetConfig, NetEvent, Network, NodeKey, PeerId};
 use headway_store::Store;
-use headway_wire::{Push, Request, StatusResponse, limits::MAX_HEADERS_PER_BATCH};
+use headway_wire::{Push, StatusResponse, limits::MAX_HEADERS_PER_BATCH};
 use tokio::task::JoinHandle;
 
 /// One serving peer.
@@ -74,14 +74,7 @@ impl ServingPeer {
                             request,
                             responder,
                         } => {
-                            let weight = match &request {
-                                Request::GetHeaders(q) => Some(get_headers_weight(q.count)),
-                                Request::GetSkipChain(_) => {
-                                    Some(get_headers_weight(MAX_HEADERS_PER_BATCH))
-                                }
-                                _ => None,
-                            };
-                            if let Some(weight) = weight {
+                            if let Some(weight) = headway_node::serve::rate_weight(&request) {
                                 let verdict = limiter
                                     .lock()
                                     .unwrap_or_else(|p| p.into_inner())
