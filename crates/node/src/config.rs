@@ -79,7 +79,8 @@ pub struct SyncSection {
     /// Header sync protocol.
     #[serde(default = "default_header_sync")]
     pub header_sync: HeaderSyncMode,
-    /// `GetHeaders` served per peer per second.
+    /// Full batches' worth of headers served per peer per second, over
+    /// `GetHeaders` and `GetHeadersV2` together (weighted by headers asked for).
     #[serde(default = "default_rate")]
     pub get_headers_per_second: usize,
     /// A request unanswered for this many milliseconds times out (R7.2).
