@@ -317,6 +317,9 @@ async fn download(
                     }
                     Ok(_) => planner.on_failure(peer, request.start_height, RangeFailure::Invalid, now),
                     Err(NetError::Timeout(_)) => planner.on_failure(peer, request.start_height, RangeFailure::Timeout, now),
+                    // Gone: its ranges go back to the others (its disconnect
+                    // news may not have arrived yet).
+                    Err(NetError::NotConnected(_)) => planner.remove_peer(&peer),
                     Err(e) if e.is_peer_fault() => planner.on_failure(peer, request.start_height, RangeFailure::Invalid, now),
                     Err(_) => planner.on_failure(peer, request.start_height, RangeFailure::Transport, now),
                 }

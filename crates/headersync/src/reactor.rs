@@ -169,6 +169,7 @@ impl HeaderSync {
             statuses: std::collections::HashMap::new(),
             v2_retry: None,
             v2_updates: None,
+            v2_pending: std::collections::HashMap::new(),
         };
         let task = tokio::spawn(reactor.run());
         (
@@ -263,6 +264,9 @@ struct Reactor {
     v2_retry: Option<(ParallelConfig, TrustedState)>,
     /// Peer news for the running v2 run.
     v2_updates: Option<mpsc::Sender<PeerUpdate>>,
+    /// News not yet taken by the v2 run (it reads none while bootstrapping):
+    /// the latest per peer, at most `PEER_UPDATE_QUEUE` peers.
+    v2_pending: std::collections::HashMap<PeerId, PeerUpdate>,
 }
 
 impl Reactor {
@@ -319,7 +323,7 @@ impl Reactor {
             }
             HeaderSyncInput::LocalHeight(_) => {}
         }
-        if let Some(updates) = &self.v2_updates {
+        if self.v2_updates.is_some() {
             let update = match &input {
                 HeaderSyncInput::Status(peer, status) => {
                     Some(PeerUpdate::Status(*peer, status.height))
@@ -327,11 +331,18 @@ impl Reactor {
                 HeaderSyncInput::Disconnected(peer) => Some(PeerUpdate::Gone(*peer)),
                 _ => None,
             };
-            if let Some(update) = update
-                && updates.try_send(update).is_err()
-            {
-                debug!(?update, "v2 peer update dropped: queue full");
+            if let Some(update) = update {
+                let peer = match update {
+                    PeerUpdate::Status(p, _) | PeerUpdate::Gone(p) => p,
+                };
+                if self.v2_pending.len() < PEER_UPDATE_QUEUE || self.v2_pending.contains_key(&peer)
+                {
+                    self.v2_pending.insert(peer, update);
+                } else {
+                    debug!(?update, "v2 peer update dropped: too many peers pending");
+                }
             }
+            self.flush_v2_updates();
         }
         match input {
             HeaderSyncInput::Connected(peer) => {
@@ -407,6 +418,7 @@ impl Reactor {
         if let Some(pool) = &mut self.pool {
             pool.on_tick(now);
         }
+        self.flush_v2_updates();
         // Peers that connected while we were at this height heard `height - 1`
         // (R1.5): tell them the real height now. Pushes to a peer only ever
         // increase, so this never looks like a repetition (R1.4).
@@ -477,6 +489,7 @@ impl Reactor {
     fn on_parallel_done(&mut self, result: Result<ParallelReport, ParallelError>) {
         self.phase = Phase::V1;
         self.v2_updates = None;
+        self.v2_pending.clear();
         let retry = self.v2_retry.take();
         let trusted = match result {
             Ok(report) => report.trusted,
@@ -518,6 +531,31 @@ impl Reactor {
         self.pool = Some(pool);
         let height = self.store.header_height();
         self.announce(height);
+    }
+
+    /// Hands pending peer news to the running v2 run, as far as its queue
+    /// takes them; the rest waits for the next input or tick.
+    fn flush_v2_updates(&mut self) {
+        let Some(updates) = &self.v2_updates else {
+            self.v2_pending.clear();
+            return;
+        };
+        let peers: Vec<PeerId> = self.v2_pending.keys().copied().collect();
+        for peer in peers {
+            let Some(update) = self.v2_pending.get(&peer).copied() else {
+                continue;
+            };
+            match updates.try_send(update) {
+                Ok(()) => {
+                    self.v2_pending.remove(&peer);
+                }
+                Err(mpsc::error::TrySendError::Full(_)) => return,
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    self.v2_pending.clear();
+                    return;
+                }
+            }
+        }
     }
 
     /// The writer stored more headers (or failed).

@@ -87,6 +87,10 @@ impl<P: Copy + Eq + Hash> RateLimiter<P> {
             w.requests.pop_front();
             w.used -= units;
         }
+        if w.requests.is_empty() && w.requests.capacity() > 64 {
+            // A burst is over: give its memory back.
+            w.requests.shrink_to(64);
+        }
         if w.used + weight > self.limit {
             // Enough units free up when the requests holding the excess expire.
             let mut need = w.used + weight - self.limit;

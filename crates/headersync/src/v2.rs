@@ -330,7 +330,14 @@ pub struct RangeSync<P> {
     header_bytes: usize,
     events: VecDeque<RangeEvent<P>>,
     counters: RangeCounters,
+    /// Peers banned or found unusable in this run: never added again
+    /// (at most [`MAX_EXCLUDED_PEERS`]).
+    excluded: HashSet<P>,
 }
+
+/// Peers a range download remembers as banned or unusable, at most; past it,
+/// the transport's ban list still keeps banned peers away.
+pub const MAX_EXCLUDED_PEERS: usize = 1024;
 
 impl<P: Copy + Eq + StdHash + Ord + Debug> RangeSync<P> {
     /// Plans the download of heights `start..=end` proven into `commitment =
@@ -373,6 +380,7 @@ impl<P: Copy + Eq + StdHash + Ord + Debug> RangeSync<P> {
             buffered_bytes: 0,
             events: VecDeque::new(),
             counters: RangeCounters::default(),
+            excluded: HashSet::new(),
         }
     }
 
@@ -401,9 +409,10 @@ impl<P: Copy + Eq + StdHash + Ord + Debug> RangeSync<P> {
         &self.counters
     }
 
-    /// A peer that claims to have the tip: it may serve ranges.
+    /// A peer that claims to have the tip: it may serve ranges (unless this
+    /// run already banned it or found it unusable).
     pub fn add_peer(&mut self, peer: P) {
-        if self.peers.len() < self.config.max_peers {
+        if self.peers.len() < self.config.max_peers && !self.excluded.contains(&peer) {
             self.peers.entry(peer).or_default();
         }
     }
@@ -742,12 +751,20 @@ impl<P: Copy + Eq + StdHash + Ord + Debug> RangeSync<P> {
         }
     }
 
+    fn exclude(&mut self, peer: P) {
+        if self.excluded.len() < MAX_EXCLUDED_PEERS {
+            self.excluded.insert(peer);
+        }
+    }
+
     fn unusable(&mut self, peer: P, reason: &'static str) {
+        self.exclude(peer);
         self.remove_peer(&peer);
         self.events.push_back(RangeEvent::Unusable { peer, reason });
     }
 
     fn ban(&mut self, peer: P, reason: String) {
+        self.exclude(peer);
         self.remove_peer(&peer);
         self.events.push_back(RangeEvent::Ban { peer, reason });
     }

@@ -11,10 +11,11 @@
 
 use std::sync::{Arc, atomic::Ordering};
 
+use headway_chain::HeaderExt as _;
 use headway_store::{Store, StoreError};
 use headway_wire::SignedHeader;
 use tokio::sync::{mpsc, watch};
-use tracing::{debug, error};
+use tracing::{debug, error, warn};
 
 use crate::HeaderSyncMetrics;
 
@@ -44,6 +45,8 @@ pub struct HeaderWriter {
     tx: Option<mpsc::Sender<Vec<SignedHeader>>>,
     state: watch::Receiver<WriterState>,
     task: Option<tokio::task::JoinHandle<()>>,
+    /// The writer thread is gone and that was reported once.
+    gone_reported: bool,
 }
 
 impl HeaderWriter {
@@ -77,6 +80,7 @@ impl HeaderWriter {
             tx: Some(tx),
             state,
             task: Some(task),
+            gone_reported: false,
         }
     }
 
@@ -119,10 +123,16 @@ impl HeaderWriter {
         self.state.borrow().clone()
     }
 
-    /// Waits until the state changes (pends forever once the writer is gone
-    /// and its last state was seen).
+    /// Waits until the state changes. If the writer thread ends without
+    /// having reported a failure (it panicked), this returns
+    /// [`WriterState::Failed`] once; after that it pends forever.
     pub async fn changed(&mut self) -> WriterState {
         if self.state.changed().await.is_err() {
+            let last = self.state.borrow().clone();
+            if !self.gone_reported && !matches!(last, WriterState::Failed(_)) {
+                self.gone_reported = true;
+                return WriterState::Failed("the header writer stopped unexpectedly".into());
+            }
             std::future::pending::<()>().await;
         }
         self.state.borrow_and_update().clone()
@@ -155,23 +165,52 @@ fn write_group(
     metrics: &HeaderSyncMetrics,
     batches: Vec<Vec<SignedHeader>>,
 ) -> Result<(), StoreError> {
-    if batches.len() > 1 {
-        let group: Vec<SignedHeader> = batches.iter().flatten().cloned().collect();
-        if write(store, metrics, &group).is_ok() {
-            return Ok(());
-        }
+    let lengths: Vec<usize> = batches.iter().map(Vec::len).collect();
+    let group: Vec<SignedHeader> = batches.into_iter().flatten().collect();
+    let Err(error) = write(store, metrics, &group) else {
+        return Ok(());
+    };
+    if lengths.len() == 1 {
+        return Err(error);
     }
-    for batch in batches {
-        write(store, metrics, &batch)?;
+    warn!(%error, batches = lengths.len(), "storing a group of batches failed; storing them one by one");
+    let mut rest = group.as_slice();
+    for length in lengths {
+        let (batch, after) = rest.split_at(length.min(rest.len()));
+        write(store, metrics, batch)?;
+        rest = after;
     }
     Ok(())
 }
 
+/// Stores `headers`. Headers already stored (another writer got there first,
+/// e.g. after a v2 run that ended abnormally) are skipped when they are the
+/// same headers, and are an error when they are not.
 fn write(
     store: &Store,
     metrics: &HeaderSyncMetrics,
     headers: &[SignedHeader],
 ) -> Result<(), StoreError> {
+    let stored = store.header_height();
+    let mut headers = headers;
+    while let Some(first) = headers.first()
+        && first.header.height <= stored
+    {
+        let height = first.header.height;
+        let same = store
+            .load_header(height)?
+            .is_some_and(|h| h.hash() == first.header.hash());
+        if !same {
+            return Err(StoreError::HeaderHeightGap {
+                expected: stored + 1,
+                got: height,
+            });
+        }
+        headers = &headers[1..];
+    }
+    if headers.is_empty() {
+        return Ok(());
+    }
     store.save_headers(headers)?;
     metrics
         .headers_synced
@@ -244,6 +283,31 @@ mod tests {
             WriterState::Stored(headers.len() as u64)
         );
         assert_eq!(store.header_height(), headers.len() as u64);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn headers_stored_already_are_skipped_only_when_they_are_the_same() {
+        let headers = chain(30);
+        let store = store();
+        let writer = HeaderWriter::spawn(store.clone(), Arc::default());
+        writer.send(headers[..10].to_vec()).await.unwrap();
+        // 5..=20 overlaps 5..=10: the same headers, so only 11.. is stored.
+        writer.send(headers[4..20].to_vec()).await.unwrap();
+        assert_eq!(writer.finish().await, WriterState::Stored(20));
+
+        let other: Vec<SignedHeader> = ChainGenerator::new(GeneratorConfig::small(4))
+            .unwrap()
+            .take(30)
+            .map(|b| b.signed_header)
+            .collect();
+        let writer = HeaderWriter::spawn(store.clone(), Arc::default());
+        writer.send(other[14..25].to_vec()).await.unwrap();
+        let WriterState::Failed(reason) = writer.finish().await else {
+            panic!("a different header at a stored height must fail");
+        };
+        assert!(reason.contains("15"), "{reason}");
+        assert_eq!(store.header_height(), 20);
+        assert_eq!(store.load_header(15).unwrap().unwrap(), headers[14].header);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

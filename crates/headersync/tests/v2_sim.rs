@@ -563,3 +563,22 @@ fn verifier_accepts_real_ranges_and_rejects_each_kind_of_forgery() {
         Err(RangeError::ChainId { .. })
     ));
 }
+
+#[test]
+fn banned_or_unusable_peers_announcing_again_are_not_re_added() {
+    let mut sim = Sim::new(config());
+    sim.add(1, Peer::Honest, 30);
+    sim.add(2, Peer::BadProof, 1);
+    sim.add(5, Peer::Unsupported, 1);
+    sim.run(Duration::from_millis(200));
+    assert!(sim.banned.contains(&2), "banned: {:?}", sim.banned);
+    assert!(sim.unusable.contains(&5), "unusable: {:?}", sim.unusable);
+    // Their statuses keep coming (a status pushed before the ban, or every
+    // block): the run must not take them back.
+    let peers = sim.planner.peer_count();
+    sim.planner.add_peer(2);
+    sim.planner.add_peer(5);
+    assert_eq!(sim.planner.peer_count(), peers);
+    sim.run(Duration::from_secs(120));
+    sim.assert_complete();
+}

@@ -220,6 +220,11 @@ fn default_db_dir() -> PathBuf {
 fn default_header_sync() -> HeaderSyncMode {
     HeaderSyncMode::V1
 }
+/// Largest `[sync] get_headers_per_second` accepted: a million headers per
+/// second per peer, far above any honest need; it also keeps the rate
+/// limiter's unit count (six per batch) and memory in range.
+pub const MAX_GET_HEADERS_PER_SECOND: usize = 20_000;
+
 fn default_rate() -> usize {
     headway_headersync::server::DEFAULT_GET_HEADERS_PER_WINDOW
 }
@@ -307,6 +312,14 @@ impl Config {
             return Err(ConfigError::Invalid {
                 path: path.to_path_buf(),
                 what: "sync.get_headers_per_second must be at least 1".into(),
+            });
+        }
+        if config.sync.get_headers_per_second > MAX_GET_HEADERS_PER_SECOND {
+            return Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                what: format!(
+                    "sync.get_headers_per_second must be at most {MAX_GET_HEADERS_PER_SECOND}"
+                ),
             });
         }
         Ok(config)
@@ -438,6 +451,39 @@ mod tests {
         assert_eq!(config.producer.devnet, params);
         assert_eq!(config.sync.header_sync, HeaderSyncMode::V2);
         assert_eq!(config.producer.prebuilt_blocks, 100);
+    }
+
+    #[test]
+    fn serving_rate_out_of_range_is_refused() {
+        let dir = std::env::temp_dir().join(format!("headway-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let text = template(
+            "127.0.0.1:1".parse().unwrap(),
+            None,
+            &[],
+            None,
+            HeaderSyncMode::V1,
+        );
+        for (rate, ok) in [
+            (0, false),
+            (1, true),
+            (MAX_GET_HEADERS_PER_SECOND, true),
+            (MAX_GET_HEADERS_PER_SECOND + 1, false),
+        ] {
+            let path = dir.join(format!("rate-{rate}.toml"));
+            let edited = text.replace(
+                &format!("get_headers_per_second = {}", default_rate()),
+                &format!("get_headers_per_second = {rate}"),
+            );
+            assert_ne!(edited, text, "the template sets the rate");
+            std::fs::write(&path, edited).unwrap();
+            let result = Config::load(&path);
+            assert_eq!(result.is_ok(), ok, "rate {rate}: {result:?}");
+            if let Err(e) = result {
+                assert!(e.to_string().contains("get_headers_per_second"), "{e}");
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

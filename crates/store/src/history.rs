@@ -62,7 +62,8 @@ impl Chunk {
     /// Checks a chunk row read from sled.
     fn from_row(key: &[u8], bytes: sled::IVec) -> Result<Self, StoreError> {
         let first = match (key.len(), keys::u64_at(key, 1)) {
-            (9, Some(first)) => first,
+            // Every position of the chunk must fit in a u64.
+            (9, Some(first)) if first <= u64::MAX - MAX_CHUNK_NODES as u64 => first,
             _ => return Err(StoreError::corrupt(key, "malformed MMR chunk key")),
         };
         if bytes.is_empty() || !bytes.len().is_multiple_of(32) || bytes.len() > MAX_CHUNK_NODES * 32

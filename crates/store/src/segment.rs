@@ -96,7 +96,11 @@ impl Segment {
     /// Wraps a segment row read from sled (checks the key's shape only).
     pub(crate) fn new(key: sled::IVec, value: sled::IVec) -> Result<Self, StoreError> {
         let first = match (key.len(), keys::u64_at(&key, 1)) {
-            (9, Some(first)) if first > 0 => first,
+            // Heights start at 1, and every height of the segment must fit in
+            // a u64 (so height arithmetic on it cannot overflow).
+            (9, Some(first)) if first > 0 && first <= u64::MAX - MAX_SEGMENT_HEADERS as u64 => {
+                first
+            }
             _ => return Err(StoreError::corrupt(&key, "malformed header segment key")),
         };
         Ok(Self { key, first, value })

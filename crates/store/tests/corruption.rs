@@ -383,3 +383,21 @@ fn garbage_engine_files_do_not_panic() {
     let result = result.expect("opening garbage files must not panic");
     assert!(result.is_err());
 }
+
+/// Keys whose start is so high that the heights or positions they cover do
+/// not fit in a u64 are corrupt, not a panic or a wrapped height.
+#[test]
+fn keys_starting_near_u64_max_are_corrupt() {
+    let dir = populated("segment-at-max");
+    let value = peek(&dir, &segment_key(1));
+    poke(&dir, &segment_key(u64::MAX - 1), Some(&value));
+    // The top segment is now the bogus one: opening must refuse it.
+    let error = open(&dir).unwrap_err();
+    assert!(matches!(error, StoreError::Corrupt { .. }), "{error}");
+
+    let dir = populated("chunk-at-max");
+    let chunk_key = [&[0x09u8][..], &(u64::MAX - 3).to_be_bytes()].concat();
+    poke(&dir, &chunk_key, Some(&[7u8; 64]));
+    let error = open(&dir).unwrap_err();
+    assert!(matches!(error, StoreError::Corrupt { .. }), "{error}");
+}
