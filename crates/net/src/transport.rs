@@ -20,7 +20,9 @@ use std::{
 };
 
 use headway_wire::{
-    Envelope, ErrorCode, ErrorResponse, FrameError, Push, Request, Response, frame,
+    Envelope, ErrorCode, ErrorResponse, FrameError, Push, Request, Response,
+    encoded::EncodedResponse,
+    frame,
     limits::{MAX_PUSH_FRAME, MAX_REQUEST_FRAME},
 };
 use quinn::{
@@ -104,14 +106,31 @@ pub enum NetEvent {
 /// Answers one inbound request. Dropping it unanswered sends `INTERNAL`.
 #[derive(Debug)]
 pub struct Responder {
-    tx: oneshot::Sender<Response>,
+    tx: oneshot::Sender<Answer>,
+}
+
+/// What the application answered.
+#[derive(Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one per request, moved once through a oneshot"
+)]
+enum Answer {
+    Response(Response),
+    Encoded(EncodedResponse),
 }
 
 impl Responder {
     /// Sends the response (it is validated and framed by the transport).
     pub fn respond(self, response: Response) {
         // The receiver is gone only if the stream already failed: nothing to do.
-        let _ = self.tx.send(response);
+        let _ = self.tx.send(Answer::Response(response));
+    }
+
+    /// Sends a response the application framed itself
+    /// (`headway_wire::encoded`, e.g. headers spliced from a store).
+    pub fn respond_encoded(self, response: EncodedResponse) {
+        let _ = self.tx.send(Answer::Encoded(response));
     }
 }
 
@@ -835,7 +854,13 @@ async fn serve_request(
         }
     }
     let response = match tokio::time::timeout(inner.config.response_deadline, rx).await {
-        Ok(Ok(response)) => response,
+        Ok(Ok(Answer::Response(response))) => response,
+        Ok(Ok(Answer::Encoded(frame))) => {
+            if send.write_all(frame.as_frame()).await.is_ok() {
+                let _ = send.finish();
+            }
+            return;
+        }
         Ok(Err(_)) => error_response(ErrorCode::Internal, "no answer", 0),
         Err(_) => error_response(ErrorCode::Busy, "answer took too long", 500),
     };

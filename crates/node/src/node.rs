@@ -357,7 +357,7 @@ async fn dispatch(event: NetEvent, d: &Dispatch<'_>) {
                 }
             }
             let store = store.clone();
-            tokio::task::spawn_blocking(move || responder.respond(serve::answer(&store, &request)));
+            tokio::task::spawn_blocking(move || serve::respond(&store, &request, responder));
         }
     }
 }

@@ -1,12 +1,14 @@
 //! Answers to peers' requests, from the store.
 
 use headway_headersync::{SignedHeaderSource, answer_get_headers, server::get_headers_weight};
+use headway_net::Responder;
 use headway_store::{Store, StoreError};
 use headway_wire::{
     BlocksResponse, ErrorCode, ErrorResponse, GetBlocks, GetHeaderChain, GetHeadersV2,
     GetSkipChain, GetSnapshot, HeaderChainResponse, HeadersV2Response, HeadersV2Result, MmrProof,
     ProofKind, Request, Response, SignedHeader, SkipChainResponse, SnapshotData,
     ValidatorSetResponse,
+    encoded::EncodedResponse,
     limits::{MAX_HEADERS_V2_RESPONSE_FRAME, MAX_SKIP_HOPS, MAX_SNAPSHOT_DATA_FRAME},
 };
 
@@ -49,6 +51,79 @@ pub fn rate_weight(request: &Request) -> Option<usize> {
         )),
         _ => None,
     }
+}
+
+/// Answers `request` on `responder` (rate limiting is done by the caller):
+/// header requests are spliced from the store's encodings without decoding
+/// and re-encoding them ([`encoded_answer`]); everything else, and any case
+/// the splice does not cover, goes through [`answer`].
+pub fn respond(store: &Store, request: &Request, responder: Responder) {
+    match encoded_answer(store, request) {
+        Some(frame) => responder.respond_encoded(frame),
+        None => responder.respond(answer(store, request)),
+    }
+}
+
+/// The spliced answer to a `GetHeaders` or a `GetHeadersV2` that has
+/// headers to send; `None` for anything else (a commitment mismatch, an end
+/// above our height, a store error), which [`answer`] then handles. The
+/// frame is byte for byte what [`answer`] would send, except that a v2 range
+/// cut by the byte budget may hold more headers here (exact sizes, where
+/// [`answer`] counts an upper bound).
+pub fn encoded_answer(store: &Store, request: &Request) -> Option<EncodedResponse> {
+    match request {
+        Request::GetHeaders(q) => {
+            let headers = store
+                .load_encoded_signed_headers(q.start_height, u64::from(q.count))
+                .ok()?;
+            EncodedResponse::headers(q.start_height, &headers).ok()
+        }
+        Request::GetHeadersV2(q) => encoded_headers_v2(store, q).ok().flatten(),
+        _ => None,
+    }
+}
+
+fn encoded_headers_v2(
+    store: &Store,
+    q: &GetHeadersV2,
+) -> Result<Option<EncodedResponse>, StoreError> {
+    if q.end_height > store.header_height() || store.history_root(q.end_height)? != q.commitment {
+        return Ok(None);
+    }
+    let last = q
+        .start_height
+        .saturating_add(u64::from(q.count) - 1)
+        .min(q.end_height);
+    let mut headers = Vec::new();
+    let mut bytes = 0usize;
+    let mut next = q.start_height;
+    'read: while next <= last {
+        let chunk =
+            store.load_encoded_signed_headers(next, (last - next + 1).min(V2_READ_CHUNK))?;
+        if chunk.is_empty() {
+            break;
+        }
+        for signed in chunk {
+            bytes += signed.len() + 4;
+            if bytes > HEADERS_V2_BUDGET && !headers.is_empty() {
+                break 'read;
+            }
+            next += 1;
+            headers.push(signed);
+        }
+    }
+    if headers.is_empty() {
+        return Ok(None);
+    }
+    let last = next - 1;
+    let proof = match q.proof_kind {
+        ProofKind::LastLeaf => store.prove_header(last, q.end_height)?,
+        ProofKind::Range => store.prove_header_range(q.start_height, last, q.end_height)?,
+    };
+    Ok(
+        EncodedResponse::headers_v2(q.start_height, q.end_height, &headers, &mmr_proof(&proof))
+            .ok(),
+    )
 }
 
 /// Answers `request` (rate limiting is done by the caller).

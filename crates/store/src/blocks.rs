@@ -295,6 +295,60 @@ impl Store {
         Ok(out)
     }
 
+    /// As [`Store::load_signed_headers`], but each signed header in its
+    /// protobuf encoding (a raw `SignedHeader`: header, commit, and the
+    /// validator set where it changes), copied from the stored encodings
+    /// without decoding them: for servers that splice headers into a
+    /// response (`headway_wire::encoded`). The rows' structure is checked,
+    /// their contents are not: they were checked when stored.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Corrupt`] if a segment is missing or malformed.
+    pub fn load_encoded_signed_headers(
+        &self,
+        start_height: u64,
+        count: u64,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        let header_height = self.header_height();
+        if start_height == 0 || start_height > header_height || count == 0 {
+            return Ok(Vec::new());
+        }
+        let end = start_height.saturating_add(count - 1).min(header_height);
+        let from = keys::by_u64(keys::VALIDATOR_SET, start_height);
+        let to = keys::by_u64(keys::VALIDATOR_SET, end);
+        let mut sets = std::collections::BTreeMap::new();
+        for row in self.inner.db.range(from..=to) {
+            let (key, value) = row.map_err(StoreError::engine("reading a validator set"))?;
+            let height = keys::u64_at(&key, 1)
+                .ok_or_else(|| StoreError::corrupt(&key, "malformed validator set key"))?;
+            sets.insert(height, value);
+        }
+        let len = usize::try_from(end - start_height + 1).unwrap_or(usize::MAX);
+        let mut out = Vec::with_capacity(len.min(4 * MAX_SEGMENT_HEADERS));
+        let mut next = start_height;
+        while next <= end {
+            let segment = segment::find_stored(&self.inner.db, next)?;
+            let rows = segment.rows()?;
+            let skip = usize::try_from(next - segment.first).unwrap_or(usize::MAX);
+            if skip >= rows.len() {
+                // Makes row() name the missing height.
+                segment.row(next)?;
+            }
+            for row in rows.iter().skip(skip).take_while(|row| row.height <= end) {
+                let (header, commit) = segment::Segment::encoded(row);
+                let set = sets.remove(&row.height);
+                out.push(headway_wire::encoded::signed_header_from_parts(
+                    header,
+                    commit,
+                    set.as_deref(),
+                ));
+                next = row.height + 1;
+            }
+        }
+        Ok(out)
+    }
+
     /// The body sizes at `height`: `(block_size, num_txs)`, zero until the
     /// body is stored.
     fn body_sizes(&self, height: u64) -> Result<(u64, u64), StoreError> {

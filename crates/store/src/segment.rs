@@ -175,6 +175,11 @@ impl Segment {
     }
 
     /// Decodes the commit of a row.
+    /// The row's stored encodings of its header and commit, undecoded.
+    pub(crate) fn encoded<'a>(row: &Row<'a>) -> (&'a [u8], &'a [u8]) {
+        (row.header, row.commit)
+    }
+
     pub(crate) fn commit(&self, row: &Row<'_>) -> Result<Commit, StoreError> {
         decode_raw::<raw::Commit, Commit>(&self.key, row.commit, "commit")
     }

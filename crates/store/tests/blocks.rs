@@ -314,6 +314,18 @@ fn long_batches_split_into_bounded_segments_and_ranges_read_across_them() {
         (651, 50),
     ] {
         let got = store.load_signed_headers(start, count).unwrap();
+        // The undecoded encodings are exactly the encodings of the same headers.
+        let encoded = store.load_encoded_signed_headers(start, count).unwrap();
+        assert_eq!(encoded.len(), got.len(), "{start}+{count}");
+        for (bytes, signed) in encoded.iter().zip(&got) {
+            use prost::Message as _;
+            assert_eq!(
+                bytes,
+                &headway_wire::raw::SignedHeader::from(signed).encode_to_vec(),
+                "encoded header {}",
+                signed.header.height
+            );
+        }
         let end = (start + count - 1).min(651);
         assert_eq!(got.len() as u64, end - start + 1, "{start}+{count}");
         for (signed, height) in got.iter().zip(start..) {
@@ -325,6 +337,13 @@ fn long_batches_split_into_bounded_segments_and_ranges_read_across_them() {
             );
         }
     }
+    assert!(store.load_encoded_signed_headers(0, 10).unwrap().is_empty());
+    assert!(
+        store
+            .load_encoded_signed_headers(652, 10)
+            .unwrap()
+            .is_empty()
+    );
     assert!(store.load_signed_headers(0, 10).unwrap().is_empty());
     assert!(store.load_signed_headers(652, 10).unwrap().is_empty());
     assert!(store.load_signed_headers(5, 0).unwrap().is_empty());

@@ -27,6 +27,7 @@
 //! # Ok::<(), headway_wire::FrameError>(())
 //! ```
 
+pub mod encoded;
 mod error;
 pub mod frame;
 pub mod limits;

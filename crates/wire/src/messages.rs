@@ -1059,7 +1059,7 @@ fn proof(raw: Option<raw::MmrProof>) -> Result<MmrProof, WireError> {
     })
 }
 
-fn raw_proof(p: &MmrProof) -> raw::MmrProof {
+pub(crate) fn raw_proof(p: &MmrProof) -> raw::MmrProof {
     raw::MmrProof {
         hashes: p.hashes.iter().map(|h| h.0.to_vec()).collect(),
     }

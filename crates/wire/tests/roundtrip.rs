@@ -113,3 +113,108 @@ proptest! {
         }
     }
 }
+
+fn consecutive_headers(max: usize) -> impl Strategy<Value = (u64, Vec<SignedHeader>)> {
+    (1u64..1_000_000, 0..=max).prop_flat_map(|(start, n)| {
+        let headers: Vec<_> = (start..start + n as u64).map(signed_header_at).collect();
+        (Just(start), headers)
+    })
+}
+
+fn encoded(headers: &[SignedHeader]) -> Vec<Vec<u8>> {
+    use prost::Message as _;
+    headers
+        .iter()
+        .map(|h| raw::SignedHeader::from(h).encode_to_vec())
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Spliced responses are byte for byte the frames the encoder makes.
+    #[test]
+    fn spliced_headers_response_is_the_encoded_response((start, headers) in consecutive_headers(6)) {
+        let expected = frame::encode_frame(&Response::Headers(HeadersResponse {
+            start_height: start,
+            headers: headers.clone(),
+        }))
+        .unwrap();
+        let spliced = encoded::EncodedResponse::headers(start, &encoded(&headers)).unwrap();
+        prop_assert_eq!(spliced.as_frame(), &expected[..]);
+    }
+
+    #[test]
+    fn spliced_v2_response_is_the_encoded_response(
+        (start, headers) in consecutive_headers(5),
+        hashes in proptest::collection::vec(any::<[u8; 32]>(), 0..20),
+    ) {
+        prop_assume!(!headers.is_empty());
+        let end = start + headers.len() as u64 + 3;
+        let proof = MmrProof { hashes: hashes.into_iter().map(Hash).collect() };
+        let response = Response::HeadersV2(HeadersV2Response {
+            start_height: start,
+            end_height: end,
+            result: HeadersV2Result::Headers { headers: headers.clone(), proof: proof.clone() },
+        });
+        let expected = frame::encode_frame(&response).unwrap();
+        let spliced = encoded::EncodedResponse::headers_v2(start, end, &encoded(&headers), &proof).unwrap();
+        prop_assert_eq!(spliced.as_frame(), &expected[..]);
+    }
+
+    /// The parts constructor gives the same bytes as encoding the whole.
+    #[test]
+    fn signed_header_from_parts_is_the_encoding(signed in signed_header()) {
+        use prost::Message as _;
+        let raw = raw::SignedHeader::from(&signed);
+        let header = raw.header.clone().unwrap().encode_to_vec();
+        let commit = raw.commit.clone().unwrap().encode_to_vec();
+        let set = raw.validator_set.clone().map(|s| s.encode_to_vec());
+        prop_assert_eq!(
+            encoded::signed_header_from_parts(&header, &commit, set.as_deref()),
+            raw.encode_to_vec()
+        );
+    }
+}
+
+#[test]
+fn spliced_responses_check_counts_shapes_and_sizes() {
+    use encoded::EncodedResponse;
+    let good = {
+        use prost::Message as _;
+        let mut runner = proptest::test_runner::TestRunner::deterministic();
+        let h = proptest::strategy::ValueTree::current(
+            &signed_header_at(5).new_tree(&mut runner).unwrap(),
+        );
+        raw::SignedHeader::from(&h).encode_to_vec()
+    };
+    // Over the count limit.
+    let many = vec![good.clone(); MAX_HEADERS_PER_BATCH as usize + 1];
+    assert!(EncodedResponse::headers(5, &many).is_err());
+    // Not the shape of a signed header: commit first, a stray field, truncated.
+    for bad in [
+        vec![0x12, 0x00, 0x0a, 0x00],
+        vec![0x0a, 0x00, 0x12, 0x00, 0x22, 0x00],
+        vec![0x0a, 0x05, 0x01],
+        vec![0x0a, 0x00],
+        vec![0x08, 0x01, 0x12, 0x00],
+    ] {
+        let error = EncodedResponse::headers(5, std::slice::from_ref(&bad)).unwrap_err();
+        assert!(
+            error.to_string().contains("headers_response.headers"),
+            "{bad:?}: {error}"
+        );
+    }
+    // A range answer needs a header.
+    assert!(EncodedResponse::headers_v2(5, 9, &[], &MmrProof::default()).is_err());
+    // Over the frame limit of the kind.
+    let huge = headway_wire::encoded::signed_header_from_parts(
+        &vec![0u8; MAX_HEADERS_RESPONSE_FRAME],
+        &[],
+        None,
+    );
+    assert!(matches!(
+        EncodedResponse::headers(5, &[huge]),
+        Err(FrameError::TooLarge { .. })
+    ));
+}

@@ -1,5 +1,5 @@
 //! Serving peers: real `headway-net` nodes answering from the cached chain's
-//! store through `headway_node::serve::answer`, as the node's dispatch does
+//! store through `headway_node::serve::respond`, as the node's dispatch does
 //! (header requests rate-limited per peer by `serve::rate_weight`, weighted by the
 //! headers asked for,
 //! with explicit `RATE_LIMITED` answers; store reads on the blocking pool),
@@ -89,7 +89,7 @@ impl ServingPeer {
                             }
                             let store = store.clone();
                             tokio::task::spawn_blocking(move || {
-                                responder.respond(headway_node::serve::answer(&store, &request));
+                                headway_node::serve::respond(&store, &request, responder);
                             });
                         }
                         _ => {}
