@@ -73,6 +73,16 @@ pub(crate) struct LastHeader {
     pub(crate) chain_id: String,
 }
 
+/// How long [`Store::open`] keeps retrying a directory lock still held by a
+/// closing handle of this process, and its step.
+const LOCK_RETRY_FOR: std::time::Duration = std::time::Duration::from_secs(2);
+const LOCK_RETRY_STEP: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Whether sled failed to take the directory lock (another handle holds it).
+fn is_lock_held(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::WouldBlock || e.to_string().contains("could not acquire lock")
+}
+
 impl Store {
     /// Opens (or creates) the store in the directory `path`.
     ///
@@ -85,11 +95,24 @@ impl Store {
     /// not decode.
     pub fn open(path: impl AsRef<Path>, config: StoreConfig) -> Result<Self, StoreError> {
         config.validate()?;
-        let db = sled::Config::new()
+        let sled_config = sled::Config::new()
             .path(path.as_ref())
-            .cache_capacity(config.cache_capacity)
-            .open()
-            .map_err(StoreError::engine("opening the database"))?;
+            .cache_capacity(config.cache_capacity);
+        // sled releases its directory lock from a background thread after
+        // the last handle drops, so reopening right after closing (a restart
+        // in the same process) can briefly find the lock held: retry a few
+        // times before reporting it.
+        let mut waited = std::time::Duration::ZERO;
+        let db = loop {
+            match sled_config.open() {
+                Ok(db) => break db,
+                Err(sled::Error::Io(e)) if is_lock_held(&e) && waited < LOCK_RETRY_FOR => {
+                    std::thread::sleep(LOCK_RETRY_STEP);
+                    waited += LOCK_RETRY_STEP;
+                }
+                Err(e) => return Err(StoreError::engine("opening the database")(e)),
+            }
+        };
         Self::from_db(db, config)
     }
 

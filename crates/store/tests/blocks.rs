@@ -418,3 +418,20 @@ fn bodies_stored_after_headers_report_their_sizes_across_restarts() {
     assert_eq!(store.block_height(), 1);
     store.check_integrity().unwrap();
 }
+
+/// A restart in the same process: sled releases its directory lock from a
+/// background thread after the last handle drops, so opening right after
+/// (or while the old handle is still closing) waits for it instead of
+/// failing with a lock error.
+#[test]
+fn reopening_waits_for_a_closing_handle_to_release_its_lock() {
+    let dir = common::fresh_dir("reopen-lock");
+    let first = Store::open(&dir, StoreConfig::new()).unwrap();
+    let closer = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        drop(first);
+    });
+    let second = Store::open(&dir, StoreConfig::new());
+    closer.join().unwrap();
+    assert!(second.is_ok(), "{:?}", second.err());
+}
