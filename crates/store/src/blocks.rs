@@ -2,11 +2,12 @@
 //! bodies, a header height apart from the contiguous block height, a hash
 //! index, validator sets where they change, and bodies.
 //!
-//! Format 2 keeps the per-header cost of a header batch low by writing few
+//! Format 3 keeps the per-header cost of a header batch low by writing few
 //! sled keys: the batch's headers and commits go into header segments (up to
 //! [`MAX_SEGMENT_HEADERS`] rows a value, see `segment.rs`), its MMR nodes into
-//! one chunk (`history.rs`); only the hash index has a key per header. Header
-//! rows are written once: a body's sizes go under their own small key.
+//! one chunk (`history.rs`), its hash index entries into one sorted run
+//! (`hash_index.rs`). Header rows are written once: a body's sizes go under
+//! their own small key.
 
 use std::sync::atomic::Ordering;
 
@@ -19,6 +20,7 @@ use headway_wire::{
 use prost::Message as _;
 use tracing::{debug, warn};
 
+use crate::hash_index;
 use crate::history::{SledNodes, node_count_for_leaves};
 use crate::keys;
 use crate::segment::{self, MAX_SEGMENT_HEADERS, SegmentBuilder};
@@ -72,6 +74,7 @@ impl Store {
         }
         let start_leaves = writer.mmr.leaf_count();
         let mut batch = sled::Batch::default();
+        let mut entries = Vec::with_capacity(headers.len());
         let staged = stage_headers(
             &self.inner.db,
             &mut writer.mmr,
@@ -79,10 +82,20 @@ impl Store {
             expected,
             headers,
             &mut batch,
+            &mut entries,
         )
-        .and_then(|last| writer.mmr.store().stage(&mut batch).map(|()| last));
-        let last = match staged {
-            Ok(last) => last,
+        .and_then(|last| writer.mmr.store().stage(&mut batch).map(|()| last))
+        .and_then(|last| {
+            let index = self
+                .inner
+                .hash_index
+                .read()
+                .map_err(|_| StoreError::Poisoned)?;
+            let next = index.stage(&self.inner.db, &mut batch, entries, expected)?;
+            Ok((last, next))
+        });
+        let (last, next_index) = match staged {
+            Ok(staged) => staged,
             Err(error) => {
                 self.rewind_mmr(&mut writer.mmr, start_leaves);
                 return Err(error);
@@ -90,7 +103,16 @@ impl Store {
         };
         let top = expected + headers.len() as u64 - 1;
         batch.insert(keys::HEADER_HEIGHT, &top.to_be_bytes()[..]);
-        if let Err(error) = self.inner.commit(batch, "storing headers") {
+        let applied = match self.inner.hash_index.write() {
+            Ok(mut index) => self
+                .inner
+                .db
+                .apply_batch(batch)
+                .map(|()| *index = next_index)
+                .map_err(StoreError::engine("storing headers")),
+            Err(_) => Err(StoreError::Poisoned),
+        };
+        if let Err(error) = applied.and_then(|()| self.inner.flush_if_durable("storing headers")) {
             self.rewind_mmr(&mut writer.mmr, start_leaves);
             return Err(error);
         }
@@ -388,16 +410,30 @@ impl Store {
 
     /// The height of the stored header with this hash.
     ///
+    /// The index yields candidate heights (by the hash's first 8 bytes); the
+    /// answer is the one whose stored header has this hash.
+    ///
     /// # Errors
     ///
-    /// [`StoreError::Corrupt`] if the index entry does not decode.
+    /// [`StoreError::Corrupt`] if an index page or a header segment is
+    /// missing or malformed.
     pub fn height_of(&self, hash: &Hash) -> Result<Option<u64>, StoreError> {
-        let key = keys::hash_index(&hash.0);
-        let Some(value) = self.inner.get(&key, "reading the hash index")? else {
-            return Ok(None);
-        };
-        let height = keys::decode_u64(&value).map_err(|what| StoreError::corrupt(&key, what))?;
-        Ok((height <= self.header_height()).then_some(height))
+        let candidates = self
+            .inner
+            .hash_index
+            .read()
+            .map_err(|_| StoreError::Poisoned)?
+            .candidates(&self.inner.db, &hash.0)?;
+        let header_height = self.header_height();
+        for height in candidates {
+            if height == 0 || height > header_height {
+                continue;
+            }
+            if self.with_row(height, |_, row| Ok(row.hash == *hash))? {
+                return Ok(Some(height));
+            }
+        }
+        Ok(None)
     }
 
     /// The validator set in force at `height` (the one that signs the header
@@ -446,6 +482,7 @@ fn stage_headers(
     expected: u64,
     headers: &[SignedHeader],
     batch: &mut sled::Batch,
+    entries: &mut Vec<hash_index::Entry>,
 ) -> Result<LastHeader, StoreError> {
     segment::remove_from(db, expected, batch)?;
     let mut segment = SegmentBuilder::new(expected);
@@ -523,7 +560,7 @@ fn stage_headers(
             }
         }
         segment.push(&hash, header, &signed.commit);
-        batch.insert(&keys::hash_index(&hash.0)[..], &height.to_be_bytes()[..]);
+        entries.push((hash_index::fingerprint(&hash.0), height));
         last = Some(LastHeader {
             hash,
             validators_hash: header.validators_hash,

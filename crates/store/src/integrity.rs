@@ -77,7 +77,7 @@ impl Store {
                 let key = row.map_err(StoreError::engine("scanning retired tables"))?;
                 return Err(StoreError::corrupt(
                     &key,
-                    "key of a format-1 table in a format-2 store",
+                    "key of an earlier format's table in a format-3 store",
                 ));
             }
         }
@@ -150,8 +150,8 @@ impl Store {
                 }
                 if self.height_of(&hash)? != Some(height) {
                     return Err(StoreError::corrupt(
-                        &keys::hash_index(&hash.0),
-                        "hash index does not point here",
+                        &keys::by_u64(keys::HEADER_SEGMENT, height),
+                        format!("the hash index does not find header {height}"),
                     ));
                 }
                 if header.last_block_id.map(|id| id.hash) != previous {
@@ -176,10 +176,15 @@ impl Store {
                 format!("header {next} missing below the header height {header_height}"),
             ));
         }
-        let indexed = db.scan_prefix([keys::HASH_INDEX]).count() as u64;
+        let indexed = self
+            .inner
+            .hash_index
+            .read()
+            .map_err(|_| StoreError::Poisoned)?
+            .entries();
         if indexed != header_height {
             return Err(StoreError::corrupt(
-                &[keys::HASH_INDEX],
+                &[crate::hash_index::RUN_META],
                 format!("{indexed} hash index entries for {header_height} headers"),
             ));
         }

@@ -3,19 +3,20 @@
 //! Keeping everything in one tree makes any group of writes one atomic
 //! `apply_batch`. Integers are big-endian so that key order is numeric order.
 //!
-//! Format 2 stores a header sync batch in few keys (sled's cost is per key,
+//! Format 3 stores a header sync batch in few keys (sled's cost is per key,
 //! not per byte): header rows are packed into segments, MMR nodes into
-//! chunks, and only the hash index keeps one key per header.
+//! chunks, and the hash index into sorted runs (`hash_index.rs`).
 //!
 //! | tag | key after the tag | value |
 //! |---|---|---|
 //! | `0x00` | meta name (ASCII) | format marker, heights, config |
-//! | `0x03` | header hash (32) | `be64(height)` |
 //! | `0x04` | `be64(height)` | raw `ValidatorSet`, at heights where the set changes |
 //! | `0x05` | `be64(height)` | raw `Block` (body with its header) |
 //! | `0x07` | `be64(first height)` | header segment: up to `segment::MAX_SEGMENT_HEADERS` (256) consecutive rows of hash, header and commit (encoding in `segment.rs`); written once |
 //! | `0x08` | `be64(height)` | body sizes: `be64(block_size) ‖ be64(num_txs)`, written with the body |
 //! | `0x09` | `be64(first position)` | MMR node chunk: up to `history::MAX_CHUNK_NODES` (1024) consecutive 32-byte nodes |
+//! | `0x0A` | `be64(run)` ‖ `be64(page)` | hash index page: up to 4096 sorted entries `be64(hash fingerprint) ‖ be64(height)` |
+//! | `0x0B` | `be64(run)` | hash index run: `be64(entries)` ‖ the first fingerprint of each page |
 //! | `0x10` | state key | value (live state) |
 //! | `0x11` | `be64(snapshot height)` ‖ state key | Ancestral Record: `0x00` (key absent then) or `0x01` ‖ value |
 //! | `0x12` | prefix (1) | current checksum (32) ‖ `be64(records)` |
@@ -23,18 +24,18 @@
 //! | `0x14` | prefix (1) | restore progress of the prefix |
 //!
 //! Tags `0x01` (per-height block meta), `0x02` (per-height commit) and
-//! `0x06` (one MMR node per key) were format 1's; format 2 never writes them
-//! ([`RETIRED`]), and a format-1 database is refused at open
+//! `0x06` (one MMR node per key) were format 1's, and `0x03` (one hash index
+//! key per header) format 1's and 2's; format 3 never writes them
+//! ([`RETIRED`]), and older databases are refused at open
 //! ([`crate::StoreError::UnsupportedVersion`]).
 
-pub(crate) const HASH_INDEX: u8 = 0x03;
 pub(crate) const VALIDATOR_SET: u8 = 0x04;
 pub(crate) const BODY: u8 = 0x05;
 pub(crate) const HEADER_SEGMENT: u8 = 0x07;
 pub(crate) const BODY_SIZE: u8 = 0x08;
 pub(crate) const MMR_CHUNK: u8 = 0x09;
-/// Format 1's tags, unused since format 2 (nothing may be stored under them).
-pub(crate) const RETIRED: [u8; 3] = [0x01, 0x02, 0x06];
+/// Earlier formats' tags (nothing may be stored under them).
+pub(crate) const RETIRED: [u8; 4] = [0x01, 0x02, 0x03, 0x06];
 pub(crate) const STATE: u8 = 0x10;
 pub(crate) const ANCESTRAL: u8 = 0x11;
 pub(crate) const CHECKSUM: u8 = 0x12;
@@ -66,21 +67,14 @@ pub(crate) const MAGIC: &[u8] = b"HEADWAY-STORE";
 ///
 /// 2: header segments, body-size rows and MMR node chunks replace format 1's
 /// per-height metas and commits and per-position nodes.
-pub(crate) const FORMAT_VERSION: u32 = 2;
+/// 3: the hash index is kept as sorted runs, not one key per header.
+pub(crate) const FORMAT_VERSION: u32 = 3;
 
 /// `tag || be64(n)`.
 pub(crate) fn by_u64(tag: u8, n: u64) -> [u8; 9] {
     let mut key = [0u8; 9];
     key[0] = tag;
     key[1..].copy_from_slice(&n.to_be_bytes());
-    key
-}
-
-/// `HASH_INDEX || hash`.
-pub(crate) fn hash_index(hash: &[u8; 32]) -> [u8; 33] {
-    let mut key = [0u8; 33];
-    key[0] = HASH_INDEX;
-    key[1..].copy_from_slice(hash);
     key
 }
 

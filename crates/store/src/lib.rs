@@ -4,11 +4,12 @@
 //! - **Block store** (seed 003, R4 and R6): verified headers and their
 //!   commits stored without bodies ([`Store::save_headers`]), packed into
 //!   header segments of up to 256 consecutive rows so that a batch costs few
-//!   sled keys (on-disk format 2); a header height apart from the contiguous
+//!   sled keys (on-disk format 3); a header height apart from the contiguous
 //!   block height, which only bodies advance ([`Store::save_block`]);
 //!   [`Store::load_block`] returns `None` when the body is missing even though
 //!   the meta exists; [`Store::load_signed_headers`] reads a range segment by
-//!   segment; a hash index; validator sets stored where they change, with the
+//!   segment; a hash index kept as a few sorted runs (an LSM: a batch adds
+//!   one run, runs of a size merge four at a time); validator sets stored where they change, with the
 //!   set in force at any height ([`Store::validator_set_at`]).
 //! - **History MMR**: its nodes are persisted with the headers (one packed
 //!   chunk per batch), so inclusion,
@@ -65,6 +66,7 @@
 mod blocks;
 mod config;
 mod error;
+mod hash_index;
 mod history;
 mod integrity;
 mod keys;

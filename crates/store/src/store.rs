@@ -3,7 +3,7 @@
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use headway_ellipticsum::{Checksum, PrefixChecksums, RecordHasher};
 use headway_mmr::Mmr;
@@ -14,6 +14,7 @@ use tracing::{debug, info};
 use crate::StoreError;
 use crate::config::{StatePrefixes, StoreConfig};
 use crate::error::hex_string;
+use crate::hash_index::HashIndex;
 use crate::history::{self, Chunk, SledNodes, node_count_for_leaves};
 use crate::keys;
 use crate::restore::RestoreState;
@@ -54,6 +55,10 @@ pub(crate) struct Inner {
     /// Snapshot readers revalidate against it (see `snapshot.rs`).
     pub(crate) state_generation: AtomicU64,
     pub(crate) writer: Mutex<Writer>,
+    /// The hash index's runs. Replaced under the write lock together with
+    /// the sled batch that changes them, so a lookup never sees runs whose
+    /// pages are gone.
+    pub(crate) hash_index: RwLock<HashIndex>,
 }
 
 /// What only the writer touches.
@@ -181,7 +186,9 @@ impl Store {
         })?;
         let last_header = read_last_header(&db, header_height)?;
         let restore = RestoreState::load(&db, &config.state_prefixes)?;
+        let hash_index = RwLock::new(HashIndex::load(&db)?);
         let inner = Inner {
+            hash_index,
             hasher: RecordHasher::headway(),
             header_height: AtomicU64::new(header_height),
             block_height: AtomicU64::new(block_height),
@@ -258,6 +265,12 @@ impl Inner {
         self.db
             .apply_batch(batch)
             .map_err(StoreError::engine(context))?;
+        self.flush_if_durable(context)
+    }
+
+    /// Flushes if [`StoreConfig::sync_on_commit`] is set (the second half of
+    /// [`Inner::commit`], for callers that apply the batch themselves).
+    pub(crate) fn flush_if_durable(&self, context: &'static str) -> Result<(), StoreError> {
         if self.config.sync_on_commit {
             self.db.flush().map_err(StoreError::engine(context))?;
         }

@@ -132,7 +132,7 @@ fn format_marker_version_and_config_are_checked() {
         open(&dir),
         Err(StoreError::UnsupportedVersion {
             found: 9,
-            supported: 2
+            supported: 3
         })
     ));
 
@@ -151,7 +151,27 @@ fn format_marker_version_and_config_are_checked() {
             error,
             StoreError::UnsupportedVersion {
                 found: 1,
-                supported: 2
+                supported: 3
+            }
+        ),
+        "{error}"
+    );
+
+    // So is a format-2 store (one hash index key per header).
+    let dir = populated("version-2");
+    poke(&dir, b"\x00format", Some(b"HEADWAY-STORE\x00\x00\x00\x02"));
+    poke(
+        &dir,
+        &[&[0x03u8][..], &[7u8; 32][..]].concat(),
+        Some(&1u64.to_be_bytes()),
+    );
+    let error = open(&dir).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            StoreError::UnsupportedVersion {
+                found: 2,
+                supported: 3
             }
         ),
         "{error}"
