@@ -5,6 +5,9 @@
 //! - [`types`] and [`messages`]: validated domain types. Decoding goes
 //!   raw → `TryFrom` → domain type, and a message that breaks a rule is
 //!   rejected with a [`WireError`] that names the rule.
+//! - [`fast`]: a direct decoder for header responses, the hot path of
+//!   header sync, which `Response::decode` tries first (falling back to the
+//!   raw route for anything it does not handle).
 //! - [`frame`]: length-prefixed frames with a maximum size per message kind,
 //!   checked before anything is allocated.
 //! - [`limits`]: every bound, by name.
@@ -29,6 +32,7 @@
 
 pub mod encoded;
 mod error;
+pub mod fast;
 pub mod frame;
 pub mod limits;
 pub mod messages;

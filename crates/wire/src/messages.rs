@@ -281,7 +281,14 @@ impl Envelope for Response {
         self.validate()?;
         Ok(raw::Response::from(self).encode_to_vec())
     }
+    /// Header responses take [`crate::fast::decode_response`], which gives
+    /// the same value without the raw types' allocations; anything it does
+    /// not handle (other bodies, non-canonical encodings, invalid messages)
+    /// goes the raw way, which also produces every error.
     fn decode(bytes: &[u8]) -> Result<Self, WireError> {
+        if let Some(response) = crate::fast::decode_response(bytes) {
+            return Ok(response);
+        }
         raw::Response::decode(bytes)?.try_into()
     }
 }

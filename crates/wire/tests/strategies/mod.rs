@@ -239,6 +239,42 @@ pub fn error_code() -> impl Strategy<Value = ErrorCode> {
     ]
 }
 
+/// A `Response::Headers` with up to `max` sequential signed headers.
+pub fn headers_response(max: usize) -> impl Strategy<Value = Response> {
+    sequential_headers(max).prop_map(|(start_height, headers)| {
+        Response::Headers(HeadersResponse {
+            start_height,
+            headers,
+        })
+    })
+}
+
+/// A `Response::HeadersV2`: up to `max` proven headers, or a commitment.
+pub fn headers_v2_response(max: usize) -> impl Strategy<Value = Response> {
+    prop_oneof![
+        3 => (1u64..1_000_000, 0..=max, vec(hash(), 0..40), 0u64..100).prop_flat_map(
+            |(start, n, proof, slack)| {
+                let headers: Vec<_> = (0..n as u64).map(|i| signed_header_at(start + i)).collect();
+                (headers, Just(proof)).prop_map(move |(headers, proof)| {
+                    Response::HeadersV2(HeadersV2Response {
+                        start_height: start,
+                        end_height: start + n as u64 + slack,
+                        result: HeadersV2Result::Headers {
+                            headers,
+                            proof: MmrProof { hashes: proof },
+                        },
+                    })
+                })
+            }
+        ),
+        1 => (1u64..1_000_000, hash()).prop_map(|(start, c)| Response::HeadersV2(HeadersV2Response {
+            start_height: start,
+            end_height: start + 10,
+            result: HeadersV2Result::Commitment(c),
+        })),
+    ]
+}
+
 pub fn response() -> impl Strategy<Value = Response> {
     prop_oneof![
         (
@@ -265,32 +301,8 @@ pub fn response() -> impl Strategy<Value = Response> {
                     })
                 })
             }),
-        sequential_headers(5).prop_map(|(start_height, headers)| Response::Headers(
-            HeadersResponse {
-                start_height,
-                headers
-            }
-        )),
-        (1u64..1_000_000, 0usize..6, vec(hash(), 0..40), 0u64..100).prop_flat_map(
-            |(start, n, proof, slack)| {
-                let headers: Vec<_> = (0..n as u64).map(|i| signed_header_at(start + i)).collect();
-                (headers, Just(proof)).prop_map(move |(headers, proof)| {
-                    Response::HeadersV2(HeadersV2Response {
-                        start_height: start,
-                        end_height: start + n as u64 + slack,
-                        result: HeadersV2Result::Headers {
-                            headers,
-                            proof: MmrProof { hashes: proof },
-                        },
-                    })
-                })
-            }
-        ),
-        (1u64..1_000_000, hash()).prop_map(|(start, c)| Response::HeadersV2(HeadersV2Response {
-            start_height: start,
-            end_height: start + 10,
-            result: HeadersV2Result::Commitment(c),
-        })),
+        headers_response(5),
+        headers_v2_response(5),
         (option::of(header()), hash(), vec(hash(), 0..64)).prop_map(
             |(last_common, commitment, proof)| {
                 let end_height = last_common.as_ref().map_or(5, |h| h.height + 3);

@@ -1,0 +1,98 @@
+//! Decoding a full `GetHeaders` answer: 50 signed headers, each with a
+//! 16-signature commit, through `Response::decode` (the fast path of
+//! `headway_wire::fast`) and through prost's raw types and `TryFrom` (the
+//! slow path it replaces for header responses).
+//!
+//! ```text
+//! CARGO_TARGET_DIR=/work/target-decode cargo bench -p headway-wire --bench decode
+//! ```
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use headway_wire::{
+    Address, BlockId, Commit, CommitSig, Envelope, Hash, Header, HeadersResponse, Response,
+    Signature, SignedHeader, WireError, raw,
+};
+use prost::Message as _;
+
+const HEADERS: u64 = 50;
+const SIGNATURES: usize = 16;
+const START: u64 = 1_234_567;
+
+/// Deterministic, distinct filler bytes.
+fn bytes<const N: usize>(seed: u64) -> [u8; N] {
+    let mut out = [0u8; N];
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    for b in &mut out {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = x as u8;
+    }
+    out
+}
+
+fn signed_header(height: u64) -> SignedHeader {
+    let hash = |k: u64| Hash(bytes(height * 16 + k));
+    let mut signatures: Vec<CommitSig> = (0..SIGNATURES as u64)
+        .map(|v| CommitSig {
+            // The same validators sign every block; their addresses sort.
+            validator_address: Address(bytes(v + 1)),
+            signature: Signature(bytes(height * 64 + v)),
+        })
+        .collect();
+    signatures.sort_by_key(|s| s.validator_address);
+    SignedHeader {
+        header: Header {
+            chain_id: "headway-mainnet-1".into(),
+            height,
+            time_ms: 1_750_000_000_000 + height * 1000,
+            last_block_id: Some(BlockId { hash: hash(1) }),
+            data_hash: hash(2),
+            validators_hash: hash(3),
+            next_validators_hash: hash(3),
+            state_root: hash(4),
+            history_root: hash(5),
+            proposer_address: Address(bytes(height % SIGNATURES as u64 + 1)),
+        },
+        commit: Commit {
+            height,
+            round: 0,
+            block_id: BlockId { hash: hash(6) },
+            signatures,
+        },
+        validator_set: None,
+    }
+}
+
+fn slow(bytes: &[u8]) -> Result<Response, WireError> {
+    raw::Response::decode(bytes)?.try_into()
+}
+
+fn decode(c: &mut Criterion) {
+    let response = Response::Headers(HeadersResponse {
+        start_height: START,
+        headers: (START..START + HEADERS).map(signed_header).collect(),
+    });
+    let Ok(encoded) = response.encode() else {
+        panic!("the benchmark response is valid");
+    };
+    // Both paths must decode it, to the same value, and the fast path must take it.
+    assert!(headway_wire::fast::decode_response(&encoded).as_ref() == Some(&response));
+    assert!(slow(&encoded).as_ref() == Ok(&response));
+
+    let mut group = c.benchmark_group("decode_headers_50x16");
+    group
+        .sample_size(50)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .throughput(Throughput::Bytes(encoded.len() as u64));
+    group.bench_function("fast", |b| b.iter(|| Response::decode(black_box(&encoded))));
+    group.bench_function("prost_try_from", |b| b.iter(|| slow(black_box(&encoded))));
+    group.finish();
+}
+
+criterion_group!(benches, decode);
+criterion_main!(benches);
