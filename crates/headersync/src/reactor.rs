@@ -269,6 +269,24 @@ struct Reactor {
     v2_pending: std::collections::HashMap<PeerId, PeerUpdate>,
 }
 
+/// When gathering v2 statuses that began at `since` may end: once every
+/// connected peer has reported (after [`V2_MIN_GATHER`], so peers connecting
+/// together are included), else when the `window` ends; never before
+/// `not_before` (a retry's back-off).
+fn gather_ready_at(
+    since: Instant,
+    not_before: Instant,
+    all_reported: bool,
+    window: Duration,
+) -> Instant {
+    let wait = if all_reported {
+        V2_MIN_GATHER.min(window)
+    } else {
+        window
+    };
+    (since + wait).max(not_before)
+}
+
 impl Reactor {
     async fn run(mut self) {
         loop {
@@ -281,7 +299,9 @@ impl Reactor {
                 .pool
                 .as_ref()
                 .and_then(HeaderSyncPool::next_deadline)
-                .map_or(now + self.tick, |d| d.min(now + self.tick));
+                .into_iter()
+                .chain(self.gather_deadline())
+                .fold(now + self.tick, Instant::min);
             tokio::select! {
                 input = self.inputs.recv() => match input {
                     Some(input) => self.on_input(input),
@@ -439,6 +459,26 @@ impl Reactor {
         }
     }
 
+    /// While gathering statuses for v2, when [`Self::maybe_start_parallel`]
+    /// can next start it: the run loop wakes then rather than at its next
+    /// tick (which cost every v2 sync up to a tick of idle waiting).
+    fn gather_deadline(&self) -> Option<Instant> {
+        let Phase::Gathering {
+            since: Some(since),
+            not_before,
+            ..
+        } = &self.phase
+        else {
+            return None;
+        };
+        Some(gather_ready_at(
+            *since,
+            *not_before,
+            self.statuses.values().all(Option::is_some),
+            self.v2_gather,
+        ))
+    }
+
     /// In v2 mode, starts bootstrap and range download once statuses are gathered.
     fn maybe_start_parallel(&mut self, now: Instant) {
         let Phase::Gathering {
@@ -449,14 +489,13 @@ impl Reactor {
         else {
             return;
         };
-        if now < *not_before {
-            return;
-        }
-        // Start once every connected peer has reported (after a short floor,
-        // so peers connecting together are included), or when the window ends.
-        let waited = now.saturating_duration_since(*since);
-        let all_reported = self.statuses.values().all(Option::is_some);
-        if waited < self.v2_gather && !(all_reported && waited >= V2_MIN_GATHER) {
+        let ready_at = gather_ready_at(
+            *since,
+            *not_before,
+            self.statuses.values().all(Option::is_some),
+            self.v2_gather,
+        );
+        if now < ready_at {
             return;
         }
         let Phase::Gathering {
@@ -665,5 +704,28 @@ impl Reactor {
         if let Err(e) = self.net.push(peer, Push::Status(status)) {
             debug!(peer = %peer.short(), error = %e, "status push failed");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gathering_ends_at_the_floor_once_all_reported_else_at_the_window() {
+        let since = Instant::now();
+        let window = Duration::from_millis(750);
+        assert_eq!(
+            gather_ready_at(since, since, true, window),
+            since + V2_MIN_GATHER
+        );
+        assert_eq!(gather_ready_at(since, since, false, window), since + window);
+        // A window shorter than the floor ends gathering first.
+        let short = Duration::from_millis(5);
+        assert_eq!(gather_ready_at(since, since, true, short), since + short);
+        // A retry's back-off holds it back either way.
+        let later = since + Duration::from_secs(5);
+        assert_eq!(gather_ready_at(since, later, true, window), later);
+        assert_eq!(gather_ready_at(since, later, false, window), later);
     }
 }

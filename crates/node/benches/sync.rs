@@ -18,6 +18,8 @@
 //!
 //! Environment:
 //! - `HEADWAY_BENCH_QUICK=1`: 10 000 headers (replacement at 5 000), one repetition.
+//! - `HEADWAY_BENCH_LOG`: a `tracing` filter (e.g. `headway_headersync=debug`)
+//!   for the client's and peers' logs on stderr.
 //! - `HEADWAY_BENCH_DIR`: chain cache and results (default `<target dir>/bench-sync`).
 //! - `HEADWAY_BENCH_PLOT`: where the PNG goes (default `docs/bench/header-sync.png`).
 //! - `HEADWAY_BENCH_ONLY=issue8|issue9|v1|v2|pair|cache`: one part only (`v2`:
@@ -85,6 +87,11 @@ const UNLIMITED: usize = 1_000_000;
 const DELAYS: [Duration; 2] = [Duration::ZERO, Duration::from_millis(25)];
 
 fn main() {
+    if std::env::var("HEADWAY_BENCH_LOG").is_ok() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_env("HEADWAY_BENCH_LOG"))
+            .init();
+    }
     let quick = std::env::var("HEADWAY_BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
     let len: u64 = if quick { 10_000 } else { 100_000 };
     let reps = if quick { 1 } else { 3 };

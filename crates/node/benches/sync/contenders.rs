@@ -234,8 +234,10 @@ async fn run_reactor(env: &Env, scenario: Scenario, config: ReactorConfig) -> Ru
         }
     });
     let started = Instant::now();
+    let cpu_before = process_cpu_ms();
     dial_all(&net, &servers.dial).await;
     let (duration, complete, series) = observe(&sync, started, env.chain.tip).await;
+    let cpu_ms = process_cpu_ms().saturating_sub(cpu_before);
     let m = sync.metrics();
     let counters = vec![
         ("timeouts", m.timeouts.load(Ordering::Relaxed)),
@@ -258,6 +260,11 @@ async fn run_reactor(env: &Env, scenario: Scenario, config: ReactorConfig) -> Ru
         ),
         ("rate_limited", servers.rate_limited()),
         ("relay_drops", servers.dropped()),
+        ("cpu_ms", cpu_ms),
+        (
+            "cores_x100",
+            (cpu_ms as f64 / duration.as_secs_f64().max(1e-9) / 10.0).round() as u64,
+        ),
     ];
     let synced = store.header_height() - 1;
     task.abort();
@@ -477,4 +484,25 @@ pub fn v2_verification_bound(chain: &Chain, range_len: u64) -> Duration {
         .expect("the cached chain proves");
     }
     started.elapsed()
+}
+
+/// CPU time (user + system) of this whole process so far, in ms, from
+/// `/proc/self/stat` (0 where there is none): client, serving peers and
+/// relays together, so `cpu_ms / duration` is how many of the machine's
+/// cores a run kept busy.
+pub fn process_cpu_ms() -> u64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0;
+    };
+    // Fields after the command name (which may hold spaces) in parentheses.
+    let Some(rest) = stat.rsplit_once(')').map(|(_, rest)| rest) else {
+        return 0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after ')'.
+    let ticks: u64 = [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i).and_then(|f| f.parse::<u64>().ok()))
+        .sum();
+    ticks * 10 // USER_HZ is 100 on Linux
 }
