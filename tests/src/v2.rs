@@ -278,6 +278,7 @@ mod tests {
                 end_height: x,
                 commitment,
                 proof_kind: kind,
+                headers_only: false,
             };
             let Response::HeadersV2(r) = server.headers_v2(&q, 400, 120) else {
                 panic!("no headers");

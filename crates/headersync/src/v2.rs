@@ -459,6 +459,11 @@ impl<P: Copy + Eq + StdHash + Ord + Debug> RangeSync<P> {
         self.release(peer, now, sent_at);
         let (headers, proof) = match response.result {
             HeadersV2Result::Headers { headers, proof } => (headers, proof),
+            HeadersV2Result::BareHeaders { .. } => {
+                self.unassign_if_idle(start, others_pending);
+                self.ban(peer, "answered with bare headers, not asked for".into());
+                return;
+            }
             HeadersV2Result::Commitment(theirs) => {
                 self.unassign_if_idle(start, others_pending);
                 self.ban(
@@ -694,6 +699,7 @@ impl<P: Copy + Eq + StdHash + Ord + Debug> RangeSync<P> {
                 end_height: self.end,
                 commitment: self.commitment,
                 proof_kind: self.config.proof_kind,
+                headers_only: false,
             },
         )
     }

@@ -64,6 +64,7 @@ fn spliced_header_answers_are_the_encoded_answers() {
             end_height: end,
             commitment: store.history_root(end).unwrap(),
             proof_kind,
+            headers_only: false,
         };
         same_frame(&store, &Request::GetHeadersV2(q));
     }
@@ -78,6 +79,7 @@ fn what_the_splice_does_not_cover_falls_back() {
         end_height: 20,
         commitment: Hash([9; 32]),
         proof_kind: ProofKind::LastLeaf,
+        headers_only: false,
     };
     assert!(encoded_answer(&store, &Request::GetHeadersV2(mismatch)).is_none());
     let above = GetHeadersV2 {

@@ -1,4 +1,4 @@
-//! Responses assembled from signed headers that are already encoded.
+//! Responses assembled from signed (or bare) headers that are already encoded.
 //!
 //! A server that keeps headers in their protobuf form (the store does) can
 //! answer `GetHeaders` and `GetHeadersV2` by copying those bytes into the
@@ -38,6 +38,7 @@ impl EncodedResponse {
             "headers_response.headers",
             signed_headers,
             MAX_HEADERS_PER_BATCH,
+            Shape::Signed,
         )?;
         let mut body = Vec::with_capacity(16 + total_len(signed_headers));
         put_u64_field(&mut body, 1, start_height);
@@ -62,21 +63,53 @@ impl EncodedResponse {
         signed_headers: &[Vec<u8>],
         proof: &MmrProof,
     ) -> Result<Self, FrameError> {
-        if signed_headers.is_empty() {
+        Self::proven(
+            start_height,
+            end_height,
+            signed_headers,
+            proof,
+            Shape::Signed,
+        )
+    }
+
+    /// A `HeadersV2Response` answering a `headers_only` request: as
+    /// [`EncodedResponse::headers_v2`], with `bare_headers` each the
+    /// protobuf encoding of one `BareHeader` (see [`bare_header_from_parts`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`EncodedResponse::headers_v2`].
+    pub fn bare_headers_v2(
+        start_height: u64,
+        end_height: u64,
+        bare_headers: &[Vec<u8>],
+        proof: &MmrProof,
+    ) -> Result<Self, FrameError> {
+        Self::proven(start_height, end_height, bare_headers, proof, Shape::Bare)
+    }
+
+    fn proven(
+        start_height: u64,
+        end_height: u64,
+        headers: &[Vec<u8>],
+        proof: &MmrProof,
+        shape: Shape,
+    ) -> Result<Self, FrameError> {
+        let field = match shape {
+            Shape::Signed => "headers_v2_response.headers",
+            Shape::Bare => "headers_v2_response.bare_headers",
+        };
+        if headers.is_empty() {
             return Err(WireError::Invalid {
-                field: "headers_v2_response.headers",
+                field,
                 rule: "a range answer carries at least one header",
             }
             .into());
         }
-        check_headers(
-            "headers_v2_response.headers",
-            signed_headers,
-            MAX_HEADERS_V2,
-        )?;
+        check_headers(field, headers, MAX_HEADERS_V2, shape)?;
         proof.validate()?;
-        let mut proven = Vec::with_capacity(64 + total_len(signed_headers));
-        for h in signed_headers {
+        let mut proven = Vec::with_capacity(64 + total_len(headers));
+        for h in headers {
             put_bytes_field(&mut proven, 1, h);
         }
         put_bytes_field(
@@ -87,7 +120,12 @@ impl EncodedResponse {
         let mut body = Vec::with_capacity(32 + proven.len());
         put_u64_field(&mut body, 1, start_height);
         put_u64_field(&mut body, 2, end_height);
-        put_bytes_field(&mut body, 3, &proven);
+        // The result oneof: 3 is `headers`, 5 `bare_headers`.
+        let result = match shape {
+            Shape::Signed => 3,
+            Shape::Bare => 5,
+        };
+        put_bytes_field(&mut body, result, &proven);
         Self::wrap(2, &body, MAX_HEADERS_V2_RESPONSE_FRAME)
     }
 
@@ -140,27 +178,67 @@ pub fn signed_header_from_parts(
     out
 }
 
+/// The encoding of one `BareHeader` from its parts: the encoded `Header`
+/// and the encoded `ValidatorSet` where it is attached.
+#[must_use]
+pub fn bare_header_from_parts(header: &[u8], validator_set: Option<&[u8]>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(header.len() + validator_set.map_or(0, <[u8]>::len) + 12);
+    put_bytes_field(&mut out, 1, header);
+    if let Some(set) = validator_set {
+        put_bytes_field(&mut out, 2, set);
+    }
+    out
+}
+
+/// Which message each encoded item is.
+#[derive(Clone, Copy)]
+enum Shape {
+    /// `SignedHeader`: header, commit, optional validator set.
+    Signed,
+    /// `BareHeader`: header, optional validator set.
+    Bare,
+}
+
 fn total_len(items: &[Vec<u8>]) -> usize {
     items.iter().map(|h| h.len() + 6).sum()
 }
 
-fn check_headers(field: &'static str, items: &[Vec<u8>], max: u32) -> Result<(), WireError> {
+fn check_headers(
+    field: &'static str,
+    items: &[Vec<u8>],
+    max: u32,
+    shape: Shape,
+) -> Result<(), WireError> {
     crate::types::check_count(field, items.len(), max as usize)?;
     for item in items {
-        check_signed_header_shape(item).map_err(|rule| WireError::Invalid { field, rule })?;
+        check_shape(item, shape).map_err(|rule| WireError::Invalid { field, rule })?;
     }
     Ok(())
 }
 
-/// Fields 1 (header) and 2 (commit), then optionally 3 (validator set), each
-/// length-delimited and inside the bytes, nothing else.
-fn check_signed_header_shape(mut bytes: &[u8]) -> Result<(), &'static str> {
+/// A `SignedHeader`: fields 1 (header) and 2 (commit), then optionally 3
+/// (validator set); a `BareHeader`: field 1 (header), then optionally 2
+/// (validator set). Each length-delimited and inside the bytes, in order,
+/// nothing else.
+fn check_shape(mut bytes: &[u8], shape: Shape) -> Result<(), &'static str> {
+    let (required, max, rule) = match shape {
+        Shape::Signed => (
+            2,
+            3,
+            "fields must be header, commit and an optional validator set, in order",
+        ),
+        Shape::Bare => (
+            1,
+            2,
+            "fields must be header and an optional validator set, in order",
+        ),
+    };
     let mut last = 0u64;
     while !bytes.is_empty() {
         let key = prost::encoding::decode_varint(&mut bytes).map_err(|_| "bad field key")?;
         let (number, wire_type) = (key >> 3, key & 7);
-        if wire_type != 2 || number != last + 1 || number > 3 {
-            return Err("fields must be header, commit and an optional validator set, in order");
+        if wire_type != 2 || number != last + 1 || number > max {
+            return Err(rule);
         }
         last = number;
         let len = prost::encoding::decode_varint(&mut bytes).map_err(|_| "bad field length")?;
@@ -170,8 +248,11 @@ fn check_signed_header_shape(mut bytes: &[u8]) -> Result<(), &'static str> {
         };
         bytes = rest;
     }
-    if last < 2 {
-        return Err("header or commit missing");
+    if last < required {
+        return Err(match shape {
+            Shape::Signed => "header or commit missing",
+            Shape::Bare => "header missing",
+        });
     }
     Ok(())
 }

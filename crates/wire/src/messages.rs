@@ -12,7 +12,7 @@ use crate::{
     limits::*,
     raw,
     types::{
-        Block, Hash, Header, SignedHeader, ValidatorSet, check_count, check_len,
+        BareHeader, Block, Hash, Header, SignedHeader, ValidatorSet, check_count, check_len,
         check_strictly_ascending, fixed, hash, required, try_items,
     },
 };
@@ -427,6 +427,8 @@ pub struct GetHeadersV2 {
     pub commitment: Hash,
     /// The proof wanted.
     pub proof_kind: ProofKind,
+    /// Ask for headers without commits ([`HeadersV2Result::BareHeaders`]).
+    pub headers_only: bool,
 }
 
 impl GetHeadersV2 {
@@ -475,6 +477,26 @@ pub enum HeadersV2Result {
     },
     /// The responder's own commitment at `end_height`: the requester's did not match.
     Commitment(Hash),
+    /// The headers from `start_height` without commits (the answer to a
+    /// `headers_only` request) and a proof into the requested commitment.
+    BareHeaders {
+        /// Sequential bare headers from the start height.
+        headers: Vec<BareHeader>,
+        /// Proof of the last header's (or every header's) inclusion.
+        proof: MmrProof,
+    },
+}
+
+impl HeadersV2Result {
+    /// How many headers it holds (0 for a commitment).
+    #[must_use]
+    pub fn header_count(&self) -> usize {
+        match self {
+            HeadersV2Result::Headers { headers, .. } => headers.len(),
+            HeadersV2Result::BareHeaders { headers, .. } => headers.len(),
+            HeadersV2Result::Commitment(_) => 0,
+        }
+    }
 }
 
 /// Answer to [`GetHeadersV2`].
@@ -496,30 +518,44 @@ impl HeadersV2Response {
                 field: "headers_v2_response.start_height",
             });
         }
-        if let HeadersV2Result::Headers { headers, proof } = &self.result {
-            check_count(
-                "headers_v2_response.headers",
-                headers.len(),
-                MAX_HEADERS_V2 as usize,
-            )?;
-            proof.validate()?;
-            for (i, h) in headers.iter().enumerate() {
-                h.validate()
-                    .map_err(WireError::item("headers_v2_response.headers", i))?;
+        let (proof, heights): (&MmrProof, Vec<u64>) = match &self.result {
+            HeadersV2Result::Commitment(_) => return Ok(()),
+            HeadersV2Result::Headers { headers, proof } => {
+                check_count(
+                    "headers_v2_response.headers",
+                    headers.len(),
+                    MAX_HEADERS_V2 as usize,
+                )?;
+                for (i, h) in headers.iter().enumerate() {
+                    h.validate()
+                        .map_err(WireError::item("headers_v2_response.headers", i))?;
+                }
+                (proof, headers.iter().map(|h| h.header.height).collect())
             }
-            check_sequential(
-                "headers_v2_response.headers",
-                self.start_height,
-                headers.iter().map(|h| h.header.height),
-            )?;
-            if let Some(last) = headers.last()
-                && last.header.height > self.end_height
-            {
-                return Err(WireError::Invalid {
-                    field: "headers_v2_response.headers",
-                    rule: "headers must end at or below end_height",
-                });
+            HeadersV2Result::BareHeaders { headers, proof } => {
+                check_count(
+                    "headers_v2_response.bare_headers",
+                    headers.len(),
+                    MAX_HEADERS_V2 as usize,
+                )?;
+                for (i, h) in headers.iter().enumerate() {
+                    h.validate()
+                        .map_err(WireError::item("headers_v2_response.bare_headers", i))?;
+                }
+                (proof, headers.iter().map(|h| h.header.height).collect())
             }
+        };
+        proof.validate()?;
+        check_sequential(
+            "headers_v2_response.headers",
+            self.start_height,
+            heights.iter().copied(),
+        )?;
+        if heights.last().is_some_and(|&last| last > self.end_height) {
+            return Err(WireError::Invalid {
+                field: "headers_v2_response.headers",
+                rule: "headers must end at or below end_height",
+            });
         }
         Ok(())
     }
@@ -532,12 +568,18 @@ impl HeadersV2Response {
                 rule: "must echo the request's start_height and end_height",
             });
         }
-        if let HeadersV2Result::Headers { headers, .. } = &self.result {
-            check_count(
-                "headers_v2_response.headers",
-                headers.len(),
-                request.count as usize,
-            )?;
+        check_count(
+            "headers_v2_response.headers",
+            self.result.header_count(),
+            request.count as usize,
+        )?;
+        let bare = matches!(self.result, HeadersV2Result::BareHeaders { .. });
+        let headers = matches!(self.result, HeadersV2Result::Headers { .. });
+        if (request.headers_only && headers) || (!request.headers_only && bare) {
+            return Err(WireError::Invalid {
+                field: "headers_v2_response.result",
+                rule: "headers_only requests get bare headers, others signed headers",
+            });
         }
         Ok(())
     }
@@ -1098,6 +1140,7 @@ impl TryFrom<raw::Request> for Request {
                         });
                     }
                 },
+                headers_only: m.headers_only,
             }),
             Body::GetHeaderChain(m) => Request::GetHeaderChain(GetHeaderChain {
                 locator: hashes("get_header_chain.locator", m.locator, MAX_LOCATOR_HASHES)?,
@@ -1170,6 +1213,17 @@ impl TryFrom<raw::Response> for Response {
                     }
                     raw::headers_v2_response::Result::Commitment(c) => {
                         HeadersV2Result::Commitment(hash("headers_v2_response.commitment", &c)?)
+                    }
+                    raw::headers_v2_response::Result::BareHeaders(p) => {
+                        check_count(
+                            "headers_v2_response.bare_headers",
+                            p.headers.len(),
+                            MAX_HEADERS_V2 as usize,
+                        )?;
+                        HeadersV2Result::BareHeaders {
+                            headers: try_items("headers_v2_response.bare_headers", p.headers)?,
+                            proof: proof(p.proof)?,
+                        }
                     }
                 },
             }),
@@ -1303,6 +1357,7 @@ impl From<&Request> for raw::Request {
                     ProofKind::LastLeaf => raw::ProofKind::LastLeaf,
                     ProofKind::Range => raw::ProofKind::Range,
                 } as i32,
+                headers_only: m.headers_only,
             }),
             Request::GetHeaderChain(m) => Body::GetHeaderChain(raw::GetHeaderChain {
                 locator: m.locator.iter().map(|h| h.0.to_vec()).collect(),
@@ -1364,6 +1419,12 @@ impl From<&Response> for raw::Response {
                     }
                     HeadersV2Result::Commitment(c) => {
                         raw::headers_v2_response::Result::Commitment(c.0.to_vec())
+                    }
+                    HeadersV2Result::BareHeaders { headers, proof } => {
+                        raw::headers_v2_response::Result::BareHeaders(raw::ProvenBareHeaders {
+                            headers: headers.iter().map(Into::into).collect(),
+                            proof: Some(raw_proof(proof)),
+                        })
                     }
                 }),
             }),

@@ -135,6 +135,16 @@ pub struct SignedHeader {
     pub validator_set: Option<ValidatorSet>,
 }
 
+/// A header without its commit, and the validator set when it changes here:
+/// what a headers-only v2 range carries (trusted by hashes alone).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BareHeader {
+    /// The header.
+    pub header: Header,
+    /// The header's validator set, present when it differs from the previous header's.
+    pub validator_set: Option<ValidatorSet>,
+}
+
 /// A state write: set `key` to `value`, or delete `key` when `value` is `None`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Write {
@@ -321,6 +331,47 @@ impl SignedHeader {
             });
         }
         Ok(())
+    }
+}
+
+impl BareHeader {
+    /// An upper bound on the size of this bare header's protobuf encoding,
+    /// as [`SignedHeader::encoded_len_bound`] computes it (without a commit).
+    #[must_use]
+    pub fn encoded_len_bound(&self) -> usize {
+        const SUB: usize = 6;
+        const HASH: usize = 2 + 32;
+        const VARINT: usize = 1 + 10;
+        const HEADER: usize = SUB
+            + (2 + crate::limits::MAX_CHAIN_ID_LEN)
+            + 2 * VARINT
+            + (SUB + HASH)
+            + 5 * HASH
+            + (2 + 20);
+        const VALIDATOR: usize = SUB + (2 + 32) + VARINT;
+        let set = self
+            .validator_set
+            .as_ref()
+            .map_or(0, |s| SUB + s.validators.len() * VALIDATOR);
+        HEADER + set
+    }
+
+    /// Checks the header and the validator set.
+    pub fn validate(&self) -> Result<(), WireError> {
+        self.header.validate()?;
+        if let Some(set) = &self.validator_set {
+            set.validate()?;
+        }
+        Ok(())
+    }
+}
+
+impl From<&SignedHeader> for BareHeader {
+    fn from(signed: &SignedHeader) -> Self {
+        BareHeader {
+            header: signed.header.clone(),
+            validator_set: signed.validator_set.clone(),
+        }
     }
 }
 
@@ -545,6 +596,18 @@ impl TryFrom<raw::SignedHeader> for SignedHeader {
     }
 }
 
+impl TryFrom<raw::BareHeader> for BareHeader {
+    type Error = WireError;
+    fn try_from(raw: raw::BareHeader) -> Result<Self, WireError> {
+        let bare = BareHeader {
+            header: required("bare_header.header", raw.header)?.try_into()?,
+            validator_set: raw.validator_set.map(ValidatorSet::try_from).transpose()?,
+        };
+        bare.validate()?;
+        Ok(bare)
+    }
+}
+
 impl TryFrom<raw::Write> for Write {
     type Error = WireError;
     fn try_from(raw: raw::Write) -> Result<Self, WireError> {
@@ -676,6 +739,15 @@ impl From<&SignedHeader> for raw::SignedHeader {
             header: Some((&s.header).into()),
             commit: Some((&s.commit).into()),
             validator_set: s.validator_set.as_ref().map(Into::into),
+        }
+    }
+}
+
+impl From<&BareHeader> for raw::BareHeader {
+    fn from(b: &BareHeader) -> Self {
+        raw::BareHeader {
+            header: Some((&b.header).into()),
+            validator_set: b.validator_set.as_ref().map(Into::into),
         }
     }
 }

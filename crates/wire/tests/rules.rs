@@ -82,6 +82,7 @@ fn start_height_zero_is_rejected() {
         end_height: 1,
         commitment: Hash::ZERO,
         proof_kind: ProofKind::LastLeaf,
+        headers_only: false,
     });
     assert!(matches!(v2.encode(), Err(WireError::ZeroHeight { .. })));
 }
@@ -381,6 +382,7 @@ fn headers_v2_range_must_end_at_or_below_end_height() {
         end_height: 13,
         commitment: Hash::ZERO,
         proof_kind: ProofKind::Range,
+        headers_only: false,
     };
     assert!(matches!(
         q.validate(),
@@ -414,6 +416,7 @@ fn unknown_proof_kind_and_error_code_are_rejected() {
             end_height: 1,
             commitment: vec![0; 32],
             proof_kind: 7,
+            headers_only: false,
         })),
     };
     assert!(matches!(

@@ -149,21 +149,25 @@ pub fn request() -> impl Strategy<Value = Request> {
             1u32..=2000,
             0u64..1_000,
             hash(),
+            any::<bool>(),
             any::<bool>()
         )
-            .prop_map(|(start_height, count, slack, commitment, range)| {
-                Request::GetHeadersV2(GetHeadersV2 {
-                    start_height,
-                    count,
-                    end_height: start_height + u64::from(count) - 1 + slack,
-                    commitment,
-                    proof_kind: if range {
-                        ProofKind::Range
-                    } else {
-                        ProofKind::LastLeaf
-                    },
-                })
-            }),
+            .prop_map(
+                |(start_height, count, slack, commitment, range, headers_only)| {
+                    Request::GetHeadersV2(GetHeadersV2 {
+                        start_height,
+                        count,
+                        end_height: start_height + u64::from(count) - 1 + slack,
+                        commitment,
+                        proof_kind: if range {
+                            ProofKind::Range
+                        } else {
+                            ProofKind::LastLeaf
+                        },
+                        headers_only,
+                    })
+                }
+            ),
         (vec(hash(), 1..=101), 1u64..u64::MAX).prop_map(|(locator, end_height)| {
             Request::GetHeaderChain(GetHeaderChain {
                 locator,
