@@ -67,6 +67,9 @@ pub struct NodeOptions {
     /// `[sync] header_sync = "v2"`: parallel header sync (checkpoint
     /// bootstrap, then MMR-proven ranges) instead of the default v1.
     pub header_sync_v2: bool,
+    /// With `header_sync_v2`: `header_sync = "v2-headers-only"`, ranges of
+    /// headers without commits.
+    pub headers_only: bool,
     /// `[sync.checkpoint]`: the trusted height and its header hash or
     /// validator set hash (v2 only).
     pub checkpoint: Option<Checkpoint>,
@@ -81,6 +84,7 @@ impl Default for NodeOptions {
             bootstrap: Vec::new(),
             genesis: test_chain().genesis().clone(),
             header_sync_v2: false,
+            headers_only: false,
             checkpoint: None,
         }
     }
@@ -158,7 +162,12 @@ impl TestNode {
                 sync.push(("get_headers_per_second", rate.to_string()));
             }
             if options.header_sync_v2 {
-                sync.push(("header_sync", "\"v2\"".into()));
+                let mode = if options.headers_only {
+                    "\"v2-headers-only\""
+                } else {
+                    "\"v2\""
+                };
+                sync.push(("header_sync", mode.into()));
             }
             let config_path = home.join("config.toml");
             patch_sync_section(&config_path, &sync)?;

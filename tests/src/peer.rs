@@ -485,6 +485,59 @@ impl ScriptedPeer {
         out
     }
 
+    /// Fetches the node's headers `from..=to` (at most `end_height`) by
+    /// headers-only `GetHeadersV2` ranges proven into `commitment`, as bare
+    /// headers (what a node that synced headers-only can serve).
+    ///
+    /// # Panics
+    ///
+    /// On a transport error or an answer that is not bare headers.
+    pub async fn fetch_bare_headers(
+        &self,
+        from: u64,
+        to: u64,
+        end_height: u64,
+        commitment: headway_wire::Hash,
+    ) -> Vec<headway_wire::BareHeader> {
+        let mut out = Vec::new();
+        let mut next = from;
+        while next <= to.min(end_height) {
+            let count = u32::try_from((to.min(end_height) - next + 1).min(500)).unwrap_or(1);
+            let request = Request::GetHeadersV2(headway_wire::GetHeadersV2 {
+                start_height: next,
+                count,
+                end_height,
+                commitment,
+                proof_kind: headway_wire::ProofKind::LastLeaf,
+                headers_only: true,
+            });
+            match self.request(&request).await {
+                Ok(Response::HeadersV2(headway_wire::HeadersV2Response {
+                    result: headway_wire::HeadersV2Result::BareHeaders { headers, .. },
+                    ..
+                })) => {
+                    if headers.is_empty() {
+                        break;
+                    }
+                    next += headers.len() as u64;
+                    out.extend(headers);
+                }
+                Ok(Response::Error(ErrorResponse {
+                    code: ErrorCode::RateLimited | ErrorCode::Busy,
+                    retry_after_ms,
+                    ..
+                })) => {
+                    tokio::time::sleep(Duration::from_millis(u64::from(
+                        retry_after_ms.clamp(10, 2000),
+                    )))
+                    .await;
+                }
+                other => panic!("unexpected answer to a headers-only range from {next}: {other:?}"),
+            }
+        }
+        out
+    }
+
     /// Waits until the node bans this peer; returns the disconnect.
     ///
     /// # Panics

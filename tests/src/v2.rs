@@ -168,7 +168,15 @@ impl ChainServer {
         Response::HeadersV2(HeadersV2Response {
             start_height: q.start_height,
             end_height: q.end_height,
-            result: HeadersV2Result::Headers { headers, proof },
+            // A headers-only request gets the same headers without commits.
+            result: if q.headers_only {
+                HeadersV2Result::BareHeaders {
+                    headers: headers.iter().map(headway_wire::BareHeader::from).collect(),
+                    proof,
+                }
+            } else {
+                HeadersV2Result::Headers { headers, proof }
+            },
         })
     }
 

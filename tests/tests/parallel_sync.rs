@@ -548,6 +548,128 @@ async fn v2_bad_proof_peer_is_banned_and_nothing_invalid_stored() {
     );
 }
 
+/// Headers-only v2 (`header_sync = "v2-headers-only"`): ranges of headers
+/// without commits, proven by hashes alone, from a checkpoint, among peers
+/// that serve a wrong MMR proof, a forged header inside the range (no commit
+/// to hide behind: only the linkage and the proof catch it) and another
+/// commitment. Asserted: the bad peers are banned; the node stores exactly
+/// the honest headers, every one below the tip without its commit (it serves
+/// them as bare headers and announces a status `base` above them, so v1
+/// peers never ask it for them), the tip with its commit; honest peers are
+/// never banned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v2_headers_only_bans_bad_proofs_and_stores_the_honest_headers_bare() {
+    let node = TestNode::start(NodeOptions {
+        header_sync_v2: true,
+        headers_only: true,
+        checkpoint: Some(Checkpoint::HeaderHash {
+            height: CHECKPOINT,
+            hash: chain().signed_header(CHECKPOINT).header.hash(),
+        }),
+        get_headers_per_second: Some(1000),
+        ..NodeOptions::default()
+    })
+    .await;
+    let wrong_proof = peer_with(v2_scripted(server(), 50, |_, _, mut r| {
+        if let Response::HeadersV2(v2) = &mut r
+            && let HeadersV2Result::BareHeaders { proof, .. } = &mut v2.result
+        {
+            match proof.hashes.first_mut() {
+                Some(h) => h.0[0] ^= 1,
+                None => proof.hashes.push(Hash([1; 32])),
+            }
+        }
+        Reply::Response(Box::new(r))
+    }))
+    .await;
+    let forged_inside = peer_with(v2_scripted(server(), 50, |_, _, mut r| {
+        if let Response::HeadersV2(v2) = &mut r
+            && let HeadersV2Result::BareHeaders { headers, .. } = &mut v2.result
+            && headers.len() >= 3
+        {
+            let k = headers.len() / 2;
+            headers[k].header.state_root = Hash([0x66; 32]);
+        }
+        Reply::Response(Box::new(r))
+    }))
+    .await;
+    let other_commitment = peer_with(v2_scripted(server(), 50, |_, _, mut r| {
+        if let Response::HeadersV2(v2) = &mut r {
+            v2.result = HeadersV2Result::Commitment(Hash([0x42; 32]));
+        }
+        Reply::Response(Box::new(r))
+    }))
+    .await;
+    let honest = [honest_v2_peer().await, honest_v2_peer().await];
+    let bad = [
+        ("wrong MMR proof", &wrong_proof),
+        ("forged header inside the range", &forged_inside),
+        ("another commitment", &other_commitment),
+    ];
+    let mut all: Vec<&ScriptedPeer> = bad.iter().map(|(_, p)| *p).collect();
+    all.extend(honest.iter());
+    connect_all_and_claim(&all, &node, TIP).await;
+    for (what, p) in &bad {
+        let ban = wait::until(
+            &format!("the ban of the peer with a {what}"),
+            DEADLINE,
+            || {
+                let record = p.record();
+                async move { record.ban().cloned() }
+            },
+        )
+        .await;
+        if let Err(e) = ban {
+            node.fail(&format!("{e}; the peer saw: {}", p.summary()));
+        }
+        assert!(
+            p.record().v2_requests().iter().all(|q| q.headers_only),
+            "{what}: the node asked for signed headers"
+        );
+    }
+    node.wait_header_height(TIP, DEADLINE).await;
+
+    let o = ScriptedPeer::observer().await;
+    o.connect(&node).await;
+    // Below the tip: exactly the honest headers, served bare.
+    let bare = o.fetch_bare_headers(1, x(), x(), commitment()).await;
+    let honest_headers: Vec<_> = chain().headers()[..x() as usize]
+        .iter()
+        .map(|s| s.header.clone())
+        .collect();
+    let stored: Vec<_> = bare.iter().map(|b| b.header.clone()).collect();
+    if stored != honest_headers {
+        node.fail(&format!(
+            "the node serves {} bare headers that are not the honest chain 1..={}",
+            stored.len(),
+            x()
+        ));
+    }
+    // The tip is stored with its commit; the headers below it are not, and
+    // the status the node announces starts at the tip.
+    let tip = o.fetch_headers(TIP, TIP).await;
+    assert_eq!(tip.len(), 1, "the tip is served signed");
+    assert_eq!(tip[0], chain().signed_header(TIP).clone());
+    let status = o.wait_status(|s| s.height >= TIP, DEADLINE).await;
+    assert_eq!(
+        status.base, TIP,
+        "headers stored without commits are not offered to v1 peers"
+    );
+    match o.get_headers(CHECKPOINT, 10).await {
+        Response::Headers(h) => assert!(
+            h.headers.is_empty(),
+            "served signed headers it has no commits for: {h:?}"
+        ),
+        Response::Error(_) => {}
+        other => panic!("unexpected answer below the base: {other:?}"),
+    }
+    let honest_refs: Vec<&ScriptedPeer> = honest.iter().collect();
+    assert_not_banned(&honest_refs);
+    for p in &honest {
+        assert_ranges_well_formed(p);
+    }
+}
+
 // ----------------------------------------------------------- fallback, slow
 
 /// No peer serves v2 ranges: two answer `GetHeadersV2` with `UNSUPPORTED`

@@ -65,7 +65,8 @@ options:
   --validators N       validators per set (default 16)
   --seed N             chain generator seed (default 1)
   --interval-ms N      block interval after the pre-built blocks (default 1000)
-  --header-sync v1|v2  header sync protocol of the fresh node (default v1)
+  --header-sync v1|v2|v2-headers-only
+                       header sync protocol of the fresh node (default v1)
   --exit-when-synced   exit 0 once the fresh node has caught up with the producer
                        (non-zero with the reason if a node fails or sync stalls)
   --stall-secs N       fail when the fresh node makes no progress this long (default 60)
@@ -111,8 +112,8 @@ impl Options {
         if o.validators == 0 {
             bail!("--validators must be at least 1");
         }
-        if !matches!(o.header_sync.as_str(), "v1" | "v2") {
-            bail!("--header-sync must be v1 or v2");
+        if !matches!(o.header_sync.as_str(), "v1" | "v2" | "v2-headers-only") {
+            bail!("--header-sync must be v1, v2 or v2-headers-only");
         }
         Ok(o)
     }

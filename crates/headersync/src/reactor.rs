@@ -26,7 +26,7 @@ use crate::{
         PEER_UPDATE_QUEUE, ParallelConfig, ParallelError, ParallelReport, PeerUpdate, sync_parallel,
     },
     subscription::HeaderSubscription,
-    writer::{HeaderWriter, MAX_UNSTORED_HEADERS, WriterState},
+    writer::{HeaderBatch, HeaderWriter, MAX_UNSTORED_HEADERS, WriterState},
 };
 
 /// Which protocol the reactor catches up with.
@@ -318,8 +318,14 @@ impl Reactor {
         }
     }
 
+    /// The lowest height we can serve signed headers from: headers stored
+    /// without commits (headers-only v2) cannot be served to v1 peers.
     fn base(&self) -> u64 {
-        u64::from(self.store.header_height() > 0)
+        let height = self.store.header_height();
+        if height == 0 {
+            return 0;
+        }
+        (self.store.bare_height() + 1).min(height)
     }
 
     fn on_input(&mut self, input: HeaderSyncInput) {
@@ -650,9 +656,14 @@ impl Reactor {
         // in one atomic, durable write while the next ones are verified.
         self.backlog.extend(verified);
         if !self.backlog.is_empty()
-            && let Some(back) = self.writer.try_send(std::mem::take(&mut self.backlog))?
+            && let Some(back) = self
+                .writer
+                .try_send(HeaderBatch::Signed(std::mem::take(&mut self.backlog)))?
         {
-            self.backlog = back;
+            // Only ever signed here: what was sent comes back.
+            if let HeaderBatch::Signed(back) = back {
+                self.backlog = back;
+            }
         }
         let height = self.store.header_height();
         let unstored = pool.header_height().saturating_sub(height);

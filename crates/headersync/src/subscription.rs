@@ -8,7 +8,7 @@
 //! full channel).
 
 use headway_store::{Store, StoreError};
-use headway_wire::SignedHeader;
+use headway_wire::{Header, SignedHeader};
 use tokio::sync::watch;
 
 /// A loss-free, in-order stream of verified headers.
@@ -37,6 +37,11 @@ pub enum SubscriptionError {
     /// The store reported a header height but has no header there.
     #[error("header {0} is missing from the store")]
     Missing(u64),
+    /// The header is stored without its commit (headers-only v2 sync), so
+    /// [`HeaderSubscription::next`] cannot deliver it signed; use
+    /// [`HeaderSubscription::next_header`].
+    #[error("header {0} is stored without its commit")]
+    WithoutCommit(u64),
 }
 
 impl HeaderSubscription {
@@ -54,18 +59,49 @@ impl HeaderSubscription {
         self.next
     }
 
-    /// The next verified header, waiting until there is one.
+    /// The next verified header with its commit, waiting until there is one.
+    ///
+    /// # Errors
+    ///
+    /// [`SubscriptionError::WithoutCommit`] at a header stored without its
+    /// commit (the cursor stays there: [`Self::next_header`] delivers it).
     pub async fn next(&mut self) -> Result<SignedHeader, SubscriptionError> {
+        let height = self.wait_next().await?;
+        let signed = self
+            .store
+            .load_signed_header(height)
+            .map_err(|source| SubscriptionError::Store { height, source })?;
+        match signed {
+            Some(signed) => {
+                self.next += 1;
+                Ok(signed)
+            }
+            None if height <= self.store.bare_height() => {
+                Err(SubscriptionError::WithoutCommit(height))
+            }
+            None => Err(SubscriptionError::Missing(height)),
+        }
+    }
+
+    /// The next verified header (stored with or without its commit),
+    /// waiting until there is one: what a consumer that needs headers only
+    /// (block download) reads.
+    pub async fn next_header(&mut self) -> Result<Header, SubscriptionError> {
+        let height = self.wait_next().await?;
+        let header = self
+            .store
+            .load_header(height)
+            .map_err(|source| SubscriptionError::Store { height, source })?
+            .ok_or(SubscriptionError::Missing(height))?;
+        self.next += 1;
+        Ok(header)
+    }
+
+    /// Waits until the header at the cursor is stored; returns its height.
+    async fn wait_next(&mut self) -> Result<u64, SubscriptionError> {
         loop {
             if *self.height.borrow_and_update() >= self.next {
-                let height = self.next;
-                let header = self
-                    .store
-                    .load_signed_header(height)
-                    .map_err(|source| SubscriptionError::Store { height, source })?
-                    .ok_or(SubscriptionError::Missing(height))?;
-                self.next += 1;
-                return Ok(header);
+                return Ok(self.next);
             }
             self.height
                 .changed()

@@ -13,7 +13,7 @@ use std::sync::{Arc, atomic::Ordering};
 
 use headway_chain::HeaderExt as _;
 use headway_store::{Store, StoreError};
-use headway_wire::SignedHeader;
+use headway_wire::{BareHeader, Header, SignedHeader};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, error, warn};
 
@@ -30,6 +30,70 @@ pub const MAX_WRITE_HEADERS: usize = 4096;
 /// pending batches; this keeps the store from falling far behind).
 pub const MAX_UNSTORED_HEADERS: u64 = 8192;
 
+/// Consecutive verified headers to store: signed (with their commits, from
+/// v1 or full v2 ranges) or bare (headers-only v2 ranges).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeaderBatch {
+    /// Headers with their commits.
+    Signed(Vec<SignedHeader>),
+    /// Headers without commits, proven by hashes into a verified commitment.
+    Bare(Vec<BareHeader>),
+}
+
+impl HeaderBatch {
+    /// Headers in the batch.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        match self {
+            HeaderBatch::Signed(h) => h.len(),
+            HeaderBatch::Bare(h) => h.len(),
+        }
+    }
+
+    /// True when it holds no header.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The `i`-th header.
+    #[must_use]
+    pub fn header(&self, i: usize) -> Option<&Header> {
+        match self {
+            HeaderBatch::Signed(h) => h.get(i).map(|s| &s.header),
+            HeaderBatch::Bare(h) => h.get(i).map(|b| &b.header),
+        }
+    }
+
+    /// The last header.
+    #[must_use]
+    pub fn last_header(&self) -> Option<&Header> {
+        self.header(self.len().checked_sub(1)?)
+    }
+
+    /// Appends `other` if it is of the same kind; gives it back otherwise.
+    fn append(&mut self, other: HeaderBatch) -> Option<HeaderBatch> {
+        match (self, other) {
+            (HeaderBatch::Signed(a), HeaderBatch::Signed(b)) => a.extend(b),
+            (HeaderBatch::Bare(a), HeaderBatch::Bare(b)) => a.extend(b),
+            (_, other) => return Some(other),
+        }
+        None
+    }
+}
+
+impl From<Vec<SignedHeader>> for HeaderBatch {
+    fn from(headers: Vec<SignedHeader>) -> Self {
+        HeaderBatch::Signed(headers)
+    }
+}
+
+impl From<Vec<BareHeader>> for HeaderBatch {
+    fn from(headers: Vec<BareHeader>) -> Self {
+        HeaderBatch::Bare(headers)
+    }
+}
+
 /// What the writer has done so far.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WriterState {
@@ -42,7 +106,7 @@ pub enum WriterState {
 /// Handle to the writer thread.
 #[derive(Debug)]
 pub struct HeaderWriter {
-    tx: Option<mpsc::Sender<Vec<SignedHeader>>>,
+    tx: Option<mpsc::Sender<HeaderBatch>>,
     state: watch::Receiver<WriterState>,
     task: Option<tokio::task::JoinHandle<()>>,
     /// The writer thread is gone and that was reported once.
@@ -53,7 +117,7 @@ impl HeaderWriter {
     /// Starts the writer on a blocking thread. It counts stored headers into
     /// `metrics` and publishes the stored height.
     pub fn spawn(store: Store, metrics: Arc<HeaderSyncMetrics>) -> HeaderWriter {
-        let (tx, mut rx) = mpsc::channel::<Vec<SignedHeader>>(WRITE_QUEUE);
+        let (tx, mut rx) = mpsc::channel::<HeaderBatch>(WRITE_QUEUE);
         let (state_tx, state) = watch::channel(WriterState::Stored(store.header_height()));
         let task = tokio::task::spawn_blocking(move || {
             while let Some(first) = rx.blocking_recv() {
@@ -89,11 +153,11 @@ impl HeaderWriter {
     /// # Errors
     ///
     /// The writer's failure if it has stopped.
-    pub async fn send(&self, headers: Vec<SignedHeader>) -> Result<(), String> {
+    pub async fn send(&self, headers: impl Into<HeaderBatch>) -> Result<(), String> {
         let Some(tx) = &self.tx else {
             return Err("the header writer is closed".into());
         };
-        if tx.send(headers).await.is_err() {
+        if tx.send(headers.into()).await.is_err() {
             return Err(self.failure());
         }
         Ok(())
@@ -104,10 +168,7 @@ impl HeaderWriter {
     /// # Errors
     ///
     /// `Ok(Some(headers))` when the queue is full; `Err` if the writer stopped.
-    pub fn try_send(
-        &self,
-        headers: Vec<SignedHeader>,
-    ) -> Result<Option<Vec<SignedHeader>>, String> {
+    pub fn try_send(&self, headers: HeaderBatch) -> Result<Option<HeaderBatch>, String> {
         let Some(tx) = &self.tx else {
             return Err("the header writer is closed".into());
         };
@@ -158,29 +219,100 @@ impl HeaderWriter {
     }
 }
 
-/// Stores the batches in one write; if that fails, one by one, so every
-/// batch before a bad one is kept and the error names the bad one.
+/// Stores the batches, each run of batches of one kind in one write; if
+/// that fails, one by one, so every batch before a bad one is kept and the
+/// error names the bad one.
 fn write_group(
     store: &Store,
     metrics: &HeaderSyncMetrics,
-    batches: Vec<Vec<SignedHeader>>,
+    batches: Vec<HeaderBatch>,
 ) -> Result<(), StoreError> {
-    let lengths: Vec<usize> = batches.iter().map(Vec::len).collect();
-    let group: Vec<SignedHeader> = batches.into_iter().flatten().collect();
-    let Err(error) = write(store, metrics, &group) else {
+    let mut runs: Vec<(HeaderBatch, Vec<usize>)> = Vec::new();
+    for batch in batches {
+        let len = batch.len();
+        let rejected = match runs.last_mut() {
+            Some((run, lengths)) => {
+                let back = run.append(batch);
+                if back.is_none() {
+                    lengths.push(len);
+                }
+                back
+            }
+            None => Some(batch),
+        };
+        if let Some(batch) = rejected {
+            runs.push((batch, vec![len]));
+        }
+    }
+    for (group, lengths) in runs {
+        write_run(store, metrics, group, &lengths)?;
+    }
+    Ok(())
+}
+
+fn write_run(
+    store: &Store,
+    metrics: &HeaderSyncMetrics,
+    group: HeaderBatch,
+    lengths: &[usize],
+) -> Result<(), StoreError> {
+    let Err(error) = write(store, metrics, group.slice(0, group.len())) else {
         return Ok(());
     };
     if lengths.len() == 1 {
         return Err(error);
     }
     warn!(%error, batches = lengths.len(), "storing a group of batches failed; storing them one by one");
-    let mut rest = group.as_slice();
-    for length in lengths {
-        let (batch, after) = rest.split_at(length.min(rest.len()));
-        write(store, metrics, batch)?;
-        rest = after;
+    let mut at = 0;
+    for &length in lengths {
+        write(store, metrics, group.slice(at, length))?;
+        at += length;
     }
     Ok(())
+}
+
+/// Part of a [`HeaderBatch`].
+#[derive(Clone, Copy)]
+enum BatchRef<'a> {
+    Signed(&'a [SignedHeader]),
+    Bare(&'a [BareHeader]),
+}
+
+impl BatchRef<'_> {
+    fn len(&self) -> usize {
+        match self {
+            BatchRef::Signed(h) => h.len(),
+            BatchRef::Bare(h) => h.len(),
+        }
+    }
+
+    fn first(&self) -> Option<&Header> {
+        match self {
+            BatchRef::Signed(h) => h.first().map(|s| &s.header),
+            BatchRef::Bare(h) => h.first().map(|b| &b.header),
+        }
+    }
+
+    fn rest(self) -> Self {
+        match self {
+            BatchRef::Signed(h) => BatchRef::Signed(h.get(1..).unwrap_or_default()),
+            BatchRef::Bare(h) => BatchRef::Bare(h.get(1..).unwrap_or_default()),
+        }
+    }
+}
+
+impl HeaderBatch {
+    /// `len` headers from index `at` (clamped to the batch).
+    fn slice(&self, at: usize, len: usize) -> BatchRef<'_> {
+        fn part<T>(items: &[T], at: usize, len: usize) -> &[T] {
+            let at = at.min(items.len());
+            &items[at..at + len.min(items.len() - at)]
+        }
+        match self {
+            HeaderBatch::Signed(h) => BatchRef::Signed(part(h, at, len)),
+            HeaderBatch::Bare(h) => BatchRef::Bare(part(h, at, len)),
+        }
+    }
 }
 
 /// Stores `headers`. Headers already stored (another writer got there first,
@@ -189,29 +321,29 @@ fn write_group(
 fn write(
     store: &Store,
     metrics: &HeaderSyncMetrics,
-    headers: &[SignedHeader],
+    mut headers: BatchRef<'_>,
 ) -> Result<(), StoreError> {
     let stored = store.header_height();
-    let mut headers = headers;
     while let Some(first) = headers.first()
-        && first.header.height <= stored
+        && first.height <= stored
     {
-        let height = first.header.height;
+        let height = first.height;
         let same = store
             .load_header(height)?
-            .is_some_and(|h| h.hash() == first.header.hash());
+            .is_some_and(|h| h.hash() == first.hash());
         if !same {
             return Err(StoreError::HeaderHeightGap {
                 expected: stored + 1,
                 got: height,
             });
         }
-        headers = &headers[1..];
+        headers = headers.rest();
     }
-    if headers.is_empty() {
-        return Ok(());
+    match headers {
+        _ if headers.len() == 0 => return Ok(()),
+        BatchRef::Signed(h) => store.save_headers(h)?,
+        BatchRef::Bare(h) => store.save_bare_headers(h)?,
     }
-    store.save_headers(headers)?;
     metrics
         .headers_synced
         .fetch_add(headers.len() as u64, Ordering::Relaxed);
@@ -221,6 +353,7 @@ fn write(
     debug!(
         count = headers.len(),
         height = store.header_height(),
+        bare = matches!(headers, BatchRef::Bare(_)),
         "stored a group of headers"
     );
     Ok(())
@@ -270,9 +403,9 @@ mod tests {
         let writer = HeaderWriter::spawn(store.clone(), Arc::default());
         let mut given_back = 0;
         for one in headers.chunks(1) {
-            if let Some(back) = writer.try_send(one.to_vec()).unwrap() {
+            if let Some(back) = writer.try_send(one.to_vec().into()).unwrap() {
                 given_back += 1;
-                assert_eq!(back, one.to_vec());
+                assert_eq!(back, HeaderBatch::Signed(one.to_vec()));
                 // Nothing is lost: the caller keeps it and queues it later.
                 writer.send(back).await.unwrap();
             }

@@ -15,12 +15,14 @@ use std::{
 };
 
 use headway_chain::{ChainGenerator, Corruption, GeneratedBlock, GeneratorConfig, HeaderExt};
-use headway_headersync::v2::{
-    RangeError, RangeEvent, RangeFailure, RangeSync, RangeSyncConfig, verify_range,
+use headway_headersync::{
+    v2::{RangeError, RangeEvent, RangeFailure, RangeSync, RangeSyncConfig, verify_range},
+    writer::HeaderBatch,
 };
 use headway_mmr::{MemStore, Mmr};
 use headway_wire::{
-    GetHeadersV2, Hash, HeadersV2Response, HeadersV2Result, MmrProof, ProofKind, SignedHeader,
+    BareHeader, GetHeadersV2, Hash, Header, HeadersV2Response, HeadersV2Result, MmrProof,
+    ProofKind, SignedHeader,
 };
 
 const LEN: usize = 1200;
@@ -87,13 +89,18 @@ fn proof(first: u64, last: u64, kind: ProofKind) -> MmrProof {
 fn honest(request: &GetHeadersV2, budget: u32) -> HeadersV2Response {
     let last =
         (request.start_height + u64::from(request.count.min(budget)) - 1).min(request.end_height);
-    let headers = (request.start_height..=last).map(signed).collect();
+    let headers: Vec<SignedHeader> = (request.start_height..=last).map(signed).collect();
+    let proof = proof(request.start_height, last, request.proof_kind);
     HeadersV2Response {
         start_height: request.start_height,
         end_height: request.end_height,
-        result: HeadersV2Result::Headers {
-            headers,
-            proof: proof(request.start_height, last, request.proof_kind),
+        result: if request.headers_only {
+            HeadersV2Result::BareHeaders {
+                headers: headers.iter().map(BareHeader::from).collect(),
+                proof,
+            }
+        } else {
+            HeadersV2Result::Headers { headers, proof }
         },
     }
 }
@@ -105,6 +112,8 @@ enum Peer {
     Budget(u32),
     BadProof,
     ForgedMiddle,
+    /// Answers with the other kind of headers than asked for (bare for signed).
+    WrongKind,
     OtherCommitment,
     Unsupported,
     Silent,
@@ -126,7 +135,9 @@ struct Sim {
         ),
     >,
     seq: u64,
-    stored: Vec<SignedHeader>,
+    stored: Vec<Header>,
+    /// Whether every handed-out batch was bare (else every one signed).
+    bare: Option<bool>,
     banned: BTreeSet<u32>,
     unusable: BTreeSet<u32>,
     served: HashMap<u32, u64>,
@@ -153,7 +164,8 @@ impl Sim {
             queue: BinaryHeap::new(),
             pending: HashMap::new(),
             seq: 0,
-            stored: vec![signed(1)],
+            stored: vec![signed(1).header],
+            bare: None,
             banned: BTreeSet::new(),
             unusable: BTreeSet::new(),
             served: HashMap::new(),
@@ -176,7 +188,8 @@ impl Sim {
             Peer::Budget(n) => (Some(honest(&request, n)), None),
             Peer::BadProof => {
                 let mut r = honest(&request, u32::MAX);
-                if let HeadersV2Result::Headers { proof, .. } = &mut r.result
+                if let HeadersV2Result::Headers { proof, .. }
+                | HeadersV2Result::BareHeaders { proof, .. } = &mut r.result
                     && let Some(h) = proof.hashes.first_mut()
                 {
                     h.0[0] ^= 1;
@@ -185,17 +198,30 @@ impl Sim {
             }
             Peer::ForgedMiddle => {
                 let mut r = honest(&request, u32::MAX);
-                if let HeadersV2Result::Headers { headers, .. } = &mut r.result
-                    && headers.len() >= 3
-                {
-                    let mid = headers.len() / 2;
-                    let block = &f.chain[headers[mid].header.height as usize - 1];
-                    headers[mid] = f
-                        .generator
-                        .corrupt(block, Corruption::WrongStateRoot)
-                        .signed_header;
+                let forged = |height: u64| {
+                    f.generator
+                        .corrupt(&f.chain[height as usize - 1], Corruption::WrongStateRoot)
+                        .signed_header
+                };
+                match &mut r.result {
+                    HeadersV2Result::Headers { headers, .. } if headers.len() >= 3 => {
+                        let mid = headers.len() / 2;
+                        headers[mid] = forged(headers[mid].header.height);
+                    }
+                    HeadersV2Result::BareHeaders { headers, .. } if headers.len() >= 3 => {
+                        let mid = headers.len() / 2;
+                        headers[mid] = BareHeader::from(&forged(headers[mid].header.height));
+                    }
+                    _ => {}
                 }
                 (Some(r), None)
+            }
+            Peer::WrongKind => {
+                let flipped = GetHeadersV2 {
+                    headers_only: !request.headers_only,
+                    ..request
+                };
+                (Some(honest(&flipped, u32::MAX)), None)
             }
             Peer::OtherCommitment => (
                 Some(HeadersV2Response {
@@ -221,13 +247,16 @@ impl Sim {
                 progressed = true;
                 match event {
                     RangeEvent::Ready(headers) => {
-                        let prev = self.stored.last().unwrap().header.hash();
+                        let prev = self.stored.last().unwrap().hash();
                         assert_eq!(
-                            headers[0].header.last_block_id.unwrap().hash,
+                            headers.header(0).unwrap().last_block_id.unwrap().hash,
                             prev,
                             "handed out in order, linked"
                         );
-                        self.stored.extend(headers);
+                        let bare = matches!(headers, HeaderBatch::Bare(_));
+                        assert_eq!(*self.bare.get_or_insert(bare), bare, "one kind per run");
+                        self.stored
+                            .extend((0..headers.len()).map(|i| headers.header(i).unwrap().clone()));
                     }
                     RangeEvent::Ban { peer, .. } => {
                         self.banned.insert(peer);
@@ -307,7 +336,7 @@ impl Sim {
         for (i, h) in self.stored.iter().enumerate() {
             assert_eq!(
                 h,
-                &fixture().chain[i].signed_header,
+                &fixture().chain[i].signed_header.header,
                 "exactly the real chain"
             );
         }
@@ -362,6 +391,33 @@ fn peers_serving_ranges_that_do_not_prove_are_banned() {
     sim.assert_complete();
     assert_eq!(sim.banned, BTreeSet::from([2, 3, 4]));
     assert!(sim.planner.counters().ranges_failed >= 2);
+}
+
+#[test]
+fn headers_only_ranges_are_verified_handed_out_bare_and_forgers_banned() {
+    let mut sim = Sim::new(RangeSyncConfig {
+        headers_only: true,
+        ..config()
+    });
+    sim.add(1, Peer::Honest, 30);
+    sim.add(2, Peer::BadProof, 1);
+    sim.add(3, Peer::ForgedMiddle, 1);
+    sim.add(4, Peer::WrongKind, 1);
+    sim.run(Duration::from_secs(120));
+    sim.assert_complete();
+    assert_eq!(sim.bare, Some(true), "stored without commits");
+    assert_eq!(sim.banned, BTreeSet::from([2, 3, 4]));
+}
+
+#[test]
+fn signed_headers_for_a_signed_request_only() {
+    let mut sim = Sim::new(config());
+    sim.add(1, Peer::Honest, 30);
+    sim.add(2, Peer::WrongKind, 1);
+    sim.run(Duration::from_secs(120));
+    sim.assert_complete();
+    assert_eq!(sim.bare, Some(false));
+    assert_eq!(sim.banned, BTreeSet::from([2]));
 }
 
 #[test]
@@ -450,6 +506,57 @@ fn verify(
         proof,
         kind,
     )
+}
+
+#[test]
+fn bare_ranges_verify_by_hashes_and_forgeries_fail() {
+    let f = fixture();
+    let chain_id = &f.chain[0].signed_header.header.chain_id;
+    let bare: Vec<BareHeader> = (590..=610).map(|h| BareHeader::from(&signed(h))).collect();
+    let good = proof(590, 610, ProofKind::LastLeaf);
+    let check = |headers: &[BareHeader], proof: &MmrProof| {
+        verify_range(
+            chain_id,
+            &commitment(),
+            x(),
+            590,
+            headers,
+            proof,
+            ProofKind::LastLeaf,
+        )
+    };
+    assert_eq!(check(&bare, &good).unwrap().len(), 21);
+    let mut bad = good.clone();
+    bad.hashes[0].0[5] ^= 1;
+    assert!(matches!(check(&bare, &bad), Err(RangeError::Proof { .. })));
+    // A forged header in the middle breaks the linkage after it.
+    let mut forged = bare.clone();
+    forged[10] = BareHeader::from(
+        &f.generator
+            .corrupt(&f.chain[599], Corruption::WrongStateRoot)
+            .signed_header,
+    );
+    assert!(matches!(
+        check(&forged, &good),
+        Err(RangeError::Linkage { height: 601 })
+    ));
+    // A wrong validator set attached, or a set dropped where it changes
+    // (caught when storing), is not accepted silently: a wrong one fails here.
+    let with_set = bare
+        .iter()
+        .position(|h| h.validator_set.is_some())
+        .expect("the replacement at 600 attaches a set");
+    let height = bare[with_set].header.height;
+    let mut wrong_set = bare.clone();
+    wrong_set[with_set] = BareHeader::from(
+        &f.generator
+            .corrupt(&f.chain[height as usize - 1], Corruption::WrongValidatorSet)
+            .signed_header,
+    );
+    assert!(matches!(
+        check(&wrong_set, &good),
+        Err(RangeError::Binding { .. })
+    ));
 }
 
 #[test]

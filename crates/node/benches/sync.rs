@@ -24,7 +24,7 @@
 //! - `HEADWAY_BENCH_PLOT`: where the PNG goes (default `docs/bench/header-sync.png`).
 //! - `HEADWAY_BENCH_ONLY=issue8|issue9|v1|v2|pair|cache`: one part only (`v2`:
 //!   v2 with 8 peers on loopback and at +50 ms, or at the added RTTs listed in
-//!   `HEADWAY_BENCH_RTT_MS=0,50`, for profiling; `pair`: v1 then v2 there; `v1`: the
+//!   `HEADWAY_BENCH_RTT_MS=0,50`, for profiling; `pair`: v1 then v2 there; both also run v2 headers-only; `v1`: the
 //!   issue 8 v1 runs alone, once, for profiling;
 //!   results.json and the plot are then not written).
 //!
@@ -164,6 +164,13 @@ fn main() {
                 from_checkpoint.clone(),
             ));
             print_cell("v2", &scenario, &run);
+            let run = client.block_on(contenders::run_v2(
+                &env,
+                scenario,
+                ReactorConfig::default(),
+                headers_only(from_checkpoint.clone()),
+            ));
+            print_cell("v2-bare", &scenario, &run);
         }
         return;
     }
@@ -331,6 +338,14 @@ fn issue9(client: &tokio::runtime::Runtime, env: &Env, chain: &Chain) -> Value {
             ));
             print_cell("v2", &scenario, &run);
             cells.push(cell_json("v2", &scenario, &run));
+            let run = client.block_on(contenders::run_v2(
+                env,
+                scenario,
+                ReactorConfig::default(),
+                headers_only(checkpoint_config(chain)),
+            ));
+            print_cell("v2-bare", &scenario, &run);
+            cells.push(cell_json("v2-bare", &scenario, &run));
             if peers == ISSUE8_PEERS {
                 let run = client.block_on(contenders::run_v2(
                     env,
@@ -346,6 +361,7 @@ fn issue9(client: &tokio::runtime::Runtime, env: &Env, chain: &Chain) -> Value {
     json!({
         "v1": "ReactorConfig::default(), serving rate limit DEFAULT_GET_HEADERS_PER_WINDOW",
         "v2": format!("SyncMode::V2, ParallelConfig::default() with checkpoint HeaderHash at height {checkpoint} (tip - {CHECKPOINT_BEHIND})"),
+        "v2-bare": "as v2, with RangeSyncConfig::headers_only (GetHeadersV2.headers_only: headers stored without commits)",
         "v2-genesis": "SyncMode::V2, ParallelConfig::default() (no checkpoint: bootstrap by bisection from genesis)",
         "cells": cells,
     })
@@ -361,6 +377,12 @@ fn checkpoint_config(chain: &Chain) -> ParallelConfig {
         }),
         ..ParallelConfig::default()
     }
+}
+
+/// `config` asking for headers without commits.
+fn headers_only(mut config: ParallelConfig) -> ParallelConfig {
+    config.ranges.headers_only = true;
+    config
 }
 
 /// Loopback with `peers` serving peers allowing `rate` `GetHeaders` per second.
@@ -495,7 +517,7 @@ fn draw(results: &Value, len: u64) -> Vec<u8> {
         .cloned()
         .unwrap_or_default();
     let mut panels: Vec<plot::Panel> = Vec::new();
-    for contender in ["v1", "v2"] {
+    for contender in ["v1", "v2", "v2-bare"] {
         let mut series = Vec::new();
         for cell in cells.iter().filter(|c| c["contender"] == contender) {
             let peers = cell["peers"].as_u64().unwrap_or(0);
@@ -528,7 +550,8 @@ fn draw(results: &Value, len: u64) -> Vec<u8> {
         if !series.is_empty() {
             let title = match contender {
                 "v1" => "V1 (DEFAULTS)".to_owned(),
-                _ => format!("V2 (CHECKPOINT AT TIP - {CHECKPOINT_BEHIND})"),
+                "v2" => format!("V2 (CHECKPOINT AT TIP - {CHECKPOINT_BEHIND})"),
+                _ => "V2 HEADERS ONLY (SAME CHECKPOINT)".to_owned(),
             };
             panels.push(plot::Panel { title, series });
         }

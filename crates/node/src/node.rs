@@ -221,9 +221,10 @@ fn reactor_config(config: &Config) -> Result<ReactorConfig> {
     let timeout = Duration::from_millis(config.sync.request_timeout_ms);
     reactor.pool.request_timeout = timeout;
     reactor.pool.ban_duration = Duration::from_secs(config.sync.ban_seconds);
-    if config.sync.header_sync == HeaderSyncMode::V2 {
+    if config.sync.header_sync.is_v2() {
         let mut parallel = ParallelConfig::default();
         parallel.ranges.request_timeout = timeout;
+        parallel.ranges.headers_only = config.sync.header_sync == HeaderSyncMode::V2HeadersOnly;
         parallel.checkpoint = config
             .sync
             .checkpoint

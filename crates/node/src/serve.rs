@@ -4,7 +4,7 @@ use headway_headersync::{SignedHeaderSource, answer_get_headers, server::get_hea
 use headway_net::Responder;
 use headway_store::{Store, StoreError};
 use headway_wire::{
-    BlocksResponse, ErrorCode, ErrorResponse, GetBlocks, GetHeaderChain, GetHeadersV2,
+    BareHeader, BlocksResponse, ErrorCode, ErrorResponse, GetBlocks, GetHeaderChain, GetHeadersV2,
     GetSkipChain, GetSnapshot, HeaderChainResponse, HeadersV2Response, HeadersV2Result, MmrProof,
     ProofKind, Request, Response, SignedHeader, SkipChainResponse, SnapshotData,
     ValidatorSetResponse,
@@ -94,36 +94,65 @@ fn encoded_headers_v2(
         .start_height
         .saturating_add(u64::from(q.count) - 1)
         .min(q.end_height);
-    let mut headers = Vec::new();
-    let mut bytes = 0usize;
-    let mut next = q.start_height;
-    'read: while next <= last {
-        let chunk =
-            store.load_encoded_signed_headers(next, (last - next + 1).min(V2_READ_CHUNK))?;
-        if chunk.is_empty() {
-            break;
-        }
-        for signed in chunk {
-            bytes += signed.len() + 4;
-            if bytes > HEADERS_V2_BUDGET && !headers.is_empty() {
-                break 'read;
-            }
-            next += 1;
-            headers.push(signed);
-        }
-    }
+    let headers = if q.headers_only {
+        read_budgeted(
+            |from, n| store.load_encoded_bare_headers(from, n),
+            |h| h.len() + 4,
+            q.start_height,
+            last,
+        )?
+    } else {
+        read_budgeted(
+            |from, n| store.load_encoded_signed_headers(from, n),
+            |h| h.len() + 4,
+            q.start_height,
+            last,
+        )?
+    };
     if headers.is_empty() {
         return Ok(None);
     }
-    let last = next - 1;
-    let proof = match q.proof_kind {
+    let last = q.start_height + headers.len() as u64 - 1;
+    let proof = mmr_proof(&match q.proof_kind {
         ProofKind::LastLeaf => store.prove_header(last, q.end_height)?,
         ProofKind::Range => store.prove_header_range(q.start_height, last, q.end_height)?,
+    });
+    let frame = if q.headers_only {
+        EncodedResponse::bare_headers_v2(q.start_height, q.end_height, &headers, &proof)
+    } else {
+        EncodedResponse::headers_v2(q.start_height, q.end_height, &headers, &proof)
     };
-    Ok(
-        EncodedResponse::headers_v2(q.start_height, q.end_height, &headers, &mmr_proof(&proof))
-            .ok(),
-    )
+    Ok(frame.ok())
+}
+
+/// Consecutive headers from `start` up to `last`, read [`V2_READ_CHUNK`] at
+/// a time (so a range of huge headers stops at [`HEADERS_V2_BUDGET`]
+/// without loading the whole range first) until the loader has no more or
+/// the budget is spent; at least one header when there is one.
+fn read_budgeted<T>(
+    mut load: impl FnMut(u64, u64) -> Result<Vec<T>, StoreError>,
+    size: impl Fn(&T) -> usize,
+    start: u64,
+    last: u64,
+) -> Result<Vec<T>, StoreError> {
+    let mut headers = Vec::new();
+    let mut bytes = 0usize;
+    let mut next = start;
+    while next <= last {
+        let chunk = load(next, (last - next + 1).min(V2_READ_CHUNK))?;
+        if chunk.is_empty() {
+            break;
+        }
+        for header in chunk {
+            bytes += size(&header);
+            if bytes > HEADERS_V2_BUDGET && !headers.is_empty() {
+                return Ok(headers);
+            }
+            next += 1;
+            headers.push(header);
+        }
+    }
+    Ok(headers)
 }
 
 /// Answers `request` (rate limiting is done by the caller).
@@ -187,28 +216,31 @@ fn headers_v2(store: &Store, q: &GetHeadersV2) -> Result<Response, StoreError> {
         .start_height
         .saturating_add(u64::from(q.count) - 1)
         .min(q.end_height);
-    // Read in chunks so a range of huge headers stops at the byte budget
-    // without loading the whole range first.
-    let mut headers = Vec::new();
-    let mut bytes = 0usize;
-    let mut next = q.start_height;
-    'read: while next <= last {
-        let chunk = store.load_signed_headers(next, (last - next + 1).min(V2_READ_CHUNK))?;
-        if chunk.is_empty() {
-            break;
-        }
-        for signed in chunk {
-            bytes += signed.encoded_len_bound();
-            if bytes > HEADERS_V2_BUDGET && !headers.is_empty() {
-                break 'read;
-            }
-            next = signed.header.height + 1;
-            headers.push(signed);
-        }
-    }
-    let Some(last) = headers.last().map(|h| h.header.height) else {
-        return Ok(error(ErrorCode::NotFound, "no headers from start_height"));
+    let (result, count) = if q.headers_only {
+        let headers = read_budgeted(
+            |from, n| store.load_bare_headers(from, n),
+            BareHeader::encoded_len_bound,
+            q.start_height,
+            last,
+        )?;
+        let count = headers.len();
+        let result: ResultFn = Box::new(move |proof| HeadersV2Result::BareHeaders { headers, proof });
+        (result, count)
+    } else {
+        let headers = read_budgeted(
+            |from, n| store.load_signed_headers(from, n),
+            SignedHeader::encoded_len_bound,
+            q.start_height,
+            last,
+        )?;
+        let count = headers.len();
+        let result: ResultFn = Box::new(move |proof| HeadersV2Result::Headers { headers, proof });
+        (result, count)
     };
+    if count == 0 {
+        return Ok(error(ErrorCode::NotFound, "no headers from start_height"));
+    }
+    let last = q.start_height + count as u64 - 1;
     let proof = match q.proof_kind {
         ProofKind::LastLeaf => store.prove_header(last, q.end_height)?,
         ProofKind::Range => store.prove_header_range(q.start_height, last, q.end_height)?,
@@ -216,12 +248,12 @@ fn headers_v2(store: &Store, q: &GetHeadersV2) -> Result<Response, StoreError> {
     Ok(Response::HeadersV2(HeadersV2Response {
         start_height: q.start_height,
         end_height: q.end_height,
-        result: HeadersV2Result::Headers {
-            headers,
-            proof: mmr_proof(&proof),
-        },
+        result: result(mmr_proof(&proof)),
     }))
 }
+
+/// Builds a v2 result around its proof (made once the header count is known).
+type ResultFn = Box<dyn FnOnce(MmrProof) -> HeadersV2Result>;
 
 /// The wire form of an MMR proof.
 pub fn mmr_proof(proof: &headway_mmr::Proof) -> MmrProof {
