@@ -1,6 +1,9 @@
 //! The block store (seed 003, R4 and R6): headers and commits stored without
 //! bodies, a header height apart from the contiguous block height, a hash
-//! index, validator sets where they change, and bodies.
+//! index, validator sets where they change, and bodies. Headers-only sync
+//! stores headers without their commits (format 4): `save_bare_headers`
+//! shares `save_headers`' checks and staging (`stage_headers`, generic over
+//! [`BatchHeader`]), and the row simply holds no commit.
 //!
 //! Format 3 keeps the per-header cost of a header batch low by writing few
 //! sled keys: the batch's headers and commits go into header segments (up to
@@ -14,7 +17,8 @@ use std::sync::atomic::Ordering;
 use headway_chain::{HeaderExt as _, ValidatorSetExt as _, data_hash};
 use headway_mmr::Mmr;
 use headway_wire::{
-    Block, BlockId, BlockMeta, Commit, Hash, Header, SignedHeader, ValidatorSet, raw,
+    BareHeader, Block, BlockId, BlockMeta, Commit, Hash, Header, SignedHeader, ValidatorSet,
+    WireError, raw,
 };
 
 use prost::Message as _;
@@ -23,16 +27,38 @@ use tracing::{debug, warn};
 use crate::hash_index;
 use crate::history::{SledNodes, node_count_for_leaves};
 use crate::keys;
-use crate::segment::{self, MAX_SEGMENT_HEADERS, SegmentBuilder};
+use crate::segment::{self, MAX_SEGMENT_HEADERS, Row, Segment, SegmentBuilder};
 use crate::store::{LastHeader, decode_raw};
 use crate::{Store, StoreError};
 
 impl Store {
     /// The height of the highest stored header: headers `1..=header_height`
-    /// are all stored (with their commits). Header-only storage advances it.
+    /// are all stored, each with its commit unless it was stored by
+    /// [`Store::save_bare_headers`] (see [`Store::bare_height`]). Header-only
+    /// storage advances it.
     #[must_use]
     pub fn header_height(&self) -> u64 {
         self.inner.header_height.load(Ordering::SeqCst)
+    }
+
+    /// The highest height of a header stored without its commit (by
+    /// [`Store::save_bare_headers`]), or 0 if every stored header has its
+    /// commit. Persisted with the batches, so it survives a restart.
+    ///
+    /// Every header above it (`bare_height() + 1 ..= header_height()`) is
+    /// stored with its commit, so signed headers can be served exactly for
+    /// that range when the bare batches come first (the normal case:
+    /// headers-only sync below a verified tip, then signed headers above
+    /// it). It says nothing about the heights below it: a signed batch
+    /// stored before a bare one keeps its commits there, and
+    /// [`Store::load_signed_headers`] checks row by row.
+    ///
+    /// A batch updates it before the header height, so reading
+    /// [`Store::header_height`] first and this second never shows a bare
+    /// header as signed.
+    #[must_use]
+    pub fn bare_height(&self) -> u64 {
+        self.inner.bare_height.load(Ordering::SeqCst)
     }
 
     /// The contiguous block height: the bodies of blocks `1..=block_height`
@@ -46,9 +72,9 @@ impl Store {
     /// Stores a verified batch of signed headers without bodies, with their
     /// commits, hash index entries, validator sets where they change, and
     /// history MMR nodes: one atomic, flushed batch. Headers and commits go
-    /// into header segments of at most [`MAX_SEGMENT_HEADERS`] rows and the
-    /// MMR nodes into one chunk, so a batch costs few sled keys besides the
-    /// hash index's one per header.
+    /// into header segments of at most 256 rows, the MMR nodes into one
+    /// chunk and the hash index entries into one sorted run, so a batch
+    /// costs few sled keys.
     ///
     /// The batch must start at `header_height() + 1` and be contiguous. The
     /// store checks what is cheap and binds the data together (it does not
@@ -63,13 +89,50 @@ impl Store {
     /// gaps and overlaps; the binding errors listed on [`StoreError`]. Nothing
     /// is stored when an error is returned.
     pub fn save_headers(&self, headers: &[SignedHeader]) -> Result<(), StoreError> {
+        self.save_batch(headers, "storing headers")
+    }
+
+    /// Stores a batch of headers *without their commits* (headers-only sync:
+    /// headers verified by their hashes alone, against a history commitment
+    /// in a verified header), with hash index entries, validator sets where
+    /// they change, and history MMR nodes: one atomic, flushed batch, as
+    /// [`Store::save_headers`] with exactly its checks except the commit's.
+    /// Each header must link to the previous one, keep the chain id, carry
+    /// the history root of the headers before it, and have its validator set
+    /// attached where the set changes (and at height 1), the set hashing to
+    /// its `validators_hash`.
+    ///
+    /// Bare and signed batches may follow each other in any order. The
+    /// headers are then served by [`Store::load_header`],
+    /// [`Store::load_bare_headers`], [`Store::height_of`] and the history
+    /// proofs like any other, but not as signed headers:
+    /// [`Store::load_commit`] and [`Store::load_signed_header`] give `None`
+    /// for them, and [`Store::load_signed_headers`] stops before them.
+    /// Raises [`Store::bare_height`] to the batch's last height.
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::save_headers`] (never [`StoreError::CommitMismatch`]).
+    /// Nothing is stored when an error is returned.
+    pub fn save_bare_headers(&self, headers: &[BareHeader]) -> Result<(), StoreError> {
+        self.save_batch(headers, "storing bare headers")
+    }
+
+    /// The one write path of header batches, signed or bare: checks and
+    /// stages the rows, the MMR chunk and the hash index run, then commits
+    /// them with the header and bare heights in one atomic, flushed batch.
+    fn save_batch<H: BatchHeader>(
+        &self,
+        headers: &[H],
+        context: &'static str,
+    ) -> Result<(), StoreError> {
         let first = headers.first().ok_or(StoreError::EmptyBatch)?;
         let writer = &mut *self.inner.writer()?;
         let expected = self.header_height() + 1;
-        if first.header.height != expected {
+        if first.header().height != expected {
             return Err(StoreError::HeaderHeightGap {
                 expected,
-                got: first.header.height,
+                got: first.header().height,
             });
         }
         let start_leaves = writer.mmr.leaf_count();
@@ -84,17 +147,17 @@ impl Store {
             &mut batch,
             &mut entries,
         )
-        .and_then(|last| writer.mmr.store().stage(&mut batch).map(|()| last))
-        .and_then(|last| {
+        .and_then(|staged| writer.mmr.store().stage(&mut batch).map(|()| staged))
+        .and_then(|staged| {
             let index = self
                 .inner
                 .hash_index
                 .read()
                 .map_err(|_| StoreError::Poisoned)?;
             let next = index.stage(&self.inner.db, &mut batch, entries, expected)?;
-            Ok((last, next))
+            Ok((staged, next))
         });
-        let (last, next_index) = match staged {
+        let (staged, next_index) = match staged {
             Ok(staged) => staged,
             Err(error) => {
                 self.rewind_mmr(&mut writer.mmr, start_leaves);
@@ -102,24 +165,36 @@ impl Store {
             }
         };
         let top = expected + headers.len() as u64 - 1;
+        let bare = staged.bare_top.unwrap_or_else(|| self.bare_height());
         batch.insert(keys::HEADER_HEIGHT, &top.to_be_bytes()[..]);
+        // Written with every batch, not only bare ones, so that a batch that
+        // reached sled but whose flush failed cannot leave a stale value.
+        batch.insert(keys::BARE_HEIGHT, &bare.to_be_bytes()[..]);
         let applied = match self.inner.hash_index.write() {
             Ok(mut index) => self
                 .inner
                 .db
                 .apply_batch(batch)
                 .map(|()| *index = next_index)
-                .map_err(StoreError::engine("storing headers")),
+                .map_err(StoreError::engine(context)),
             Err(_) => Err(StoreError::Poisoned),
         };
-        if let Err(error) = applied.and_then(|()| self.inner.flush_if_durable("storing headers")) {
+        if let Err(error) = applied.and_then(|()| self.inner.flush_if_durable(context)) {
             self.rewind_mmr(&mut writer.mmr, start_leaves);
             return Err(error);
         }
         writer.mmr.store().mark_persisted();
-        writer.last_header = Some(last);
+        writer.last_header = Some(staged.last);
+        // The bare height first: see `bare_height`.
+        self.inner.bare_height.store(bare, Ordering::SeqCst);
         self.inner.header_height.store(top, Ordering::SeqCst);
-        debug!(from = expected, to = top, "stored headers");
+        debug!(
+            from = expected,
+            to = top,
+            bare_height = bare,
+            context,
+            "stored a header batch"
+        );
         Ok(())
     }
 
@@ -223,7 +298,9 @@ impl Store {
         self.with_row(height, |s, row| s.header(row)).map(Some)
     }
 
-    /// The commit of the header at `height`, or `None` above the header height.
+    /// The commit of the header at `height`, or `None` above the header
+    /// height or if the header was stored without its commit
+    /// ([`Store::save_bare_headers`]).
     ///
     /// # Errors
     ///
@@ -232,12 +309,16 @@ impl Store {
         if height == 0 || height > self.header_height() {
             return Ok(None);
         }
-        self.with_row(height, |s, row| s.commit(row)).map(Some)
+        self.with_row(height, |s, row| s.commit(row))
     }
 
     /// The header at `height` with its commit and, if the validator set
     /// changes at this height, the set: what a `HeadersResponse` carries.
     /// For several consecutive heights use [`Store::load_signed_headers`].
+    ///
+    /// `None` above the header height, and for a header stored without its
+    /// commit ([`Store::save_bare_headers`]): a signed header needs its
+    /// commit ([`Store::load_header`] still gives the header).
     ///
     /// # Errors
     ///
@@ -246,13 +327,20 @@ impl Store {
         if height == 0 || height > self.header_height() {
             return Ok(None);
         }
-        let (header, commit) =
-            self.with_row(height, |s, row| Ok((s.header(row)?, s.commit(row)?)))?;
+        let parts = self.with_row(height, |s, row| {
+            let Some(commit) = s.commit(row)? else {
+                return Ok(None);
+            };
+            Ok(Some((s.header(row)?, commit)))
+        })?;
+        let Some((header, commit)) = parts else {
+            return Ok(None);
+        };
         let key = keys::by_u64(keys::VALIDATOR_SET, height);
         let validator_set = self
             .inner
             .get(&key, "reading a validator set")?
-            .map(|v| decode_raw::<raw::ValidatorSet, ValidatorSet>(&key, &v, "validator set"))
+            .map(|v| decode_set(height, &v))
             .transpose()?;
         Ok(Some(SignedHeader {
             header,
@@ -267,6 +355,12 @@ impl Store {
     /// (250) sends. Reads each header segment once and the validator sets of
     /// the range with one scan, instead of a segment lookup per header.
     ///
+    /// Stops before the first header of the range stored without its commit
+    /// ([`Store::save_bare_headers`]): the result is the longest prefix of the
+    /// range whose headers are all signed, so it is empty if the header at
+    /// `start_height` is bare. Heights above [`Store::bare_height`] are always
+    /// signed.
+    ///
     /// Empty if `start_height` is 0 or above the header height, or `count` is
     /// 0. The result holds every header of the range, so callers bound
     /// `count` (the protocol's limits do).
@@ -279,45 +373,20 @@ impl Store {
         start_height: u64,
         count: u64,
     ) -> Result<Vec<SignedHeader>, StoreError> {
-        let header_height = self.header_height();
-        if start_height == 0 || start_height > header_height || count == 0 {
-            return Ok(Vec::new());
-        }
-        let end = start_height.saturating_add(count - 1).min(header_height);
-        let from = keys::by_u64(keys::VALIDATOR_SET, start_height);
-        let to = keys::by_u64(keys::VALIDATOR_SET, end);
-        let mut sets = std::collections::BTreeMap::new();
-        for row in self.inner.db.range(from..=to) {
-            let (key, value) = row.map_err(StoreError::engine("reading a validator set"))?;
-            let height = keys::u64_at(&key, 1)
-                .ok_or_else(|| StoreError::corrupt(&key, "malformed validator set key"))?;
-            let set = decode_raw::<raw::ValidatorSet, ValidatorSet>(&key, &value, "validator set")?;
-            sets.insert(height, set);
-        }
-        let len = usize::try_from(end - start_height + 1).unwrap_or(usize::MAX);
-        let mut out = Vec::with_capacity(len.min(4 * MAX_SEGMENT_HEADERS));
-        let mut next = start_height;
-        while next <= end {
-            let segment = segment::find_stored(&self.inner.db, next)?;
-            let rows = segment.rows()?;
-            let skip = usize::try_from(next - segment.first).unwrap_or(usize::MAX);
-            if skip >= rows.len() {
-                // Makes row() name the missing height.
-                segment.row(next)?;
-            }
-            for row in rows.iter().skip(skip).take_while(|row| row.height <= end) {
-                out.push(SignedHeader {
-                    header: segment.header(row)?,
-                    commit: segment.commit(row)?,
-                    validator_set: sets.remove(&row.height),
-                });
-                next = row.height + 1;
-            }
-        }
-        Ok(out)
+        self.collect_range(start_height, count, |segment, row, set| {
+            let Some(commit) = segment.commit(row)? else {
+                return Ok(None);
+            };
+            Ok(Some(SignedHeader {
+                header: segment.header(row)?,
+                commit,
+                validator_set: set.map(|set| decode_set(row.height, &set)).transpose()?,
+            }))
+        })
     }
 
-    /// As [`Store::load_signed_headers`], but each signed header in its
+    /// As [`Store::load_signed_headers`] (stopping before the first header
+    /// stored without its commit, too), but each signed header in its
     /// protobuf encoding (a raw `SignedHeader`: header, commit, and the
     /// validator set where it changes), copied from the stored encodings
     /// without decoding them: for servers that splice headers into a
@@ -332,6 +401,82 @@ impl Store {
         start_height: u64,
         count: u64,
     ) -> Result<Vec<Vec<u8>>, StoreError> {
+        self.collect_range(start_height, count, |_, row, set| {
+            let (header, Some(commit)) = Segment::encoded(row) else {
+                return Ok(None);
+            };
+            Ok(Some(headway_wire::encoded::signed_header_from_parts(
+                header,
+                commit,
+                set.as_deref(),
+            )))
+        })
+    }
+
+    /// The headers at heights `start_height..start_height + count` without
+    /// their commits, stopping at the header height: every stored header of
+    /// the range, whether it was stored with its commit or without
+    /// ([`Store::save_bare_headers`]), each with the validator set attached
+    /// where the set changes (as [`Store::load_signed_headers`] attaches it):
+    /// what a headers-only v2 range carries. Reads each header segment once
+    /// and the validator sets of the range with one scan.
+    ///
+    /// Empty if `start_height` is 0 or above the header height, or `count` is
+    /// 0. The result holds every header of the range, so callers bound
+    /// `count`.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Corrupt`] if a stored part is missing or does not decode.
+    pub fn load_bare_headers(
+        &self,
+        start_height: u64,
+        count: u64,
+    ) -> Result<Vec<BareHeader>, StoreError> {
+        self.collect_range(start_height, count, |segment, row, set| {
+            Ok(Some(BareHeader {
+                header: segment.header(row)?,
+                validator_set: set.map(|set| decode_set(row.height, &set)).transpose()?,
+            }))
+        })
+    }
+
+    /// As [`Store::load_bare_headers`], but each bare header in its protobuf
+    /// encoding (a raw `BareHeader`: header, and the validator set where it
+    /// changes), built from the stored encodings without decoding them
+    /// (`headway_wire::encoded::bare_header_from_parts`). The rows'
+    /// structure is checked, their contents are not: they were checked when
+    /// stored.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Corrupt`] if a segment is missing or malformed.
+    pub fn load_encoded_bare_headers(
+        &self,
+        start_height: u64,
+        count: u64,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        self.collect_range(start_height, count, |_, row, set| {
+            let (header, _) = Segment::encoded(row);
+            Ok(Some(headway_wire::encoded::bare_header_from_parts(
+                header,
+                set.as_deref(),
+            )))
+        })
+    }
+
+    /// The range reader behind the `load_*_headers` methods: walks the stored
+    /// rows of heights `start_height..start_height + count` (up to the header
+    /// height) segment by segment, reading each segment once, and gives
+    /// `visit` each row with the stored (encoded) validator set of its
+    /// height, read for the whole range with one scan. Collects what `visit`
+    /// returns, stopping before the first row for which it returns `None`.
+    fn collect_range<T>(
+        &self,
+        start_height: u64,
+        count: u64,
+        mut visit: impl FnMut(&Segment, &Row<'_>, Option<sled::IVec>) -> Result<Option<T>, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
         let header_height = self.header_height();
         if start_height == 0 || start_height > header_height || count == 0 {
             return Ok(Vec::new());
@@ -358,13 +503,10 @@ impl Store {
                 segment.row(next)?;
             }
             for row in rows.iter().skip(skip).take_while(|row| row.height <= end) {
-                let (header, commit) = segment::Segment::encoded(row);
-                let set = sets.remove(&row.height);
-                out.push(headway_wire::encoded::signed_header_from_parts(
-                    header,
-                    commit,
-                    set.as_deref(),
-                ));
+                let Some(item) = visit(&segment, row, sets.remove(&row.height))? else {
+                    return Ok(out);
+                };
+                out.push(item);
                 next = row.height + 1;
             }
         }
@@ -472,22 +614,81 @@ impl Store {
     }
 }
 
+/// Decodes the validator set stored at `height`.
+fn decode_set(height: u64, bytes: &[u8]) -> Result<ValidatorSet, StoreError> {
+    let key = keys::by_u64(keys::VALIDATOR_SET, height);
+    decode_raw::<raw::ValidatorSet, ValidatorSet>(&key, bytes, "validator set")
+}
+
+/// A header of a batch as the one staging path ([`stage_headers`]) sees it:
+/// a signed header, or a bare one (no commit to check or store).
+trait BatchHeader {
+    /// The header.
+    fn header(&self) -> &Header;
+    /// The commit stored with it (`None`: stored without one).
+    fn commit(&self) -> Option<&Commit>;
+    /// The validator set attached to it.
+    fn validator_set(&self) -> Option<&ValidatorSet>;
+    /// Checks its parts' shape rules.
+    fn validate(&self) -> Result<(), WireError>;
+}
+
+impl BatchHeader for SignedHeader {
+    fn header(&self) -> &Header {
+        &self.header
+    }
+    fn commit(&self) -> Option<&Commit> {
+        Some(&self.commit)
+    }
+    fn validator_set(&self) -> Option<&ValidatorSet> {
+        self.validator_set.as_ref()
+    }
+    fn validate(&self) -> Result<(), WireError> {
+        SignedHeader::validate(self)
+    }
+}
+
+impl BatchHeader for BareHeader {
+    fn header(&self) -> &Header {
+        &self.header
+    }
+    fn commit(&self) -> Option<&Commit> {
+        None
+    }
+    fn validator_set(&self) -> Option<&ValidatorSet> {
+        self.validator_set.as_ref()
+    }
+    fn validate(&self) -> Result<(), WireError> {
+        BareHeader::validate(self)
+    }
+}
+
+/// What [`stage_headers`] found about a batch it staged.
+struct Staged {
+    /// The new top header's facts.
+    last: LastHeader,
+    /// The highest height of the batch staged without a commit, if any.
+    bare_top: Option<u64>,
+}
+
 /// Checks and stages the rows of a header batch starting at `expected`
 /// (header segments, hash index entries, validator sets); appends to the MMR
-/// (pending nodes). Returns the new top header's facts.
-fn stage_headers(
+/// (pending nodes). The one path of signed and bare batches: a header without
+/// a commit skips the commit's check and is stored without it.
+fn stage_headers<H: BatchHeader>(
     db: &sled::Db,
     mmr: &mut Mmr<SledNodes>,
     mut last: Option<LastHeader>,
     expected: u64,
-    headers: &[SignedHeader],
+    headers: &[H],
     batch: &mut sled::Batch,
     entries: &mut Vec<hash_index::Entry>,
-) -> Result<LastHeader, StoreError> {
+) -> Result<Staged, StoreError> {
     segment::remove_from(db, expected, batch)?;
     let mut segment = SegmentBuilder::new(expected);
-    for (index, signed) in headers.iter().enumerate() {
-        let header = &signed.header;
+    let mut bare_top = None;
+    for (index, item) in headers.iter().enumerate() {
+        let header = item.header();
         let height = expected + index as u64;
         if header.height != height {
             return Err(StoreError::NonContiguousBatch {
@@ -496,15 +697,19 @@ fn stage_headers(
                 got: header.height,
             });
         }
-        signed
-            .validate()
+        item.validate()
             .map_err(|source| StoreError::InvalidSignedHeader { height, source })?;
         let hash = header.hash();
-        if signed.commit.block_id.hash != hash {
-            return Err(StoreError::CommitMismatch {
-                height,
-                reason: "commit.block_id.hash is not the header hash",
-            });
+        let commit = item.commit();
+        match commit {
+            Some(commit) if commit.block_id.hash != hash => {
+                return Err(StoreError::CommitMismatch {
+                    height,
+                    reason: "commit.block_id.hash is not the header hash",
+                });
+            }
+            Some(_) => {}
+            None => bare_top = Some(height),
         }
         let set_changes = match &last {
             None => true,
@@ -527,7 +732,7 @@ fn stage_headers(
                 header.validators_hash != prev.validators_hash
             }
         };
-        match &signed.validator_set {
+        match item.validator_set() {
             Some(set) if set.hash() != header.validators_hash => {
                 return Err(StoreError::ValidatorSetMismatch {
                     height,
@@ -559,7 +764,7 @@ fn stage_headers(
                 batch.insert(&key[..], value);
             }
         }
-        segment.push(&hash, header, &signed.commit);
+        segment.push(&hash, header, commit);
         entries.push((hash_index::fingerprint(&hash.0), height));
         last = Some(LastHeader {
             hash,
@@ -570,5 +775,6 @@ fn stage_headers(
     if let Some((key, value)) = segment.finish() {
         batch.insert(&key[..], value);
     }
-    last.ok_or(StoreError::EmptyBatch)
+    let last = last.ok_or(StoreError::EmptyBatch)?;
+    Ok(Staged { last, bare_top })
 }

@@ -17,6 +17,9 @@ use crate::{Store, StoreError};
 pub struct IntegrityReport {
     /// Header height.
     pub header_height: u64,
+    /// Bare height: the highest height stored without its commit (0: none),
+    /// recomputed from the header rows.
+    pub bare_height: u64,
     /// Contiguous block height.
     pub block_height: u64,
     /// State height.
@@ -36,10 +39,12 @@ pub struct IntegrityReport {
 impl Store {
     /// Checks that everything derived agrees with the data it is derived
     /// from, recomputing it: the header segments hold every header up to the
-    /// header height, in order, each with its hash, commit and hash-index
-    /// entry, linking to its predecessor and carrying the root of the stored
-    /// MMR, whose chunks are contiguous; nothing is stored above the heights
-    /// or under format 1's tags; bodies are contiguous up to the block
+    /// header height, in order, each with its hash, its commit (for this
+    /// header) unless it was stored without one, and its hash-index entry,
+    /// linking to its predecessor and carrying the root of the stored MMR,
+    /// whose chunks are contiguous; the bare height is the highest height
+    /// stored without a commit; nothing is stored above the heights or under
+    /// earlier formats' tags; bodies are contiguous up to the block
     /// height, and each has body sizes that match it; the per-prefix
     /// checksums and record counts, live and at the snapshot height, equal
     /// those of the records; Ancestral Records exist only for the current
@@ -53,11 +58,13 @@ impl Store {
         let writer = self.inner.writer()?;
         let db = &self.inner.db;
         let header_height = self.header_height();
+        let bare_height = self.bare_height();
         let block_height = self.block_height();
         let state_height = self.state_height();
         let snapshot = self.inner.snapshot_height.load(Ordering::SeqCst);
         for (key, in_memory) in [
             (keys::HEADER_HEIGHT, header_height),
+            (keys::BARE_HEIGHT, bare_height),
             (keys::BLOCK_HEIGHT, block_height),
             (keys::STATE_HEIGHT, state_height),
             (keys::SNAPSHOT_HEIGHT, snapshot),
@@ -77,7 +84,10 @@ impl Store {
                 let key = row.map_err(StoreError::engine("scanning retired tables"))?;
                 return Err(StoreError::corrupt(
                     &key,
-                    "key of an earlier format's table in a format-3 store",
+                    format!(
+                        "key of an earlier format's table in a format-{} store",
+                        keys::FORMAT_VERSION
+                    ),
                 ));
             }
         }
@@ -114,6 +124,7 @@ impl Store {
         }
         let mut previous: Option<Hash> = None;
         let mut next = 1u64;
+        let mut bare_rows_top = 0u64;
         for row in db.scan_prefix([keys::HEADER_SEGMENT]) {
             let (key, value) = row.map_err(StoreError::engine("scanning header segments"))?;
             let segment = Segment::new(key, value)?;
@@ -142,11 +153,15 @@ impl Store {
                         format!("stored hash of header {height} is not its hash"),
                     ));
                 }
-                if segment.commit(&row)?.block_id.hash != hash {
-                    return Err(StoreError::corrupt(
-                        &segment.key,
-                        format!("commit of header {height} is for another header"),
-                    ));
+                match segment.commit(&row)? {
+                    Some(commit) if commit.block_id.hash != hash => {
+                        return Err(StoreError::corrupt(
+                            &segment.key,
+                            format!("commit of header {height} is for another header"),
+                        ));
+                    }
+                    Some(_) => {}
+                    None => bare_rows_top = height,
                 }
                 if self.height_of(&hash)? != Some(height) {
                     return Err(StoreError::corrupt(
@@ -174,6 +189,14 @@ impl Store {
             return Err(StoreError::corrupt(
                 &keys::by_u64(keys::HEADER_SEGMENT, next),
                 format!("header {next} missing below the header height {header_height}"),
+            ));
+        }
+        if bare_rows_top != bare_height {
+            return Err(StoreError::corrupt(
+                keys::BARE_HEIGHT,
+                format!(
+                    "bare height is {bare_height}, but the highest header stored without its commit is {bare_rows_top}"
+                ),
             ));
         }
         let indexed = self
@@ -305,6 +328,7 @@ impl Store {
         drop(writer);
         Ok(IntegrityReport {
             header_height,
+            bare_height,
             block_height,
             state_height,
             snapshot_height: (snapshot != 0).then_some(snapshot),

@@ -2,9 +2,12 @@
 //! API so the engine (sled 0.34 today) can change.
 //!
 //! - **Block store** (seed 003, R4 and R6): verified headers and their
-//!   commits stored without bodies ([`Store::save_headers`]), packed into
+//!   commits stored without bodies ([`Store::save_headers`]), or headers
+//!   without their commits for headers-only sync
+//!   ([`Store::save_bare_headers`], [`Store::bare_height`],
+//!   [`Store::load_bare_headers`]), packed into
 //!   header segments of up to 256 consecutive rows so that a batch costs few
-//!   sled keys (on-disk format 3); a header height apart from the contiguous
+//!   sled keys (on-disk format 4); a header height apart from the contiguous
 //!   block height, which only bodies advance ([`Store::save_block`]);
 //!   [`Store::load_block`] returns `None` when the body is missing even though
 //!   the meta exists; [`Store::load_signed_headers`] reads a range segment by

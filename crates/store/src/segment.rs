@@ -1,6 +1,7 @@
-//! Header segments (format 2): the consecutive header rows of (part of) one
-//! `save_headers` batch stored as one sled value, because sled's cost is per
-//! key, not per byte.
+//! Header segments (format 2, rows without commits since format 4): the
+//! consecutive header rows of (part of) one `save_headers` or
+//! `save_bare_headers` batch stored as one sled value, because sled's cost is
+//! per key, not per byte.
 //!
 //! Key: `HEADER_SEGMENT || be64(first height)`. Value:
 //!
@@ -9,11 +10,13 @@
 //! rows × {
 //!     header hash (32)            the BlockMeta's block_id
 //!     varint(len) raw::Header     prost, length-delimited
-//!     varint(len) raw::Commit     prost, length-delimited
+//!     varint(len) raw::Commit     prost, length-delimited; len 0: no commit
 //! }                               row i is the header at height first + i
 //! ```
 //!
-//! with nothing after the last row. Segments are written once and never
+//! with nothing after the last row. A commit of length 0 means the header was
+//! stored without its commit (a headers-only batch): a real commit never
+//! encodes to 0 bytes, since its height is at least 1 and is encoded. Segments are written once and never
 //! rewritten (body sizes live under their own key). Every decoding step is
 //! checked: a bad count, a length running past the value, trailing bytes, a
 //! message that does not decode or validate, or a header of another height
@@ -57,12 +60,18 @@ impl SegmentBuilder {
         self.rows as usize
     }
 
-    /// Appends the row of the next height.
-    pub(crate) fn push(&mut self, hash: &Hash, header: &Header, commit: &Commit) {
+    /// Appends the row of the next height, with its commit or without one.
+    pub(crate) fn push(&mut self, hash: &Hash, header: &Header, commit: Option<&Commit>) {
         self.value.extend_from_slice(&hash.0);
         // Encoding into a Vec cannot run out of space.
         let _ = raw::Header::from(header).encode_length_delimited(&mut self.value);
-        let _ = raw::Commit::from(commit).encode_length_delimited(&mut self.value);
+        match commit {
+            Some(commit) => {
+                let _ = raw::Commit::from(commit).encode_length_delimited(&mut self.value);
+            }
+            // A zero length: no commit.
+            None => self.value.push(0),
+        }
         self.rows += 1;
     }
 
@@ -82,7 +91,15 @@ pub(crate) struct Row<'a> {
     pub(crate) height: u64,
     pub(crate) hash: Hash,
     header: &'a [u8],
+    /// Empty when the header was stored without its commit.
     commit: &'a [u8],
+}
+
+impl Row<'_> {
+    /// Whether the header was stored with its commit.
+    pub(crate) fn has_commit(&self) -> bool {
+        !self.commit.is_empty()
+    }
 }
 
 /// A stored segment.
@@ -174,14 +191,18 @@ impl Segment {
         Ok(header)
     }
 
-    /// Decodes the commit of a row.
-    /// The row's stored encodings of its header and commit, undecoded.
-    pub(crate) fn encoded<'a>(row: &Row<'a>) -> (&'a [u8], &'a [u8]) {
-        (row.header, row.commit)
+    /// The row's stored encodings of its header and of its commit (`None`:
+    /// stored without one), undecoded.
+    pub(crate) fn encoded<'a>(row: &Row<'a>) -> (&'a [u8], Option<&'a [u8]>) {
+        (row.header, row.has_commit().then_some(row.commit))
     }
 
-    pub(crate) fn commit(&self, row: &Row<'_>) -> Result<Commit, StoreError> {
-        decode_raw::<raw::Commit, Commit>(&self.key, row.commit, "commit")
+    /// Decodes the commit of a row (`None`: stored without one).
+    pub(crate) fn commit(&self, row: &Row<'_>) -> Result<Option<Commit>, StoreError> {
+        if !row.has_commit() {
+            return Ok(None);
+        }
+        decode_raw::<raw::Commit, Commit>(&self.key, row.commit, "commit").map(Some)
     }
 
     fn next_row<'a>(&self, rest: &mut &'a [u8], height: u64) -> Result<Row<'a>, StoreError> {
@@ -315,9 +336,19 @@ mod tests {
     }
 
     fn segment(first: u64, n: u64) -> Segment {
+        segment_with(first, n, |_| true)
+    }
+
+    /// A segment whose row at `h` has its commit where `signed(h)`.
+    fn segment_with(first: u64, n: u64, signed: impl Fn(u64) -> bool) -> Segment {
         let mut builder = SegmentBuilder::new(first);
         for h in first..first + n {
-            builder.push(&Hash([h as u8; 32]), &header(h), &commit(h));
+            let commit = commit(h);
+            builder.push(
+                &Hash([h as u8; 32]),
+                &header(h),
+                signed(h).then_some(&commit),
+            );
         }
         let (key, value) = builder.finish().unwrap_or_else(|| unreachable!());
         Segment::new(key.to_vec().into(), value.into()).unwrap_or_else(|e| panic!("{e}"))
@@ -332,9 +363,43 @@ mod tests {
         let row = s.row(7).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(row.hash, Hash([7; 32]));
         assert_eq!(s.header(&row).ok(), Some(header(7)));
-        assert_eq!(s.commit(&row).ok(), Some(commit(7)));
+        assert_eq!(s.commit(&row).ok(), Some(Some(commit(7))));
+        assert!(row.has_commit());
         assert!(matches!(s.row(9), Err(StoreError::Corrupt { .. })));
         assert!(matches!(s.row(4), Err(StoreError::Corrupt { .. })));
+    }
+
+    #[test]
+    fn rows_without_commits_round_trip_among_signed_ones() {
+        let s = segment_with(10, 5, |h| h % 2 == 1);
+        let rows = s.rows().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(rows.len(), 5);
+        for row in &rows {
+            let signed = row.height % 2 == 1;
+            assert_eq!(row.has_commit(), signed, "row {}", row.height);
+            assert_eq!(s.header(row).ok(), Some(header(row.height)));
+            let expected = signed.then(|| commit(row.height));
+            assert_eq!(s.commit(row).ok(), Some(expected));
+            let (encoded_header, encoded_commit) = Segment::encoded(row);
+            assert_eq!(
+                encoded_header,
+                raw::Header::from(&header(row.height)).encode_to_vec()
+            );
+            assert_eq!(
+                encoded_commit.map(<[u8]>::to_vec),
+                signed.then(|| raw::Commit::from(&commit(row.height)).encode_to_vec())
+            );
+        }
+        // A bare row is one byte (the zero length) where a commit would be.
+        let signed = segment(10, 5);
+        let commits: usize = (10..15)
+            .filter(|h| h % 2 == 0)
+            .map(|h| {
+                let len = raw::Commit::from(&commit(h)).encoded_len();
+                len + prost::encoding::encoded_len_varint(len as u64) - 1
+            })
+            .sum();
+        assert_eq!(s.value.len() + commits, signed.value.len());
     }
 
     #[test]

@@ -35,6 +35,7 @@ impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store")
             .field("header_height", &self.header_height())
+            .field("bare_height", &self.bare_height())
             .field("block_height", &self.block_height())
             .field("state_height", &self.state_height())
             .field("snapshot_height", &self.snapshot_height())
@@ -47,6 +48,8 @@ pub(crate) struct Inner {
     pub(crate) config: StoreConfig,
     pub(crate) hasher: RecordHasher,
     pub(crate) header_height: AtomicU64,
+    /// The highest height stored without its commit (0: none).
+    pub(crate) bare_height: AtomicU64,
     pub(crate) block_height: AtomicU64,
     pub(crate) state_height: AtomicU64,
     /// 0 when there is no snapshot yet.
@@ -139,6 +142,13 @@ impl Store {
     fn from_db(db: sled::Db, config: StoreConfig) -> Result<Self, StoreError> {
         check_format(&db, &config)?;
         let header_height = read_u64(&db, keys::HEADER_HEIGHT)?.unwrap_or(0);
+        let bare_height = read_u64(&db, keys::BARE_HEIGHT)?.unwrap_or(0);
+        if bare_height > header_height {
+            return Err(StoreError::corrupt(
+                keys::BARE_HEIGHT,
+                format!("bare height {bare_height} is above header height {header_height}"),
+            ));
+        }
         let block_height = read_u64(&db, keys::BLOCK_HEIGHT)?.unwrap_or(0);
         let state_height = read_u64(&db, keys::STATE_HEIGHT)?.unwrap_or(0);
         let snapshot_height = read_u64(&db, keys::SNAPSHOT_HEIGHT)?.unwrap_or(0);
@@ -191,6 +201,7 @@ impl Store {
             hash_index,
             hasher: RecordHasher::headway(),
             header_height: AtomicU64::new(header_height),
+            bare_height: AtomicU64::new(bare_height),
             block_height: AtomicU64::new(block_height),
             state_height: AtomicU64::new(state_height),
             snapshot_height: AtomicU64::new(snapshot_height),
@@ -210,7 +221,7 @@ impl Store {
         };
         info!(
             header_height,
-            block_height, state_height, snapshot_height, "opened headway store"
+            bare_height, block_height, state_height, snapshot_height, "opened headway store"
         );
         store.collect_old_ancestral_records()?;
         Ok(store)

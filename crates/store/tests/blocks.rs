@@ -4,10 +4,12 @@
 
 mod common;
 
-use headway_chain::{ChainGenerator, Corruption, GeneratorConfig, HeaderExt as _};
+use headway_chain::{
+    ChainGenerator, Corruption, GeneratorConfig, HeaderExt as _, ValidatorSetExt as _,
+};
 use headway_mmr::{LeafHash, verify_ancestry, verify_inclusion, verify_range};
 use headway_store::{Store, StoreConfig, StoreError};
-use headway_wire::SignedHeader;
+use headway_wire::{BareHeader, SignedHeader};
 
 fn generated(n: usize) -> (ChainGenerator, Vec<headway_chain::GeneratedBlock>) {
     let mut generator = ChainGenerator::new(GeneratorConfig::small(11)).unwrap();
@@ -470,4 +472,349 @@ fn hash_index_finds_every_header_across_merges_and_a_restart() {
     unknown.0[31] ^= 1; // same fingerprint (first 8 bytes), another hash
     assert_eq!(store.height_of(&unknown).unwrap(), None);
     store.check_integrity().unwrap();
+}
+
+/// The bare headers of signed ones (validator sets kept where attached).
+fn bare(headers: &[SignedHeader]) -> Vec<BareHeader> {
+    headers.iter().map(BareHeader::from).collect()
+}
+
+/// Checks every read of a store holding `headers[..top]`, the heights where
+/// `is_bare` stored without their commits.
+fn check_mixed_store(
+    store: &Store,
+    headers: &[SignedHeader],
+    top: u64,
+    bare_height: u64,
+    is_bare: impl Fn(u64) -> bool,
+) {
+    use prost::Message as _;
+    assert_eq!(store.header_height(), top);
+    assert_eq!(store.bare_height(), bare_height);
+    for height in 1..=top {
+        let signed = &headers[height as usize - 1];
+        assert_eq!(
+            store.load_header(height).unwrap().as_ref(),
+            Some(&signed.header),
+            "height {height}"
+        );
+        let meta = store.load_block_meta(height).unwrap().unwrap();
+        assert_eq!(meta.block_id.hash, signed.header.hash());
+        assert_eq!(
+            store.height_of(&signed.header.hash()).unwrap(),
+            Some(height)
+        );
+        assert_eq!(
+            store.validator_set_at(height).unwrap().unwrap().hash(),
+            signed.header.validators_hash,
+            "height {height}"
+        );
+        if is_bare(height) {
+            assert_eq!(store.load_commit(height).unwrap(), None, "height {height}");
+            assert_eq!(store.load_signed_header(height).unwrap(), None);
+        } else {
+            assert_eq!(
+                store.load_commit(height).unwrap().as_ref(),
+                Some(&signed.commit)
+            );
+            assert_eq!(
+                store.load_signed_header(height).unwrap().as_ref(),
+                Some(signed)
+            );
+        }
+    }
+    assert_eq!(store.load_header(top + 1).unwrap(), None);
+    assert_eq!(store.load_commit(top + 1).unwrap(), None);
+
+    // Signed ranges: the longest signed prefix of the range.
+    let boundaries = [
+        1, 2, 119, 120, 121, 256, 257, 299, 300, 301, 302, 449, 450, 451,
+    ];
+    let starts = boundaries
+        .into_iter()
+        .chain([600, 749, 750, 751, top])
+        .chain((1..=top).step_by(37))
+        .filter(|&start| start <= top);
+    for start in starts {
+        for count in [1, 7, 50, 250, 400] {
+            let got = store.load_signed_headers(start, count).unwrap();
+            let end = (start + count - 1).min(top);
+            let expected: Vec<&SignedHeader> = (start..=end)
+                .take_while(|&h| !is_bare(h))
+                .map(|h| &headers[h as usize - 1])
+                .collect();
+            assert_eq!(got.iter().collect::<Vec<_>>(), expected, "{start}+{count}");
+            let encoded = store.load_encoded_signed_headers(start, count).unwrap();
+            let want: Vec<Vec<u8>> = expected
+                .iter()
+                .map(|s| headway_wire::raw::SignedHeader::from(*s).encode_to_vec())
+                .collect();
+            assert_eq!(encoded, want, "{start}+{count}");
+        }
+    }
+
+    // Bare ranges: every header, sets where they change.
+    let all = store.load_bare_headers(1, u64::MAX).unwrap();
+    assert_eq!(all, bare(&headers[..top as usize]));
+    let changes = all.iter().filter(|b| b.validator_set.is_some()).count();
+    assert!(changes > 5, "the chain rotates its validators: {changes}");
+    for (start, count) in [
+        (1, 1),
+        (1, 250),
+        (200, 250),
+        (250, 100),
+        (290, 20),
+        (300, 2),
+        (449, 3),
+        (500, 300),
+        (top, 10),
+    ]
+    .into_iter()
+    .filter(|&(start, _)| start <= top)
+    {
+        let got = store.load_bare_headers(start, count).unwrap();
+        let end = (start + count - 1).min(top);
+        assert_eq!(
+            got,
+            bare(&headers[start as usize - 1..end as usize]),
+            "{start}+{count}"
+        );
+        let encoded = store.load_encoded_bare_headers(start, count).unwrap();
+        assert_eq!(encoded.len(), got.len());
+        for (bytes, expected) in encoded.iter().zip(&got) {
+            let raw = headway_wire::raw::BareHeader::decode(bytes.as_slice()).unwrap();
+            assert_eq!(&BareHeader::try_from(raw).unwrap(), expected);
+            assert_eq!(
+                bytes,
+                &headway_wire::raw::BareHeader::from(expected).encode_to_vec()
+            );
+        }
+    }
+    for (start, count) in [(0, 10), (top + 1, 10), (5, 0)] {
+        assert!(store.load_bare_headers(start, count).unwrap().is_empty());
+        assert!(
+            store
+                .load_encoded_bare_headers(start, count)
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    // History proofs over bare and signed rows alike.
+    let leaf = |h: u64| LeafHash::of(&headers[(h - 1) as usize].header.hash().0);
+    for x in [1u64, 120, 299, 300, 301, 450, 451, 600, top] {
+        if x > top {
+            continue;
+        }
+        let root = store.history_root(x).unwrap();
+        if let Some(next) = headers.get(x as usize) {
+            // C(x) is the history root of header x + 1.
+            assert_eq!(root, next.header.history_root);
+        }
+        for h in [1, x / 2 + 1, x] {
+            let proof = store.prove_header(h, x).unwrap();
+            verify_inclusion(&root.0, x, h - 1, &leaf(h), &proof).unwrap();
+        }
+        let start = x / 3 + 1;
+        let leaves: Vec<LeafHash> = (start..=x).map(leaf).collect();
+        let proof = store.prove_header_range(start, x, x).unwrap();
+        verify_range(&root.0, x, start - 1, &leaves, &proof).unwrap();
+    }
+    let proof = store.prove_history_ancestry(100, top).unwrap();
+    verify_ancestry(
+        &store.history_root(100).unwrap().0,
+        100,
+        &store.history_root(top).unwrap().0,
+        top,
+        &proof,
+    )
+    .unwrap();
+}
+
+/// Headers-only sync below a tip, signed headers above it, then headers-only
+/// again: every read serves what was stored (commits only where stored), the
+/// bare height says where signed headers start, across a restart.
+#[test]
+fn bare_and_signed_batches_mix_and_survive_a_restart() {
+    // The validator set changes every 25 heights; 750 headers span several
+    // segments of each kind.
+    let (headers, _) = common::build_chain(8, 750, false);
+    let is_bare = |h: u64| h <= 300 || h > 450;
+    let dir = common::fresh_dir("bare-mixed");
+    {
+        let store = Store::open(&dir, StoreConfig::new()).unwrap();
+        store.save_bare_headers(&bare(&headers[..120])).unwrap();
+        assert_eq!((store.header_height(), store.bare_height()), (120, 120));
+        store.save_bare_headers(&bare(&headers[120..300])).unwrap();
+        store.save_headers(&headers[300..450]).unwrap();
+        assert_eq!((store.header_height(), store.bare_height()), (450, 300));
+        check_mixed_store(&store, &headers, 450, 300, |h| h <= 300);
+        let report = store.check_integrity().unwrap();
+        assert_eq!((report.header_height, report.bare_height), (450, 300));
+        store.save_bare_headers(&bare(&headers[450..])).unwrap();
+        assert_eq!((store.header_height(), store.bare_height()), (750, 750));
+        check_mixed_store(&store, &headers, 750, 750, is_bare);
+        store.check_integrity().unwrap();
+    }
+    let store = Store::open(&dir, StoreConfig::new()).unwrap();
+    check_mixed_store(&store, &headers, 750, 750, is_bare);
+    let report = store.check_integrity().unwrap();
+    assert_eq!((report.header_height, report.bare_height), (750, 750));
+    drop(store);
+
+    // A signed batch after the bare ones keeps the bare height.
+    let (more, _) = common::build_chain(8, 760, false);
+    let store = Store::open(&dir, StoreConfig::new()).unwrap();
+    store.save_headers(&more[750..]).unwrap();
+    assert_eq!((store.header_height(), store.bare_height()), (760, 750));
+    assert_eq!(store.load_signed_headers(740, 50).unwrap(), Vec::new());
+    assert_eq!(store.load_signed_headers(751, 50).unwrap(), more[750..]);
+    drop(store);
+    let store = Store::open(&dir, StoreConfig::new()).unwrap();
+    assert_eq!((store.header_height(), store.bare_height()), (760, 750));
+    check_mixed_store(&store, &more, 760, 750, |h| is_bare(h) && h <= 750);
+    store.check_integrity().unwrap();
+}
+
+/// A bare batch gets every check of a signed one except the commit's, and a
+/// rejected batch leaves nothing behind.
+#[test]
+fn bad_bare_batches_are_rejected_and_leave_nothing() {
+    let (generator, blocks) = generated(25);
+    let signed: Vec<SignedHeader> = blocks.iter().map(|b| b.signed_header.clone()).collect();
+    let bares = bare(&signed);
+    let dir = common::fresh_dir("bare-rejected");
+    let store = Store::open(&dir, StoreConfig::new()).unwrap();
+    assert!(matches!(
+        store.save_bare_headers(&[]),
+        Err(StoreError::EmptyBatch)
+    ));
+    assert!(matches!(
+        store.save_bare_headers(&bares[1..5]),
+        Err(StoreError::HeaderHeightGap {
+            expected: 1,
+            got: 2
+        })
+    ));
+    // Height 1 needs its validator set.
+    let mut first = bares[..3].to_vec();
+    first[0].validator_set = None;
+    assert!(matches!(
+        store.save_bare_headers(&first),
+        Err(StoreError::MissingValidatorSet { height: 1 })
+    ));
+    assert_eq!((store.header_height(), store.bare_height()), (0, 0));
+    store.save_headers(&signed[..6]).unwrap();
+
+    let untouched = |store: &Store| {
+        assert_eq!((store.header_height(), store.bare_height()), (6, 0));
+        assert_eq!(store.load_header(7).unwrap(), None);
+        assert_eq!(store.height_of(&signed[6].header.hash()).unwrap(), None);
+        let report = store.check_integrity().unwrap();
+        assert_eq!((report.header_height, report.bare_height), (6, 0));
+    };
+    for (batch, expected) in [
+        (&bares[5..9], (7, 6)),  // overlap
+        (&bares[7..10], (7, 8)), // gap
+    ] {
+        match store.save_bare_headers(batch) {
+            Err(StoreError::HeaderHeightGap { expected: e, got }) => {
+                assert_eq!((e, got), expected);
+            }
+            other => panic!("{other:?}"),
+        }
+        untouched(&store);
+    }
+    let skipping = vec![bares[6].clone(), bares[8].clone()];
+    assert!(matches!(
+        store.save_bare_headers(&skipping),
+        Err(StoreError::NonContiguousBatch {
+            index: 1,
+            expected: 8,
+            got: 9
+        })
+    ));
+    untouched(&store);
+
+    // The bad header in the middle of an otherwise good batch (heights 7..=12;
+    // the small generator rotates validators at 11).
+    assert!(bares[10].validator_set.is_some(), "the set changes at 11");
+    let with_bad = |index: usize, bad: BareHeader| {
+        let mut batch = bares[6..12].to_vec();
+        batch[index - 7] = bad;
+        batch
+    };
+    let mut wrong_root = bares[8].clone();
+    wrong_root.header.history_root = headway_wire::Hash([7; 32]);
+    let mut no_set = bares[10].clone();
+    no_set.validator_set = None;
+    let mut empty_chain_id = bares[8].clone();
+    empty_chain_id.header.chain_id = String::new();
+    let cases = [
+        (
+            with_bad(
+                9,
+                BareHeader::from(
+                    &generator
+                        .corrupt(&blocks[8], Corruption::ForgedLinkage)
+                        .signed_header,
+                ),
+            ),
+            "BrokenLinkage",
+        ),
+        (
+            with_bad(
+                9,
+                BareHeader::from(
+                    &generator
+                        .corrupt(&blocks[8], Corruption::WrongChainId)
+                        .signed_header,
+                ),
+            ),
+            "ChainIdMismatch",
+        ),
+        (with_bad(9, wrong_root), "HistoryRootMismatch"),
+        (with_bad(11, no_set), "MissingValidatorSet"),
+        (
+            with_bad(
+                11,
+                BareHeader::from(
+                    &generator
+                        .corrupt(&blocks[10], Corruption::WrongValidatorSet)
+                        .signed_header,
+                ),
+            ),
+            "ValidatorSetMismatch",
+        ),
+        (with_bad(9, empty_chain_id), "InvalidSignedHeader"),
+    ];
+    for (batch, expected) in cases {
+        let error = store.save_bare_headers(&batch).unwrap_err();
+        assert!(
+            format!("{error:?}").starts_with(expected),
+            "{expected}: {error:?}"
+        );
+        untouched(&store);
+    }
+    drop(store);
+    let store = Store::open(&dir, StoreConfig::new()).unwrap();
+    untouched(&store);
+
+    // The good batches still fit: bare after signed, then signed after bare.
+    store.save_bare_headers(&bares[6..20]).unwrap();
+    store.save_headers(&signed[20..]).unwrap();
+    assert_eq!((store.header_height(), store.bare_height()), (25, 20));
+    for height in 1..=25u64 {
+        let stored = store.load_commit(height).unwrap();
+        assert_eq!(
+            stored.is_none(),
+            (7..=20).contains(&height),
+            "height {height}"
+        );
+    }
+    assert_eq!(store.load_signed_headers(1, 50).unwrap(), signed[..6]);
+    assert_eq!(store.load_signed_headers(21, 50).unwrap(), signed[20..]);
+    assert_eq!(store.load_bare_headers(1, 50).unwrap(), bares);
+    let report = store.check_integrity().unwrap();
+    assert_eq!((report.header_height, report.bare_height), (25, 20));
 }

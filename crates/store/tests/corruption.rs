@@ -132,7 +132,7 @@ fn format_marker_version_and_config_are_checked() {
         open(&dir),
         Err(StoreError::UnsupportedVersion {
             found: 9,
-            supported: 3
+            supported: 4
         })
     ));
 
@@ -151,7 +151,7 @@ fn format_marker_version_and_config_are_checked() {
             error,
             StoreError::UnsupportedVersion {
                 found: 1,
-                supported: 3
+                supported: 4
             }
         ),
         "{error}"
@@ -171,7 +171,23 @@ fn format_marker_version_and_config_are_checked() {
             error,
             StoreError::UnsupportedVersion {
                 found: 2,
-                supported: 3
+                supported: 4
+            }
+        ),
+        "{error}"
+    );
+
+    // And a format-3 store, whose rows always hold a commit (format 4 lets
+    // a row hold none, which a format-3 reader would not decode).
+    let dir = populated("version-3");
+    poke(&dir, b"\x00format", Some(b"HEADWAY-STORE\x00\x00\x00\x03"));
+    let error = open(&dir).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            StoreError::UnsupportedVersion {
+                found: 3,
+                supported: 4
             }
         ),
         "{error}"
@@ -387,6 +403,50 @@ fn garbage_values_are_typed_corruption_errors() {
             .iter()
             .any(|i| matches!(i, Err(StoreError::Corrupt { .. })))
     );
+}
+
+/// The bare height (the highest height stored without its commit) is
+/// checked at open against the header height and by `check_integrity`
+/// against the rows.
+#[test]
+fn bare_height_is_checked_against_the_rows() {
+    const BARE_HEIGHT: &[u8] = b"\x00bare_height";
+    // Above the header height: refused at open.
+    let dir = populated("bare-above");
+    poke(&dir, BARE_HEIGHT, Some(&11u64.to_be_bytes()));
+    let error = open(&dir).unwrap_err();
+    assert!(
+        matches!(&error, StoreError::Corrupt { key, .. } if key == "00626172655f686569676874"),
+        "{error}"
+    );
+    // Not 8 bytes.
+    poke(&dir, BARE_HEIGHT, Some(&[1, 2]));
+    assert!(matches!(open(&dir), Err(StoreError::Corrupt { .. })));
+
+    // Every row holds its commit, but the meta claims bare rows.
+    let dir = populated("bare-claimed");
+    poke(&dir, BARE_HEIGHT, Some(&5u64.to_be_bytes()));
+    let store = open(&dir).unwrap();
+    assert_eq!(store.bare_height(), 5);
+    let error = store.check_integrity().unwrap_err();
+    assert!(
+        matches!(&error, StoreError::Corrupt { key, .. } if key == "00626172655f686569676874"),
+        "{error}"
+    );
+    drop(store);
+
+    // A row whose commit was dropped behind the store's back.
+    let dir = populated("bare-dropped");
+    let mut rows = segment_rows(&peek(&dir, &segment_key(1)));
+    rows[3].2 = Vec::new();
+    poke(&dir, &segment_key(1), Some(&segment_value(&rows)));
+    let store = open(&dir).unwrap();
+    assert_eq!(store.load_commit(4).unwrap(), None);
+    assert_eq!(store.load_signed_headers(1, 10).unwrap().len(), 3);
+    assert!(matches!(
+        store.check_integrity(),
+        Err(StoreError::Corrupt { .. })
+    ));
 }
 
 /// MMR nodes of `leaves` leaves.

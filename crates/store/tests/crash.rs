@@ -5,7 +5,9 @@
     reason = "tests fail loudly; the child reports progress on stdout"
 )]
 //! Crash test: a child process (this test binary, re-invoked with an env var)
-//! writes header batches, bodies and state blocks to a store; the parent kills
+//! writes header batches (without their commits below [`BARE_BELOW`], as
+//! headers-only sync does, with them above), bodies and state blocks to a
+//! store; the parent kills
 //! it with SIGKILL at random moments, reopens the store each time, and checks
 //! it from scratch: no half batch, heights and checksums agree with the data,
 //! the data equals the deterministic chain and model, and nothing the child
@@ -23,7 +25,7 @@ use std::time::{Duration, Instant};
 use common::{Model, apply_to_model};
 use headway_chain::HeaderExt as _;
 use headway_store::{Store, StoreConfig};
-use headway_wire::{Block, SignedHeader, raw};
+use headway_wire::{BareHeader, Block, SignedHeader, raw};
 use prost::Message as _;
 use rand::{Rng as _, SeedableRng as _};
 
@@ -33,6 +35,8 @@ const TEST_NAME: &str = "survives_sigkill_at_random_moments";
 const SEED: u64 = 0x5eed;
 const CHAIN_LEN: u64 = 4000;
 const KILLS: usize = 50;
+/// Headers up to this height are stored without their commits.
+const BARE_BELOW: u64 = 1200;
 const TIME_BUDGET: Duration = Duration::from_secs(45);
 
 fn config() -> StoreConfig {
@@ -133,11 +137,21 @@ fn survives_sigkill_at_random_moments() {
             report.state_height >= acked_s,
             "lost acknowledged state: {report:?} < {acked_s}"
         );
+        assert_eq!(
+            report.bare_height,
+            report.header_height.min(BARE_BELOW),
+            "{report:?}"
+        );
+        assert_eq!(store.bare_height(), report.bare_height);
         if report.header_height > 0 {
             let top = store.load_header(report.header_height).unwrap().unwrap();
             assert_eq!(
                 top.hash(),
                 headers[report.header_height as usize - 1].header.hash()
+            );
+            assert_eq!(
+                store.load_commit(report.header_height).unwrap().is_some(),
+                report.header_height > BARE_BELOW
             );
         }
         if report.block_height > 0 {
@@ -205,10 +219,20 @@ fn child(dir: &Path) {
         // Header sync runs ahead of the state, but not all the way at once.
         if hh < CHAIN_LEN && hh < sh + 400 {
             let to = (hh + rng.gen_range(1..=50)).min(CHAIN_LEN);
-            store
-                .save_headers(&headers[hh as usize..to as usize])
-                .unwrap();
-            println!("ACK-H {to}");
+            if hh < BARE_BELOW {
+                let to = to.min(BARE_BELOW);
+                let bare: Vec<BareHeader> = headers[hh as usize..to as usize]
+                    .iter()
+                    .map(BareHeader::from)
+                    .collect();
+                store.save_bare_headers(&bare).unwrap();
+                println!("ACK-H {to}");
+            } else {
+                store
+                    .save_headers(&headers[hh as usize..to as usize])
+                    .unwrap();
+                println!("ACK-H {to}");
+            }
         }
         let bh = store.block_height();
         for height in bh + 1..=(bh + 3).min(store.header_height()) {
