@@ -649,7 +649,7 @@ fn verifier_accepts_real_ranges_and_rejects_each_kind_of_forgery() {
             &commitment(),
             x(),
             590,
-            &[],
+            &[] as &[SignedHeader],
             &good,
             ProofKind::LastLeaf
         ),
