@@ -1,7 +1,10 @@
 //! Decoding a full `GetHeaders` answer: 50 signed headers, each with a
 //! 16-signature commit, through `Response::decode` (the fast path of
 //! `headway_wire::fast`) and through prost's raw types and `TryFrom` (the
-//! slow path it replaces for header responses).
+//! slow path it replaces for header responses). Then a 250-header
+//! `GetHeadersV2` range, signed and bare (a `headers_only` answer: the same
+//! headers without their commits), the same two ways; the setup prints the
+//! encoded size per header of each.
 //!
 //! ```text
 //! CARGO_TARGET_DIR=/work/target-decode cargo bench -p headway-wire --bench decode
@@ -12,14 +15,19 @@ use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use headway_wire::{
-    Address, BlockId, Commit, CommitSig, Envelope, Hash, Header, HeadersResponse, Response,
-    Signature, SignedHeader, WireError, raw,
+    Address, BareHeader, BlockId, Commit, CommitSig, Envelope, Hash, Header, HeadersResponse,
+    HeadersV2Response, HeadersV2Result, MmrProof, Response, Signature, SignedHeader, WireError,
+    raw,
 };
 use prost::Message as _;
 
 const HEADERS: u64 = 50;
 const SIGNATURES: usize = 16;
 const START: u64 = 1_234_567;
+/// Headers in the v2 range answers.
+const RANGE: u64 = 250;
+/// Hashes in their MMR proof (a last-leaf proof in a tree of a few million).
+const PROOF_HASHES: u64 = 24;
 
 /// Deterministic, distinct filler bytes.
 fn bytes<const N: usize>(seed: u64) -> [u8; N] {
@@ -94,5 +102,62 @@ fn decode(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, decode);
+/// A v2 range answer of `RANGE` headers from `START`, signed or bare.
+fn range(bare: bool) -> Response {
+    let signed: Vec<SignedHeader> = (START..START + RANGE).map(signed_header).collect();
+    let proof = MmrProof {
+        hashes: (0..PROOF_HASHES).map(|k| Hash(bytes(k + 7))).collect(),
+    };
+    let result = if bare {
+        HeadersV2Result::BareHeaders {
+            headers: signed.iter().map(BareHeader::from).collect(),
+            proof,
+        }
+    } else {
+        HeadersV2Result::Headers {
+            headers: signed,
+            proof,
+        }
+    };
+    Response::HeadersV2(HeadersV2Response {
+        start_height: START,
+        end_height: START + RANGE - 1,
+        result,
+    })
+}
+
+#[allow(
+    clippy::print_stderr,
+    reason = "the sizes per header are part of what this bench reports"
+)]
+fn decode_v2(c: &mut Criterion) {
+    let mut group = c.benchmark_group("decode_v2_250x16");
+    group
+        .sample_size(30)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3));
+    for (name, bare) in [("signed", false), ("bare", true)] {
+        let response = range(bare);
+        let Ok(encoded) = response.encode() else {
+            panic!("the benchmark response is valid");
+        };
+        assert!(headway_wire::fast::decode_response(&encoded).as_ref() == Some(&response));
+        assert!(slow(&encoded).as_ref() == Ok(&response));
+        eprintln!(
+            "{name}: {} bytes, {:.0} bytes per header",
+            encoded.len(),
+            encoded.len() as f64 / RANGE as f64
+        );
+        group.throughput(Throughput::Bytes(encoded.len() as u64));
+        group.bench_function(format!("{name}/fast"), |b| {
+            b.iter(|| Response::decode(black_box(&encoded)))
+        });
+        group.bench_function(format!("{name}/prost_try_from"), |b| {
+            b.iter(|| slow(black_box(&encoded)))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, decode, decode_v2);
 criterion_main!(benches);

@@ -5,10 +5,13 @@
 //! frame instead of decoding them into domain types and encoding them again.
 //! The frames are byte for byte what [`crate::frame::encode_frame`] makes of
 //! the same response (tested), and the same limits apply: header counts and
-//! the frame size of the response kind. Each encoded signed header is checked
-//! for its shape (fields 1, 2 and optionally 3, in order, each a
-//! length-delimited message inside the bytes), not decoded: it comes from
-//! the server's own store, and the requester verifies everything anyway.
+//! the frame size of the response kind. Each encoded header is checked for
+//! its shape, not decoded: a signed header is fields 1 (header), 2 (commit)
+//! and optionally 3 (validator set), a bare header fields 1 (header) and
+//! optionally 2 (validator set), in order, each a length-delimited message
+//! inside the bytes, and the commit and set have their own messages' keys
+//! (so that one kind is not passed off as the other). It comes from the
+//! server's own store, and the requester verifies everything anyway.
 
 use prost::Message as _;
 
@@ -220,6 +223,11 @@ fn check_headers(
 /// (validator set); a `BareHeader`: field 1 (header), then optionally 2
 /// (validator set). Each length-delimited and inside the bytes, in order,
 /// nothing else.
+///
+/// Field 2 is a commit in one and a validator set in the other, so the
+/// field numbers alone would take a signed header without a set for a bare
+/// header with one (and the reverse): the commit and the set are told apart
+/// by their own top-level keys (see [`check_keys`]).
 fn check_shape(mut bytes: &[u8], shape: Shape) -> Result<(), &'static str> {
     let (required, max, rule) = match shape {
         Shape::Signed => (
@@ -243,9 +251,19 @@ fn check_shape(mut bytes: &[u8], shape: Shape) -> Result<(), &'static str> {
         last = number;
         let len = prost::encoding::decode_varint(&mut bytes).map_err(|_| "bad field length")?;
         let len = usize::try_from(len).map_err(|_| "field too long")?;
-        let Some(rest) = bytes.get(len..) else {
+        let Some((field, rest)) = bytes.split_at_checked(len) else {
             return Err("a field runs past the end");
         };
+        match (shape, number) {
+            (Shape::Signed, 2) => check_keys(field, COMMIT_KEYS, "the commit is not a commit")?,
+            (Shape::Signed, 3) | (Shape::Bare, 2) => check_keys(
+                field,
+                VALIDATOR_SET_KEYS,
+                "the validator set is not a validator set",
+            )?,
+            // The header is the same message in both shapes.
+            _ => {}
+        }
         bytes = rest;
     }
     if last < required {
@@ -253,6 +271,46 @@ fn check_shape(mut bytes: &[u8], shape: Shape) -> Result<(), &'static str> {
             Shape::Signed => "header or commit missing",
             Shape::Bare => "header missing",
         });
+    }
+    Ok(())
+}
+
+/// A `Commit`'s fields: height and round (varints), block id and signatures
+/// (length-delimited).
+const COMMIT_KEYS: &[u64] = &[key(1, VARINT), key(2, VARINT), key(3, LEN), key(4, LEN)];
+
+/// A `ValidatorSet`'s only field: its validators (length-delimited).
+const VALIDATOR_SET_KEYS: &[u64] = &[key(1, LEN)];
+
+/// Wire type of varint fields.
+const VARINT: u64 = 0;
+/// Wire type of length-delimited fields.
+const LEN: u64 = 2;
+
+const fn key(field: u64, wire_type: u64) -> u64 {
+    (field << 3) | wire_type
+}
+
+/// One level of a message: at least one field, every key among `allowed`
+/// (whose wire types are varint or length-delimited), every value inside
+/// the bytes. A valid commit is never empty (it has a block id) nor a valid
+/// set (it has a validator), and the two share no key, so this tells them
+/// apart without decoding either.
+fn check_keys(mut bytes: &[u8], allowed: &[u64], rule: &'static str) -> Result<(), &'static str> {
+    if bytes.is_empty() {
+        return Err(rule);
+    }
+    while !bytes.is_empty() {
+        let key = prost::encoding::decode_varint(&mut bytes).map_err(|_| rule)?;
+        if !allowed.contains(&key) {
+            return Err(rule);
+        }
+        // A varint field's value, or a length-delimited field's length.
+        let value = prost::encoding::decode_varint(&mut bytes).map_err(|_| rule)?;
+        if key & 7 == LEN {
+            let len = usize::try_from(value).map_err(|_| rule)?;
+            bytes = bytes.get(len..).ok_or(rule)?;
+        }
     }
     Ok(())
 }

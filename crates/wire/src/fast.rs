@@ -4,9 +4,10 @@
 //! signed header with a 16-signature commit has about forty of them), and
 //! the `TryFrom` conversion then copies each into a fixed-size array and
 //! frees it. [`decode_response`] reads a `Response` whose body is `headers`
-//! or `headers_v2` straight from the protobuf bytes into the domain types:
-//! the only allocations left are the vectors of headers and signatures
-//! (and validators, where a set is attached) and each header's chain id.
+//! or `headers_v2` (any of its results: signed headers, bare headers or a
+//! commitment) straight from the protobuf bytes into the domain types: the
+//! only allocations left are the vectors of headers and signatures (and
+//! validators, where a set is attached) and each header's chain id.
 //!
 //! It understands the canonical shape only, and says so by returning `None`
 //! for anything else, so that the caller falls back to prost: unknown
@@ -23,8 +24,8 @@ use crate::{
     HeadersResponse, HeadersV2Response, HeadersV2Result, MmrProof, Response,
     limits::{MAX_HEADERS_PER_BATCH, MAX_HEADERS_V2, MAX_MMR_PROOF_HASHES, MAX_VALIDATORS},
     types::{
-        Address, BlockId, Commit, CommitSig, Hash, Header, PublicKey, Signature, SignedHeader,
-        Validator, ValidatorSet,
+        Address, BareHeader, BlockId, Commit, CommitSig, Hash, Header, PublicKey, Signature,
+        SignedHeader, Validator, ValidatorSet,
     },
 };
 
@@ -83,15 +84,29 @@ fn read_headers_v2_response(bytes: &[u8]) -> Option<HeadersV2Response> {
     const END_HEIGHT: u64 = key(2, VARINT);
     const HEADERS: u64 = key(3, LEN);
     const COMMITMENT: u64 = key(4, LEN);
+    const BARE_HEADERS: u64 = key(5, LEN);
     let (mut start_height, mut end_height, mut result) = (None, None, None);
     let mut r = Reader(bytes);
     while !r.is_empty() {
         match r.varint()? {
             START_HEIGHT => once(&mut start_height, r.varint()?)?,
             END_HEIGHT => once(&mut end_height, r.varint()?)?,
-            // One slot for the oneof: a second result of either kind is refused.
-            HEADERS => once(&mut result, read_proven_headers(r.len_delimited()?)?)?,
+            // One slot for the oneof: a second result of any kind is refused
+            // (prost would keep the last one, or merge two of the same kind).
+            HEADERS => {
+                let (headers, proof) = read_proven(
+                    r.len_delimited()?,
+                    SIGNED_HEADER_MIN_LEN,
+                    read_signed_header,
+                )?;
+                once(&mut result, HeadersV2Result::Headers { headers, proof })?;
+            }
             COMMITMENT => once(&mut result, HeadersV2Result::Commitment(Hash(r.array()?)))?,
+            BARE_HEADERS => {
+                let (headers, proof) =
+                    read_proven(r.len_delimited()?, BARE_HEADER_MIN_LEN, read_bare_header)?;
+                once(&mut result, HeadersV2Result::BareHeaders { headers, proof })?;
+            }
             _ => return None,
         }
     }
@@ -102,25 +117,29 @@ fn read_headers_v2_response(bytes: &[u8]) -> Option<HeadersV2Response> {
     })
 }
 
-fn read_proven_headers(bytes: &[u8]) -> Option<HeadersV2Result> {
+/// A `ProvenHeaders` or a `ProvenBareHeaders`: the two share their layout
+/// (1: repeated item, 2: proof) and differ in the item, read by `read_item`,
+/// of which each takes at least `item_min_len` bytes in `bytes`.
+fn read_proven<T>(
+    bytes: &[u8],
+    item_min_len: usize,
+    read_item: fn(&[u8]) -> Option<T>,
+) -> Option<(Vec<T>, MmrProof)> {
     const HEADERS: u64 = key(1, LEN);
     const PROOF: u64 = key(2, LEN);
     let max = MAX_HEADERS_V2 as usize;
-    let mut headers = Vec::with_capacity(capacity(bytes, SIGNED_HEADER_MIN_LEN, max));
+    let mut headers = Vec::with_capacity(capacity(bytes, item_min_len, max));
     let mut proof = None;
     let mut r = Reader(bytes);
     while !r.is_empty() {
         match r.varint()? {
-            HEADERS => push(&mut headers, max, read_signed_header(r.len_delimited()?)?)?,
+            HEADERS => push(&mut headers, max, read_item(r.len_delimited()?)?)?,
             PROOF => once(&mut proof, read_mmr_proof(r.len_delimited()?)?)?,
             _ => return None,
         }
     }
-    Some(HeadersV2Result::Headers {
-        headers,
-        // An absent proof is an empty one, as in the slow path.
-        proof: proof.unwrap_or_default(),
-    })
+    // An absent proof is an empty one, as in the slow path.
+    Some((headers, proof.unwrap_or_default()))
 }
 
 fn read_mmr_proof(bytes: &[u8]) -> Option<MmrProof> {
@@ -153,6 +172,24 @@ fn read_signed_header(bytes: &[u8]) -> Option<SignedHeader> {
     Some(SignedHeader {
         header: header?,
         commit: commit?,
+        validator_set,
+    })
+}
+
+fn read_bare_header(bytes: &[u8]) -> Option<BareHeader> {
+    const HEADER: u64 = key(1, LEN);
+    const VALIDATOR_SET: u64 = key(2, LEN);
+    let (mut header, mut validator_set) = (None, None);
+    let mut r = Reader(bytes);
+    while !r.is_empty() {
+        match r.varint()? {
+            HEADER => once(&mut header, read_header(r.len_delimited()?)?)?,
+            VALIDATOR_SET => once(&mut validator_set, read_validator_set(r.len_delimited()?)?)?,
+            _ => return None,
+        }
+    }
+    Some(BareHeader {
+        header: header?,
         validator_set,
     })
 }
@@ -332,6 +369,11 @@ const VALIDATOR_MIN_LEN: usize = 2 + (2 + 32);
 /// the commit, with their keys and lengths; checked by a test).
 const SIGNED_HEADER_MIN_LEN: usize = 256;
 
+/// Fewer bytes than any valid `BareHeader` takes in its parent (about 200:
+/// five hashes and an address in the header, with their keys and lengths;
+/// checked by a test).
+const BARE_HEADER_MIN_LEN: usize = 192;
+
 /// Capacity for the items of a repeated field in `bytes`: at most one per
 /// `min_len` bytes and never over `max`, so that what is reserved is
 /// bounded by the input's length and valid input never regrows.
@@ -433,6 +475,8 @@ mod tests {
         let raw = raw::SignedHeader::from(&signed);
         // Key and length in the parent: at least 2 bytes more.
         assert!(raw.encoded_len() + 2 >= SIGNED_HEADER_MIN_LEN);
+        let bare = raw::BareHeader::from(&BareHeader::from(&signed));
+        assert!(bare.encoded_len() + 2 >= BARE_HEADER_MIN_LEN);
         let sig = raw.commit.as_ref().map(|c| c.signatures[0].encoded_len());
         assert_eq!(sig.map(|len| len + 2), Some(COMMIT_SIG_MIN_LEN));
         let validator = raw::Validator {
@@ -447,6 +491,20 @@ mod tests {
         let response = Response::Headers(HeadersResponse {
             start_height: 1,
             headers: vec![smallest_signed_header()],
+        });
+        let bytes = raw::Response::from(&response).encode_to_vec();
+        assert_eq!(decode_response(&bytes), Some(response));
+    }
+
+    #[test]
+    fn the_smallest_bare_header_takes_the_fast_path() {
+        let response = Response::HeadersV2(HeadersV2Response {
+            start_height: 1,
+            end_height: 1,
+            result: HeadersV2Result::BareHeaders {
+                headers: vec![BareHeader::from(&smallest_signed_header())],
+                proof: MmrProof::default(),
+            },
         });
         let bytes = raw::Response::from(&response).encode_to_vec();
         assert_eq!(decode_response(&bytes), Some(response));

@@ -518,42 +518,43 @@ impl HeadersV2Response {
                 field: "headers_v2_response.start_height",
             });
         }
-        let (proof, heights): (&MmrProof, Vec<u64>) = match &self.result {
-            HeadersV2Result::Commitment(_) => return Ok(()),
-            HeadersV2Result::Headers { headers, proof } => {
-                check_count(
-                    "headers_v2_response.headers",
-                    headers.len(),
-                    MAX_HEADERS_V2 as usize,
-                )?;
-                for (i, h) in headers.iter().enumerate() {
-                    h.validate()
-                        .map_err(WireError::item("headers_v2_response.headers", i))?;
-                }
-                (proof, headers.iter().map(|h| h.header.height).collect())
-            }
-            HeadersV2Result::BareHeaders { headers, proof } => {
-                check_count(
-                    "headers_v2_response.bare_headers",
-                    headers.len(),
-                    MAX_HEADERS_V2 as usize,
-                )?;
-                for (i, h) in headers.iter().enumerate() {
-                    h.validate()
-                        .map_err(WireError::item("headers_v2_response.bare_headers", i))?;
-                }
-                (proof, headers.iter().map(|h| h.header.height).collect())
-            }
-        };
+        match &self.result {
+            HeadersV2Result::Commitment(_) => Ok(()),
+            HeadersV2Result::Headers { headers, proof } => self.validate_range(
+                "headers_v2_response.headers",
+                headers,
+                proof,
+                |h| h.header.height,
+                SignedHeader::validate,
+            ),
+            HeadersV2Result::BareHeaders { headers, proof } => self.validate_range(
+                "headers_v2_response.bare_headers",
+                headers,
+                proof,
+                |h| h.header.height,
+                BareHeader::validate,
+            ),
+        }
+    }
+
+    /// The rules of a range answer, signed or bare: errors name `field`.
+    fn validate_range<T>(
+        &self,
+        field: &'static str,
+        headers: &[T],
+        proof: &MmrProof,
+        height: fn(&T) -> u64,
+        validate: fn(&T) -> Result<(), WireError>,
+    ) -> Result<(), WireError> {
+        check_count(field, headers.len(), MAX_HEADERS_V2 as usize)?;
+        for (i, h) in headers.iter().enumerate() {
+            validate(h).map_err(WireError::item(field, i))?;
+        }
         proof.validate()?;
-        check_sequential(
-            "headers_v2_response.headers",
-            self.start_height,
-            heights.iter().copied(),
-        )?;
-        if heights.last().is_some_and(|&last| last > self.end_height) {
+        check_sequential(field, self.start_height, headers.iter().map(height))?;
+        if headers.last().is_some_and(|h| height(h) > self.end_height) {
             return Err(WireError::Invalid {
-                field: "headers_v2_response.headers",
+                field,
                 rule: "headers must end at or below end_height",
             });
         }
@@ -568,11 +569,11 @@ impl HeadersV2Response {
                 rule: "must echo the request's start_height and end_height",
             });
         }
-        check_count(
-            "headers_v2_response.headers",
-            self.result.header_count(),
-            request.count as usize,
-        )?;
+        let field = match self.result {
+            HeadersV2Result::BareHeaders { .. } => "headers_v2_response.bare_headers",
+            _ => "headers_v2_response.headers",
+        };
+        check_count(field, self.result.header_count(), request.count as usize)?;
         let bare = matches!(self.result, HeadersV2Result::BareHeaders { .. });
         let headers = matches!(self.result, HeadersV2Result::Headers { .. });
         if (request.headers_only && headers) || (!request.headers_only && bare) {

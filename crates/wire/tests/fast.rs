@@ -159,14 +159,49 @@ enum Break {
     EndHeight,
 }
 
-fn headers_mut(response: &mut Response) -> Option<&mut Vec<SignedHeader>> {
+/// One header of a response, signed or bare, for [`break_rule`] to edit.
+struct Item<'a> {
+    header: &'a mut Header,
+    /// `None` for a bare header.
+    commit: Option<&'a mut Commit>,
+    validator_set: &'a mut Option<ValidatorSet>,
+}
+
+fn signed_item(headers: &mut [SignedHeader], at: Index) -> Option<Item<'_>> {
+    let n = headers.len();
+    headers.get_mut(at.index(n.max(1))).map(|s| Item {
+        header: &mut s.header,
+        commit: Some(&mut s.commit),
+        validator_set: &mut s.validator_set,
+    })
+}
+
+/// The header at `at` in a header response, if it has any.
+fn item_mut(response: &mut Response, at: Index) -> Option<Item<'_>> {
     match response {
-        Response::Headers(r) => Some(&mut r.headers),
-        Response::HeadersV2(HeadersV2Response {
-            result: HeadersV2Result::Headers { headers, .. },
-            ..
-        }) => Some(headers),
+        Response::Headers(r) => signed_item(&mut r.headers, at),
+        Response::HeadersV2(r) => match &mut r.result {
+            HeadersV2Result::Headers { headers, .. } => signed_item(headers, at),
+            HeadersV2Result::BareHeaders { headers, .. } => {
+                let n = headers.len();
+                headers.get_mut(at.index(n.max(1))).map(|b| Item {
+                    header: &mut b.header,
+                    commit: None,
+                    validator_set: &mut b.validator_set,
+                })
+            }
+            HeadersV2Result::Commitment(_) => None,
+        },
         _ => None,
+    }
+}
+
+/// The height of the last header of a v2 range answer.
+fn last_height(result: &HeadersV2Result) -> Option<u64> {
+    match result {
+        HeadersV2Result::Headers { headers, .. } => headers.last().map(|h| h.header.height),
+        HeadersV2Result::BareHeaders { headers, .. } => headers.last().map(|h| h.header.height),
+        HeadersV2Result::Commitment(_) => None,
     }
 }
 
@@ -180,39 +215,41 @@ fn break_rule(response: &mut Response, rule: Break, at: Index) -> bool {
         }
         return true;
     }
-    if let (Break::EndHeight, Response::HeadersV2(r)) = (rule, &mut *response) {
-        let HeadersV2Result::Headers { headers, .. } = &r.result else {
+    if let Break::EndHeight = rule {
+        let Response::HeadersV2(r) = response else {
             return false;
         };
-        let Some(last) = headers.last() else {
+        let Some(last) = last_height(&r.result) else {
             return false;
         };
-        r.end_height = last.header.height - 1;
+        r.end_height = last - 1;
         return true;
     }
-    let Some(headers) = headers_mut(response).filter(|h| !h.is_empty()) else {
+    let Some(item) = item_mut(response, at) else {
         return false;
     };
-    let i = at.index(headers.len());
-    let signed = &mut headers[i];
-    match rule {
-        Break::HeaderHeight => signed.header.height += 1,
-        Break::CommitHeight => signed.commit.height += 1,
-        Break::ChainId => signed.header.chain_id.push(' '),
-        Break::LastBlockId => {
-            signed.header.last_block_id = match signed.header.last_block_id {
+    match (rule, item.commit) {
+        (Break::HeaderHeight, _) => item.header.height += 1,
+        (Break::CommitHeight, Some(commit)) => commit.height += 1,
+        (Break::ChainId, _) => item.header.chain_id.push(' '),
+        (Break::LastBlockId, _) => {
+            item.header.last_block_id = match item.header.last_block_id {
                 Some(_) => None,
                 None => Some(BlockId::default()),
             }
         }
-        Break::SignatureOrder => signed.commit.signatures.reverse(),
-        Break::EmptyValidatorSet => {
-            signed.validator_set = Some(ValidatorSet { validators: vec![] })
+        // Reversing one signature keeps the order.
+        (Break::SignatureOrder, Some(commit)) if commit.signatures.len() > 1 => {
+            commit.signatures.reverse()
         }
-        Break::StartHeightZero | Break::EndHeight => return false,
+        (Break::EmptyValidatorSet, _) => {
+            *item.validator_set = Some(ValidatorSet { validators: vec![] })
+        }
+        // A bare header has no commit to break; the others are handled above.
+        (Break::CommitHeight | Break::SignatureOrder, _)
+        | (Break::StartHeightZero | Break::EndHeight, _) => return false,
     }
-    // Reversing one signature keeps the order.
-    !matches!(rule, Break::SignatureOrder) || headers[i].commit.signatures.len() > 1
+    true
 }
 
 fn rule_break() -> impl Strategy<Value = Break> {
@@ -250,24 +287,44 @@ proptest! {
 /// Mutations are not vacuous: some mutated encodings still take the fast
 /// path (a changed hash byte), most fall back, and a few decode only on
 /// the slow path (prost accepts more than the fast path's canonical shape).
+///
+/// Counted for bare-header answers apart too, so that they are known to be
+/// mutated into each outcome and not only the signed ones.
 #[test]
 fn mutations_reach_both_outcomes() {
     let mut runner = TestRunner::deterministic();
     let strategy = (header_responses(), mutation());
-    let (mut fast_ok, mut slow_only_ok, mut errors) = (0, 0, 0);
+    // [fast_ok, slow_only_ok, errors], for all responses and for bare ones.
+    let (mut all, mut bare) = ([0; 3], [0; 3]);
     for _ in 0..3000 {
         let (response, m) = strategy.new_tree(&mut runner).unwrap().current();
+        let is_bare = matches!(
+            &response,
+            Response::HeadersV2(HeadersV2Response {
+                result: HeadersV2Result::BareHeaders { .. },
+                ..
+            })
+        );
         let mut bytes = response.encode().unwrap();
         apply(&mut bytes, &m);
-        match (agrees(&bytes), slow(&bytes)) {
-            (Some(_), _) => fast_ok += 1,
-            (None, Ok(_)) => slow_only_ok += 1,
-            (None, Err(_)) => errors += 1,
+        let outcome = match (agrees(&bytes), slow(&bytes)) {
+            (Some(_), _) => 0,
+            (None, Ok(_)) => 1,
+            (None, Err(_)) => 2,
+        };
+        all[outcome] += 1;
+        if is_bare {
+            bare[outcome] += 1;
         }
     }
-    assert!(fast_ok > 100, "{fast_ok} {slow_only_ok} {errors}");
-    assert!(errors > 100, "{fast_ok} {slow_only_ok} {errors}");
-    assert!(slow_only_ok > 0, "{fast_ok} {slow_only_ok} {errors}");
+    let [fast_ok, slow_only_ok, errors] = all;
+    assert!(fast_ok > 100, "{all:?} {bare:?}");
+    assert!(errors > 100, "{all:?} {bare:?}");
+    assert!(slow_only_ok > 0, "{all:?} {bare:?}");
+    let [fast_ok, slow_only_ok, errors] = bare;
+    assert!(fast_ok > 30, "{all:?} {bare:?}");
+    assert!(errors > 30, "{all:?} {bare:?}");
+    assert!(slow_only_ok > 0, "{all:?} {bare:?}");
 }
 
 // ------------------------------------------------------------ hand-built cases
@@ -668,4 +725,211 @@ fn deep_groups_in_a_validator_set_fall_back() {
         outcomes.iter().any(|&(_, alone, whole)| alone && !whole),
         "{outcomes:?}"
     );
+}
+
+// ------------------------------------------------------------ bare headers
+
+/// A valid bare header at `START` without a set, and its header encoded.
+fn bare_parts() -> (BareHeader, Vec<u8>) {
+    let mut bare = sample(bare_header_at(START));
+    bare.validator_set = None;
+    let header = raw::Header::from(&bare.header).encode_to_vec();
+    (bare, header)
+}
+
+/// `Response { headers_v2: { START, START + 10, results... } }`, each result
+/// a `(field, bytes)` of the oneof: 3 signed headers, 4 commitment, 5 bare.
+fn v2_response_bytes(results: &[(u32, Vec<u8>)]) -> Vec<u8> {
+    let mut body = Vec::new();
+    put_varint(&mut body, 1, START);
+    put_varint(&mut body, 2, START + 10);
+    for (field, bytes) in results {
+        put_bytes(&mut body, *field, bytes);
+    }
+    let mut out = Vec::new();
+    put_bytes(&mut out, 2, &body);
+    out
+}
+
+/// A `ProvenHeaders` or `ProvenBareHeaders` of the encoded `items` and an
+/// empty proof (which the encoder writes).
+fn proven(items: &[&[u8]]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for item in items {
+        put_bytes(&mut out, 1, item);
+    }
+    put_bytes(&mut out, 2, &[]);
+    out
+}
+
+fn bare_response(headers: Vec<BareHeader>) -> Response {
+    Response::HeadersV2(HeadersV2Response {
+        start_height: START,
+        end_height: START + 10,
+        result: HeadersV2Result::BareHeaders {
+            headers,
+            proof: MmrProof::default(),
+        },
+    })
+}
+
+#[test]
+fn the_hand_built_bare_encoding_takes_the_fast_path() {
+    let (bare, header) = bare_parts();
+    let item = encoded::bare_header_from_parts(&header, None);
+    let bytes = v2_response_bytes(&[(5, proven(&[&item]))]);
+    let expected = bare_response(vec![bare]);
+    assert_eq!(bytes, expected.encode().unwrap());
+    assert_eq!(agrees(&bytes), Some(expected));
+}
+
+#[test]
+fn a_second_result_with_bare_headers_falls_back() {
+    let (bare, header) = bare_parts();
+    let bare_item = encoded::bare_header_from_parts(&header, None);
+    let p = parts();
+    let signed_item = encoded::signed_header_from_parts(&p.header, &p.commit, None);
+    let signed = Response::HeadersV2(HeadersV2Response {
+        start_height: START,
+        end_height: START + 10,
+        result: HeadersV2Result::Headers {
+            headers: vec![p.signed.clone()],
+            proof: MmrProof::default(),
+        },
+    });
+
+    // Bare, then signed headers: prost keeps the last.
+    let bytes = v2_response_bytes(&[(5, proven(&[&bare_item])), (3, proven(&[&signed_item]))]);
+    assert_eq!(agrees(&bytes), None);
+    assert_eq!(Response::decode(&bytes), Ok(signed));
+    // Signed, then bare headers.
+    let bytes = v2_response_bytes(&[(3, proven(&[&signed_item])), (5, proven(&[&bare_item]))]);
+    assert_eq!(agrees(&bytes), None);
+    assert_eq!(
+        Response::decode(&bytes),
+        Ok(bare_response(vec![bare.clone()]))
+    );
+    // Bare headers, then a commitment.
+    let bytes = v2_response_bytes(&[(5, proven(&[&bare_item])), (4, vec![9; 32])]);
+    assert_eq!(agrees(&bytes), None);
+    assert!(matches!(
+        Response::decode(&bytes),
+        Ok(Response::HeadersV2(HeadersV2Response {
+            result: HeadersV2Result::Commitment(_),
+            ..
+        }))
+    ));
+
+    // Bare headers twice: prost merges the two into one valid range of two.
+    let mut next = sample(bare_header_at(START + 1));
+    next.validator_set = None;
+    let next_item =
+        encoded::bare_header_from_parts(&raw::Header::from(&next.header).encode_to_vec(), None);
+    let bytes = v2_response_bytes(&[(5, proven(&[&bare_item])), (5, proven(&[&next_item]))]);
+    assert_eq!(agrees(&bytes), None);
+    assert_eq!(
+        Response::decode(&bytes),
+        Ok(bare_response(vec![bare, next]))
+    );
+    // The same in one result is canonical.
+    let bytes = v2_response_bytes(&[(5, proven(&[&bare_item, &next_item]))]);
+    assert!(agrees(&bytes).is_some());
+}
+
+#[test]
+fn unknown_fields_in_a_bare_header_fall_back() {
+    let (bare, header) = bare_parts();
+    // Field 3 is a signed header's validator set; a bare header has none.
+    for (field, varint) in [(3, false), (3, true), (4, true), (1000, false)] {
+        let mut item = encoded::bare_header_from_parts(&header, None);
+        if varint {
+            put_varint(&mut item, field, 1);
+        } else {
+            put_bytes(&mut item, field, b"x");
+        }
+        let bytes = v2_response_bytes(&[(5, proven(&[&item]))]);
+        assert_eq!(agrees(&bytes), None, "field {field}");
+        // prost skips unknown fields.
+        assert_eq!(
+            Response::decode(&bytes),
+            Ok(bare_response(vec![bare.clone()]))
+        );
+    }
+}
+
+#[test]
+fn a_bare_header_without_its_header_falls_back() {
+    let set = raw::ValidatorSet::from(&sample(validator_set())).encode_to_vec();
+    for item in [
+        Vec::new(),
+        encoded::bare_header_from_parts(&[], Some(&set))[2..].to_vec(),
+    ] {
+        // No field 1: an empty message, or the set alone (field 2).
+        let bytes = v2_response_bytes(&[(5, proven(&[&item]))]);
+        assert_eq!(agrees(&bytes), None);
+        assert_eq!(
+            Response::decode(&bytes),
+            Err(WireError::Item {
+                field: "headers_v2_response.bare_headers",
+                index: 0,
+                source: Box::new(WireError::Missing {
+                    field: "bare_header.header"
+                }),
+            })
+        );
+    }
+}
+
+#[test]
+fn bare_header_fields_seen_twice_fall_back() {
+    let (bare, header) = bare_parts();
+    let set = sample(validator_set());
+    let set_bytes = raw::ValidatorSet::from(&set).encode_to_vec();
+    // The set twice: prost merges (concatenates) the validators.
+    let mut item = encoded::bare_header_from_parts(&header, Some(&set_bytes));
+    put_bytes(&mut item, 2, &set_bytes);
+    assert_eq!(agrees(&v2_response_bytes(&[(5, proven(&[&item]))])), None);
+    // The header twice: prost merges the second into the first, the same.
+    let mut item = encoded::bare_header_from_parts(&header, None);
+    put_bytes(&mut item, 1, &header);
+    let bytes = v2_response_bytes(&[(5, proven(&[&item]))]);
+    assert_eq!(agrees(&bytes), None);
+    assert_eq!(Response::decode(&bytes), Ok(bare_response(vec![bare])));
+}
+
+#[test]
+fn signed_headers_in_a_bare_result_fall_back() {
+    // Field 2 of a signed header is its commit, which is no validator set.
+    let p = parts();
+    let item = encoded::signed_header_from_parts(&p.header, &p.commit, None);
+    let bytes = v2_response_bytes(&[(5, proven(&[&item]))]);
+    assert_eq!(agrees(&bytes), None);
+    assert!(slow(&bytes).is_err());
+    // And a bare header with a set is no signed header.
+    let (_, header) = bare_parts();
+    let set = raw::ValidatorSet::from(&sample(validator_set())).encode_to_vec();
+    let item = encoded::bare_header_from_parts(&header, Some(&set));
+    let bytes = v2_response_bytes(&[(3, proven(&[&item]))]);
+    assert_eq!(agrees(&bytes), None);
+    assert!(slow(&bytes).is_err());
+}
+
+#[test]
+fn every_truncation_of_a_bare_answer_falls_back_without_panicking() {
+    let response = sample(
+        headers_v2_response(4).prop_filter("some bare headers", |r| {
+            matches!(
+                r,
+                Response::HeadersV2(HeadersV2Response {
+                    result: HeadersV2Result::BareHeaders { headers, .. },
+                    ..
+                }) if headers.len() > 1
+            )
+        }),
+    );
+    let bytes = response.encode().unwrap();
+    for len in 0..bytes.len() {
+        assert_eq!(agrees(&bytes[..len]), None, "{len}");
+    }
+    assert_eq!(agrees(&bytes), Some(response));
 }

@@ -129,6 +129,21 @@ fn encoded(headers: &[SignedHeader]) -> Vec<Vec<u8>> {
         .collect()
 }
 
+fn consecutive_bare_headers(max: usize) -> impl Strategy<Value = (u64, Vec<BareHeader>)> {
+    (1u64..1_000_000, 1..=max).prop_flat_map(|(start, n)| {
+        let headers: Vec<_> = (start..start + n as u64).map(bare_header_at).collect();
+        (Just(start), headers)
+    })
+}
+
+fn encoded_bare(headers: &[BareHeader]) -> Vec<Vec<u8>> {
+    use prost::Message as _;
+    headers
+        .iter()
+        .map(|h| raw::BareHeader::from(h).encode_to_vec())
+        .collect()
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
 
@@ -160,6 +175,70 @@ proptest! {
         let expected = frame::encode_frame(&response).unwrap();
         let spliced = encoded::EncodedResponse::headers_v2(start, end, &encoded(&headers), &proof).unwrap();
         prop_assert_eq!(spliced.as_frame(), &expected[..]);
+    }
+
+    #[test]
+    fn spliced_bare_v2_response_is_the_encoded_response(
+        (start, headers) in consecutive_bare_headers(5),
+        hashes in proptest::collection::vec(any::<[u8; 32]>(), 0..20),
+        slack in 0u64..4,
+    ) {
+        let end = start + headers.len() as u64 - 1 + slack;
+        let proof = MmrProof { hashes: hashes.into_iter().map(Hash).collect() };
+        let response = Response::HeadersV2(HeadersV2Response {
+            start_height: start,
+            end_height: end,
+            result: HeadersV2Result::BareHeaders { headers: headers.clone(), proof: proof.clone() },
+        });
+        let expected = frame::encode_frame(&response).unwrap();
+        let spliced =
+            encoded::EncodedResponse::bare_headers_v2(start, end, &encoded_bare(&headers), &proof)
+                .unwrap();
+        prop_assert_eq!(spliced.as_frame(), &expected[..]);
+    }
+
+    /// A bare header's parts give the same bytes as encoding the whole.
+    #[test]
+    fn bare_header_from_parts_is_the_encoding(bare in bare_header()) {
+        use prost::Message as _;
+        let raw = raw::BareHeader::from(&bare);
+        let header = raw.header.clone().unwrap().encode_to_vec();
+        let set = raw.validator_set.clone().map(|s| s.encode_to_vec());
+        prop_assert_eq!(
+            encoded::bare_header_from_parts(&header, set.as_deref()),
+            raw.encode_to_vec()
+        );
+    }
+
+    /// A bare header's bound is an upper bound, as a signed header's is.
+    #[test]
+    fn bare_encoded_len_bound_is_an_upper_bound(mut bare in bare_header()) {
+        use prost::Message as _;
+        bare.header.chain_id = "c".repeat(MAX_CHAIN_ID_LEN);
+        bare.header.height = u64::MAX;
+        bare.header.time_ms = u64::MAX;
+        let actual = raw::BareHeader::from(&bare).encoded_len();
+        prop_assert!(bare.encoded_len_bound() >= actual, "{} < {actual}", bare.encoded_len_bound());
+    }
+
+    /// Signed and bare items are not interchangeable in a splice, whether
+    /// or not either carries a validator set.
+    #[test]
+    fn spliced_items_of_the_other_kind_are_rejected(signed in signed_header_at(5)) {
+        use prost::Message as _;
+        let proof = MmrProof::default();
+        let bare = BareHeader::from(&signed);
+        let signed_bytes = raw::SignedHeader::from(&signed).encode_to_vec();
+        let bare_bytes = raw::BareHeader::from(&bare).encode_to_vec();
+        // Each kind in its own place is fine.
+        prop_assert!(encoded::EncodedResponse::headers_v2(5, 9, std::slice::from_ref(&signed_bytes), &proof).is_ok());
+        prop_assert!(encoded::EncodedResponse::bare_headers_v2(5, 9, std::slice::from_ref(&bare_bytes), &proof).is_ok());
+        // And in the other's, refused and named.
+        let error = encoded::EncodedResponse::bare_headers_v2(5, 9, std::slice::from_ref(&signed_bytes), &proof).unwrap_err();
+        prop_assert!(error.to_string().contains("headers_v2_response.bare_headers"), "{}", error);
+        let error = encoded::EncodedResponse::headers_v2(5, 9, std::slice::from_ref(&bare_bytes), &proof).unwrap_err();
+        prop_assert!(error.to_string().contains("headers_v2_response.headers"), "{}", error);
+        prop_assert!(encoded::EncodedResponse::headers(5, &[bare_bytes]).is_err());
     }
 
     /// The parts constructor gives the same bytes as encoding the whole.
@@ -205,16 +284,75 @@ fn spliced_responses_check_counts_shapes_and_sizes() {
             "{bad:?}: {error}"
         );
     }
+    // Commits and sets are told apart by their keys: an empty commit, a
+    // commit of validator-set keys, a truncated commit, a set of commit keys.
+    for bad in [
+        vec![0x0a, 0x00, 0x12, 0x00],
+        vec![0x0a, 0x00, 0x12, 0x02, 0x0a, 0x00],
+        vec![0x0a, 0x00, 0x12, 0x02, 0x1a, 0x05],
+        vec![0x0a, 0x00, 0x12, 0x02, 0x08, 0x01, 0x1a, 0x02, 0x08, 0x01],
+    ] {
+        assert!(
+            EncodedResponse::headers(5, std::slice::from_ref(&bad)).is_err(),
+            "{bad:?}"
+        );
+    }
     // A range answer needs a header.
     assert!(EncodedResponse::headers_v2(5, 9, &[], &MmrProof::default()).is_err());
     // Over the frame limit of the kind.
     let huge = headway_wire::encoded::signed_header_from_parts(
         &vec![0u8; MAX_HEADERS_RESPONSE_FRAME],
-        &[],
+        &[0x08, 0x05],
         None,
     );
     assert!(matches!(
         EncodedResponse::headers(5, &[huge]),
+        Err(FrameError::TooLarge { .. })
+    ));
+}
+
+#[test]
+fn spliced_bare_responses_check_counts_shapes_and_sizes() {
+    use encoded::EncodedResponse;
+    let proof = MmrProof::default();
+    let good = {
+        use prost::Message as _;
+        let mut runner = proptest::test_runner::TestRunner::deterministic();
+        let h = proptest::strategy::ValueTree::current(
+            &bare_header_at(5).new_tree(&mut runner).unwrap(),
+        );
+        raw::BareHeader::from(&h).encode_to_vec()
+    };
+    assert!(EncodedResponse::bare_headers_v2(5, 9, std::slice::from_ref(&good), &proof).is_ok());
+    // Over the count limit.
+    let many = vec![good; MAX_HEADERS_V2 as usize + 1];
+    assert!(EncodedResponse::bare_headers_v2(5, 9_999, &many, &proof).is_err());
+    // None at all.
+    assert!(EncodedResponse::bare_headers_v2(5, 9, &[], &proof).is_err());
+    // Not the shape of a bare header: set first, a third field, truncated,
+    // nothing, a wrong wire type, an empty set, a set of commit keys.
+    for bad in [
+        vec![0x12, 0x02, 0x0a, 0x00, 0x0a, 0x00],
+        vec![0x0a, 0x00, 0x12, 0x02, 0x0a, 0x00, 0x1a, 0x00],
+        vec![0x0a, 0x05, 0x01],
+        vec![],
+        vec![0x08, 0x01],
+        vec![0x0a, 0x00, 0x12, 0x00],
+        vec![0x0a, 0x00, 0x12, 0x02, 0x08, 0x01],
+    ] {
+        let error =
+            EncodedResponse::bare_headers_v2(5, 9, std::slice::from_ref(&bad), &proof).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("headers_v2_response.bare_headers"),
+            "{bad:?}: {error}"
+        );
+    }
+    // Over the frame limit of the kind.
+    let huge = encoded::bare_header_from_parts(&vec![0u8; MAX_HEADERS_V2_RESPONSE_FRAME], None);
+    assert!(matches!(
+        EncodedResponse::bare_headers_v2(5, 9, &[huge], &proof),
         Err(FrameError::TooLarge { .. })
     ));
 }

@@ -729,3 +729,168 @@ fn skip_chain_rules() {
     };
     assert!(backwards.validate().is_err());
 }
+
+fn v2_request(headers_only: bool) -> GetHeadersV2 {
+    GetHeadersV2 {
+        start_height: 10,
+        count: 5,
+        end_height: 20,
+        commitment: Hash::ZERO,
+        proof_kind: ProofKind::LastLeaf,
+        headers_only,
+    }
+}
+
+fn v2_answer(result: HeadersV2Result) -> HeadersV2Response {
+    HeadersV2Response {
+        start_height: 10,
+        end_height: 20,
+        result,
+    }
+}
+
+#[test]
+fn headers_only_requests_get_bare_headers_and_others_signed_ones() {
+    let signed = sample(strategies::signed_header_at(10));
+    let signed = v2_answer(HeadersV2Result::Headers {
+        headers: vec![signed.clone()],
+        proof: MmrProof::default(),
+    });
+    let bare = v2_answer(HeadersV2Result::BareHeaders {
+        headers: vec![sample(strategies::bare_header_at(10))],
+        proof: MmrProof::default(),
+    });
+    let wrong_kind = Err(WireError::Invalid {
+        field: "headers_v2_response.result",
+        rule: "headers_only requests get bare headers, others signed headers",
+    });
+    assert_eq!(signed.validate_for(&v2_request(false)), Ok(()));
+    assert_eq!(bare.validate_for(&v2_request(true)), Ok(()));
+    assert_eq!(bare.validate_for(&v2_request(false)), wrong_kind);
+    assert_eq!(signed.validate_for(&v2_request(true)), wrong_kind);
+    // Through the envelope too.
+    assert_eq!(
+        Response::HeadersV2(bare).validate_for(&Request::GetHeadersV2(v2_request(false))),
+        wrong_kind
+    );
+    // A commitment answers either.
+    let commitment = v2_answer(HeadersV2Result::Commitment(Hash([1; 32])));
+    assert_eq!(commitment.validate_for(&v2_request(true)), Ok(()));
+    assert_eq!(commitment.validate_for(&v2_request(false)), Ok(()));
+}
+
+#[test]
+fn more_bare_headers_than_requested_are_rejected() {
+    let headers = (10..13)
+        .map(|h| sample(strategies::bare_header_at(h)))
+        .collect();
+    let bare = v2_answer(HeadersV2Result::BareHeaders {
+        headers,
+        proof: MmrProof::default(),
+    });
+    assert!(bare.validate().is_ok());
+    let request = GetHeadersV2 {
+        count: 2,
+        ..v2_request(true)
+    };
+    assert_eq!(
+        bare.validate_for(&request),
+        Err(WireError::TooMany {
+            field: "headers_v2_response.bare_headers",
+            max: 2,
+            actual: 3
+        })
+    );
+}
+
+#[test]
+fn bare_header_errors_name_the_bare_item() {
+    let good = sample(strategies::bare_header_at(10));
+    let answer = |bare: BareHeader| {
+        Response::HeadersV2(v2_answer(HeadersV2Result::BareHeaders {
+            headers: vec![good.clone(), bare],
+            proof: MmrProof::default(),
+        }))
+    };
+    let item = |source| WireError::Item {
+        field: "headers_v2_response.bare_headers",
+        index: 1,
+        source: Box::new(source),
+    };
+    let next = sample(strategies::bare_header_at(11));
+
+    // A bad header: an empty chain id.
+    let mut bad_header = next.clone();
+    bad_header.header.chain_id.clear();
+    let error = answer(bad_header.clone()).validate().unwrap_err();
+    assert!(
+        matches!(
+            &error,
+            WireError::Item {
+                field: "headers_v2_response.bare_headers",
+                index: 1,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    // The same on decode (from the raw types, which check nothing) and encode.
+    let bytes = raw::Response::from(&answer(bad_header.clone())).encode_to_vec();
+    assert_eq!(Response::decode(&bytes), Err(error.clone()));
+    assert_eq!(answer(bad_header).encode(), Err(error));
+
+    // A bad set: empty, then a validator with no power.
+    let mut empty_set = next.clone();
+    empty_set.validator_set = Some(ValidatorSet { validators: vec![] });
+    let error = answer(empty_set.clone()).validate().unwrap_err();
+    assert_eq!(error, item(empty_set.validate().unwrap_err()));
+    let bytes = raw::Response::from(&answer(empty_set)).encode_to_vec();
+    assert_eq!(Response::decode(&bytes), Err(error));
+    let mut no_power = next.clone();
+    let mut set = sample(strategies::validator_set());
+    set.validators[0].voting_power = 0;
+    no_power.validator_set = Some(set);
+    let error = answer(no_power.clone()).validate().unwrap_err();
+    assert_eq!(error, item(no_power.validate().unwrap_err()));
+    let bytes = raw::Response::from(&answer(no_power)).encode_to_vec();
+    assert_eq!(Response::decode(&bytes), Err(error));
+
+    // A gap in the heights, named after the bare headers too.
+    let gap = sample(strategies::bare_header_at(12));
+    assert_eq!(
+        answer(gap).validate(),
+        Err(item(WireError::NonSequential {
+            field: "header.height",
+            expected: 11,
+            actual: 12
+        }))
+    );
+    // Past end_height.
+    let Response::HeadersV2(mut short) = answer(next) else {
+        unreachable!("a v2 answer")
+    };
+    short.end_height = 10;
+    assert!(matches!(
+        short.validate(),
+        Err(WireError::Invalid {
+            field: "headers_v2_response.bare_headers",
+            ..
+        })
+    ));
+}
+
+#[test]
+fn a_bare_header_needs_its_header() {
+    let bare = raw::BareHeader::from(&sample(strategies::bare_header_at(4)));
+    let no_header = raw::BareHeader {
+        header: None,
+        ..bare.clone()
+    };
+    assert_eq!(
+        BareHeader::try_from(no_header).unwrap_err(),
+        WireError::Missing {
+            field: "bare_header.header"
+        }
+    );
+    assert!(BareHeader::try_from(bare).is_ok());
+}

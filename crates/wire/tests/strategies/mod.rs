@@ -116,6 +116,19 @@ pub fn signed_header() -> impl Strategy<Value = SignedHeader> {
     (1u64..1_000_000).prop_flat_map(signed_header_at)
 }
 
+pub fn bare_header_at(height: u64) -> impl Strategy<Value = BareHeader> {
+    (header_at(height), option::of(validator_set())).prop_map(|(header, validator_set)| {
+        BareHeader {
+            header,
+            validator_set,
+        }
+    })
+}
+
+pub fn bare_header() -> impl Strategy<Value = BareHeader> {
+    (1u64..1_000_000).prop_flat_map(bare_header_at)
+}
+
 pub fn write() -> impl Strategy<Value = Write> {
     (vec(any::<u8>(), 1..40), option::of(vec(any::<u8>(), 0..64)))
         .prop_map(|(key, value)| Write { key, value })
@@ -253,7 +266,8 @@ pub fn headers_response(max: usize) -> impl Strategy<Value = Response> {
     })
 }
 
-/// A `Response::HeadersV2`: up to `max` proven headers, or a commitment.
+/// A `Response::HeadersV2`: up to `max` proven signed or bare headers, or a
+/// commitment.
 pub fn headers_v2_response(max: usize) -> impl Strategy<Value = Response> {
     prop_oneof![
         3 => (1u64..1_000_000, 0..=max, vec(hash(), 0..40), 0u64..100).prop_flat_map(
@@ -264,6 +278,21 @@ pub fn headers_v2_response(max: usize) -> impl Strategy<Value = Response> {
                         start_height: start,
                         end_height: start + n as u64 + slack,
                         result: HeadersV2Result::Headers {
+                            headers,
+                            proof: MmrProof { hashes: proof },
+                        },
+                    })
+                })
+            }
+        ),
+        3 => (1u64..1_000_000, 0..=max, vec(hash(), 0..40), 0u64..100).prop_flat_map(
+            |(start, n, proof, slack)| {
+                let headers: Vec<_> = (0..n as u64).map(|i| bare_header_at(start + i)).collect();
+                (headers, Just(proof)).prop_map(move |(headers, proof)| {
+                    Response::HeadersV2(HeadersV2Response {
+                        start_height: start,
+                        end_height: start + n as u64 + slack,
+                        result: HeadersV2Result::BareHeaders {
                             headers,
                             proof: MmrProof { hashes: proof },
                         },
