@@ -319,13 +319,8 @@ pub enum RangeEvent<P> {
 #[derive(Debug)]
 enum RangeState<P> {
     Unassigned,
-    Requested {
-        peers: Vec<(P, Instant)>,
-    },
-    Verified {
-        headers: HeaderBatch,
-        bytes: usize,
-    },
+    Requested { peers: Vec<(P, Instant)> },
+    Verified { headers: HeaderBatch, bytes: usize },
 }
 
 #[derive(Debug)]

@@ -224,7 +224,8 @@ fn headers_v2(store: &Store, q: &GetHeadersV2) -> Result<Response, StoreError> {
             last,
         )?;
         let count = headers.len();
-        let result: ResultFn = Box::new(move |proof| HeadersV2Result::BareHeaders { headers, proof });
+        let result: ResultFn =
+            Box::new(move |proof| HeadersV2Result::BareHeaders { headers, proof });
         (result, count)
     } else {
         let headers = read_budgeted(
@@ -286,6 +287,13 @@ fn skip_chain(store: &Store, q: &GetSkipChain) -> Result<Response, StoreError> {
         return Ok(error(
             ErrorCode::NotFound,
             "target_height is above this node's header height",
+        ));
+    }
+    if store.bare_height() > q.trusted_height {
+        // Hops need commits; headers-only sync stored these without.
+        return Ok(error(
+            ErrorCode::NotFound,
+            "headers above trusted_height are stored without commits",
         ));
     }
     let Some(mut set) = store.validator_set_at(q.trusted_height)? else {
