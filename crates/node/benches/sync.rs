@@ -361,7 +361,7 @@ fn issue9(client: &tokio::runtime::Runtime, env: &Env, chain: &Chain) -> Value {
     json!({
         "v1": "ReactorConfig::default(), serving rate limit DEFAULT_GET_HEADERS_PER_WINDOW",
         "v2": format!("SyncMode::V2, ParallelConfig::default() with checkpoint HeaderHash at height {checkpoint} (tip - {CHECKPOINT_BEHIND})"),
-        "v2-bare": "as v2, with RangeSyncConfig::headers_only (GetHeadersV2.headers_only: headers stored without commits)",
+        "v2-bare": "as v2, with RangeSyncConfig::bare() (GetHeadersV2.headers_only, 1000-header ranges; headers stored without commits)",
         "v2-genesis": "SyncMode::V2, ParallelConfig::default() (no checkpoint: bootstrap by bisection from genesis)",
         "cells": cells,
     })
@@ -381,7 +381,7 @@ fn checkpoint_config(chain: &Chain) -> ParallelConfig {
 
 /// `config` asking for headers without commits.
 fn headers_only(mut config: ParallelConfig) -> ParallelConfig {
-    config.ranges.headers_only = true;
+    config.ranges = RangeSyncConfig::bare();
     config
 }
 

@@ -11,6 +11,7 @@ use headway_chain::{HeaderExt, TrustedState};
 use headway_headersync::{
     HeaderSync, HeaderSyncInput, ParallelConfig, RateLimiter, ReactorConfig, SyncMode,
     server::{get_headers_weight, rate_limited},
+    v2::RangeSyncConfig,
 };
 use headway_net::{NetConfig, NetEvent, Network, NodeKey, PeerId};
 use headway_store::{Store, StoreConfig};
@@ -223,8 +224,10 @@ fn reactor_config(config: &Config) -> Result<ReactorConfig> {
     reactor.pool.ban_duration = Duration::from_secs(config.sync.ban_seconds);
     if config.sync.header_sync.is_v2() {
         let mut parallel = ParallelConfig::default();
+        if config.sync.header_sync == HeaderSyncMode::V2HeadersOnly {
+            parallel.ranges = RangeSyncConfig::bare();
+        }
         parallel.ranges.request_timeout = timeout;
-        parallel.ranges.headers_only = config.sync.header_sync == HeaderSyncMode::V2HeadersOnly;
         parallel.checkpoint = config
             .sync
             .checkpoint
