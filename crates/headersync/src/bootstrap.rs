@@ -87,6 +87,18 @@ pub struct NetHeaderSource {
     /// Which peer to ask first next time: requests rotate over the peers so
     /// no single peer's rate limit paces the bisection.
     next: std::cell::Cell<usize>,
+    /// Answers of [`NetHeaderSource::prefetch`], each used once (unverified,
+    /// like any answer; a use that fails falls back to asking again).
+    prefetched: Prefetched,
+}
+
+/// What one prefetch round brought back.
+#[derive(Default)]
+struct Prefetched {
+    headers: HashMap<u64, SignedHeader>,
+    sets: HashMap<u64, ValidatorSet>,
+    /// `(trusted_height, target_height, hops)`.
+    skip: Option<(u64, u64, Vec<SignedHeader>)>,
 }
 
 /// Times one peer is asked again after `BUSY`/`RATE_LIMITED` before the next peer.
@@ -105,6 +117,44 @@ impl NetHeaderSource {
             timeout,
             fetched: HashMap::new(),
             next: std::cell::Cell::new(0),
+            prefetched: Prefetched::default(),
+        }
+    }
+
+    /// Sends `requests` to one peer at once (one round trip instead of one
+    /// each) and keeps the answers for the calls that would ask for them:
+    /// [`HeaderSource::signed_header`], [`HeaderSource::validator_set`] and
+    /// [`skip_chain`]. Nothing is trusted here; each answer goes through the
+    /// same checks as one fetched on demand, and is used once.
+    pub fn prefetch(&mut self, requests: &[Request]) {
+        let n = self.peers.len();
+        let Some(&peer) = self.peers.get(self.next.get() % n.max(1)) else {
+            return;
+        };
+        let tasks: Vec<_> = requests
+            .iter()
+            .cloned()
+            .map(|request| {
+                let (net, timeout) = (self.net.clone(), self.timeout);
+                self.handle
+                    .spawn(async move { net.request_with_timeout(peer, &request, timeout).await })
+            })
+            .collect();
+        for task in tasks {
+            match self.handle.block_on(task) {
+                Ok(Ok(Response::Headers(r))) => {
+                    if let [h] = r.headers.as_slice() {
+                        self.prefetched.headers.insert(h.header.height, h.clone());
+                    }
+                }
+                Ok(Ok(Response::ValidatorSet(r))) => {
+                    self.prefetched.sets.insert(r.height, r.validator_set);
+                }
+                Ok(Ok(Response::SkipChain(r))) => {
+                    self.prefetched.skip = Some((r.trusted_height, r.target_height, r.hops));
+                }
+                _ => {}
+            }
         }
     }
 
@@ -159,6 +209,12 @@ impl HeaderSource for NetHeaderSource {
     type Error = BootstrapError;
 
     fn signed_header(&mut self, height: u64) -> Result<SignedHeader, BootstrapError> {
+        if let Some(h) = self.prefetched.headers.remove(&height) {
+            if self.fetched.len() < MAX_KEPT_HEADERS {
+                self.fetched.insert(height, h.clone());
+            }
+            return Ok(h);
+        }
         let request = Request::GetHeaders(GetHeaders {
             start_height: height,
             count: 1,
@@ -181,6 +237,9 @@ impl HeaderSource for NetHeaderSource {
     }
 
     fn validator_set(&mut self, height: u64) -> Result<ValidatorSet, BootstrapError> {
+        if let Some(set) = self.prefetched.sets.remove(&height) {
+            return Ok(set);
+        }
         let request = Request::GetValidatorSet(GetValidatorSet { height });
         for answer in self.ask(&request) {
             if let Ok(Response::ValidatorSet(r)) = answer {
@@ -287,6 +346,13 @@ pub fn skip_chain(
     trusted: &TrustedState,
     target: u64,
 ) -> Result<SkipVerified, BootstrapError> {
+    if let Some((from, to, hops)) = source.prefetched.skip.take()
+        && from == trusted.height()
+        && to == target
+        && let Ok(verified) = verify_hops(trusted, hops, target)
+    {
+        return Ok(verified);
+    }
     let request = Request::GetSkipChain(GetSkipChain {
         trusted_height: trusted.height(),
         target_height: target,
