@@ -382,7 +382,14 @@ pub struct RangeSync<P> {
     next: u64,
     /// Hash of the header at `next - 1`.
     prev_hash: Hash,
+    /// The ranges handed to peers and not yet handed out (requested,
+    /// verified, or back to unassigned after a failure). Ranges are
+    /// materialized only when first requested, so this holds the download
+    /// window (bounded by the buffer cap and the requests in flight), not
+    /// the whole chain: every scan over it is cheap however long the chain.
     ranges: BTreeMap<u64, Range<P>>,
+    /// The first height not yet in any range (`end + 1` once all are planned).
+    unplanned: u64,
     peers: HashMap<P, V2Peer>,
     /// Requests in flight, by peer and range start.
     outstanding: HashSet<(P, u64)>,
@@ -413,19 +420,6 @@ impl<P: Copy + Eq + StdHash + Ord + Debug> RangeSync<P> {
         let mut config = config;
         config.range_len = config.range_len.clamp(1, MAX_HEADERS_V2);
         config.max_inflight_per_peer = config.max_inflight_per_peer.max(1);
-        let mut ranges = BTreeMap::new();
-        let mut s = start.max(1);
-        while s <= end {
-            let e = (s + u64::from(config.range_len) - 1).min(end);
-            ranges.insert(
-                s,
-                Range {
-                    end: e,
-                    state: RangeState::Unassigned,
-                },
-            );
-            s = e + 1;
-        }
         RangeSync {
             header_bytes: config.initial_header_bytes.max(1),
             config,
@@ -434,7 +428,8 @@ impl<P: Copy + Eq + StdHash + Ord + Debug> RangeSync<P> {
             end,
             next: start.max(1),
             prev_hash,
-            ranges,
+            ranges: BTreeMap::new(),
+            unplanned: start.max(1),
             peers: HashMap::new(),
             outstanding: HashSet::new(),
             buffered_bytes: 0,
@@ -457,6 +452,13 @@ impl<P: Copy + Eq + StdHash + Ord + Debug> RangeSync<P> {
     /// Bytes of verified ranges waiting to be handed out.
     pub fn buffered_bytes(&self) -> usize {
         self.buffered_bytes
+    }
+
+    /// Ranges tracked: requested, verified but not handed out, or given
+    /// back. The rest of the chain is not planned until requested, so this
+    /// stays within the download window however long the chain is.
+    pub fn window_ranges(&self) -> usize {
+        self.ranges.len()
     }
 
     /// Peers usable for ranges.
@@ -694,7 +696,8 @@ impl<P: Copy + Eq + StdHash + Ord + Debug> RangeSync<P> {
             .ranges
             .iter()
             .find(|(_, r)| !matches!(r.state, RangeState::Verified { .. }))
-            .map(|(s, _)| *s);
+            .map(|(s, _)| *s)
+            .or((self.unplanned <= self.end).then_some(self.unplanned));
         let inflight_bytes: usize = self
             .ranges
             .iter()
@@ -704,18 +707,40 @@ impl<P: Copy + Eq + StdHash + Ord + Debug> RangeSync<P> {
             })
             .sum();
         let committed = self.buffered_bytes + inflight_bytes;
-        // The lowest unassigned range: ranges are filled in height order so the
-        // buffer drains as soon as the head arrives.
-        let (start, end) = self
+        // The lowest unassigned range (one given back, else the next one
+        // planned): ranges are filled in height order so the buffer drains
+        // as soon as the head arrives.
+        let planned = self
             .ranges
             .iter()
             .find(|(_, r)| matches!(r.state, RangeState::Unassigned))
-            .map(|(s, r)| (*s, r.end))?;
+            .map(|(s, r)| (*s, r.end));
+        let (start, end) = match planned {
+            Some(range) => range,
+            None if self.unplanned <= self.end => {
+                let start = self.unplanned;
+                let end = start
+                    .saturating_add(u64::from(self.config.range_len) - 1)
+                    .min(self.end);
+                (start, end)
+            }
+            None => return None,
+        };
         let cost = self.estimate_len(end - start + 1);
         if Some(start) != head && committed + cost > self.config.max_buffer_bytes {
             return None;
         }
         let peer = self.best_peer(now, None)?;
+        if planned.is_none() {
+            self.ranges.insert(
+                start,
+                Range {
+                    end,
+                    state: RangeState::Unassigned,
+                },
+            );
+            self.unplanned = end + 1;
+        }
         Some(self.assign(peer, start, end, now))
     }
 
@@ -879,6 +904,7 @@ impl<P: Copy + Eq + StdHash + Ord + Debug> RangeSync<P> {
                 self.events
                     .push_back(RangeEvent::PrefixConflict { height: self.next });
                 self.next = self.end + 1;
+                self.unplanned = self.end + 1;
                 self.ranges.clear();
                 return;
             }

@@ -484,6 +484,36 @@ fn memory_stays_under_the_byte_cap_while_the_head_is_slow() {
 }
 
 #[test]
+fn a_chain_of_a_billion_headers_is_planned_one_window_at_a_time() {
+    let f = fixture();
+    let mut planner = RangeSync::new(
+        f.chain[0].signed_header.header.chain_id.clone(),
+        commitment(),
+        1_000_000_000,
+        2,
+        signed(1).header.hash(),
+        config(),
+    );
+    for id in 0..3u32 {
+        planner.add_peer(id);
+    }
+    let now = Instant::now();
+    let mut requests = Vec::new();
+    while let Some(r) = planner.poll_request(now) {
+        requests.push(r);
+    }
+    // One range per peer until it has served one.
+    assert_eq!(requests.len(), 3, "every peer asked");
+    assert_eq!(planner.window_ranges(), 3, "nothing planned ahead");
+    // The ranges are consecutive from the start.
+    let mut next = 2;
+    for (_, q) in &requests {
+        assert_eq!(q.start_height, next);
+        next += u64::from(q.count);
+    }
+}
+
+#[test]
 fn no_peers_means_no_requests() {
     let mut sim = Sim::new(config());
     sim.drain();
