@@ -274,7 +274,7 @@ fn generated_blocks_execute_into_the_store() {
 
 /// The header segments on disk (format 2, tag `0x07`): first height and row count.
 fn segments_on_disk(dir: &std::path::Path) -> Vec<(u64, u32)> {
-    let db = sled::open(dir).unwrap();
+    let db = common::open_raw(dir);
     db.scan_prefix([0x07u8])
         .map(|row| {
             let (key, value) = row.unwrap();

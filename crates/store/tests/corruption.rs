@@ -35,7 +35,7 @@ fn segment_key(first: u64) -> Vec<u8> {
 
 /// Reads one raw value of the database in `dir`.
 fn peek(dir: &std::path::Path, key: &[u8]) -> Vec<u8> {
-    let db = sled::open(dir).unwrap();
+    let db = common::open_raw(dir);
     db.get(key).unwrap().unwrap().to_vec()
 }
 
@@ -78,7 +78,7 @@ fn segment_value(rows: &[(Vec<u8>, Vec<u8>, Vec<u8>)]) -> Vec<u8> {
 
 /// Overwrites one raw key of the database in `dir`.
 fn poke(dir: &std::path::Path, key: &[u8], value: Option<&[u8]>) {
-    let db = sled::open(dir).unwrap();
+    let db = common::open_raw(dir);
     match value {
         Some(v) => db.insert(key, v).unwrap(),
         None => db.remove(key).unwrap(),
@@ -94,7 +94,7 @@ fn open(dir: &std::path::Path) -> Result<Store, StoreError> {
 fn a_foreign_sled_database_is_refused() {
     let dir = common::fresh_dir("foreign");
     {
-        let db = sled::open(&dir).unwrap();
+        let db = common::open_raw(&dir);
         db.insert(b"some", b"thing").unwrap();
         db.flush().unwrap();
     }
@@ -106,7 +106,7 @@ fn a_foreign_sled_database_is_refused() {
 
     let dir = common::fresh_dir("foreign-tree");
     {
-        let db = sled::open(&dir).unwrap();
+        let db = common::open_raw(&dir);
         db.open_tree("other").unwrap().insert(b"a", b"b").unwrap();
         db.flush().unwrap();
     }

@@ -165,3 +165,19 @@ pub fn build_chain(seed: u64, n: u64, state_roots: bool) -> (Vec<SignedHeader>, 
     }
     (headers, blocks)
 }
+
+/// Opens the raw sled database in `dir`, waiting (up to 2 s) while a store
+/// just dropped by this process still holds its directory lock: sled
+/// releases it from a background thread (as `Store::open` does).
+pub fn open_raw(dir: &std::path::Path) -> sled::Db {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        match sled::open(dir) {
+            Ok(db) => return db,
+            Err(e) if std::time::Instant::now() < deadline && e.to_string().contains("lock") => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => panic!("opening {}: {e}", dir.display()),
+        }
+    }
+}
