@@ -14,6 +14,14 @@ pub enum NetError {
     /// A peer's certificate is not a well-formed Ed25519 certificate.
     #[error("bad peer certificate: {0}")]
     BadCertificate(String),
+    /// A [`crate::NetConfig`] value is out of its range.
+    #[error("invalid transport configuration: {field}: {reason}")]
+    InvalidConfig {
+        /// The field.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// TLS could not be configured.
     #[error("TLS configuration: {0}")]
     Tls(String),

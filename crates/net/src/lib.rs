@@ -33,7 +33,10 @@ mod identity;
 pub mod peers;
 mod transport;
 
-pub use config::{ALPN_V1, DEFAULT_SOCKET_BUFFER_BYTES, NetConfig};
+pub use config::{
+    ALPN_V1, DEFAULT_INITIAL_CONGESTION_WINDOW, DEFAULT_SOCKET_BUFFER_BYTES,
+    MAX_INITIAL_CONGESTION_WINDOW, MIN_INITIAL_CONGESTION_WINDOW, NetConfig,
+};
 pub use error::NetError;
 pub use identity::{NodeKey, PeerId, peer_id_from_certificate};
 pub use peers::{BanList, BootstrapPeer, Dialler};

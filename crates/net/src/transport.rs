@@ -34,6 +34,7 @@ use tracing::{debug, info, warn};
 
 use crate::{
     NetConfig, NetError, NodeKey, PeerId,
+    config::{MAX_INITIAL_CONGESTION_WINDOW, MIN_INITIAL_CONGESTION_WINDOW},
     identity::{self, SERVER_NAME},
     peers::{BanList, BootstrapPeer, Dialler},
 };
@@ -248,16 +249,7 @@ impl Network {
         config: NetConfig,
         bootstrap: Vec<BootstrapPeer>,
     ) -> Result<(Network, mpsc::Receiver<NetEvent>), NetError> {
-        let mut transport = quinn::TransportConfig::default();
-        transport
-            .max_concurrent_bidi_streams(VarInt::from_u32(config.max_concurrent_requests_per_peer))
-            .max_concurrent_uni_streams(VarInt::from_u32(2))
-            .keep_alive_interval(Some(config.keep_alive))
-            .max_idle_timeout(Some(
-                quinn::IdleTimeout::try_from(config.idle_timeout)
-                    .map_err(|e| NetError::Tls(format!("idle timeout: {e}")))?,
-            ));
-        let transport = Arc::new(transport);
+        let transport = Arc::new(transport_config(&config)?);
         let tls = identity::server_tls(&key, &config.alpn)?;
         let quic = QuicServerConfig::try_from(tls).map_err(|e| NetError::Tls(e.to_string()))?;
         let mut server = quinn::ServerConfig::with_crypto(Arc::new(quic));
@@ -931,6 +923,46 @@ async fn read_pushes(inner: Arc<Inner>, peer: PeerId, mut recv: quinn::RecvStrea
     }
 }
 
+/// The QUIC transport settings of every connection, from `config`.
+fn transport_config(config: &NetConfig) -> Result<quinn::TransportConfig, NetError> {
+    let window = config.initial_congestion_window;
+    if !(MIN_INITIAL_CONGESTION_WINDOW..=MAX_INITIAL_CONGESTION_WINDOW).contains(&window) {
+        return Err(NetError::InvalidConfig {
+            field: "initial_congestion_window",
+            reason: format!(
+                "{window} bytes is outside {MIN_INITIAL_CONGESTION_WINDOW}..={MAX_INITIAL_CONGESTION_WINDOW}"
+            ),
+        });
+    }
+    let mut congestion = quinn::congestion::CubicConfig::default();
+    congestion.initial_window(window);
+    let mut transport = quinn::TransportConfig::default();
+    transport
+        .max_concurrent_bidi_streams(VarInt::from_u32(config.max_concurrent_requests_per_peer))
+        .max_concurrent_uni_streams(VarInt::from_u32(2))
+        .keep_alive_interval(Some(config.keep_alive))
+        .max_idle_timeout(Some(quinn::IdleTimeout::try_from(config.idle_timeout).map_err(
+            |e| NetError::InvalidConfig {
+                field: "idle_timeout",
+                reason: e.to_string(),
+            },
+        )?))
+        .congestion_controller_factory(Arc::new(congestion))
+        // Responses leave in the order they were written, each whole before
+        // the next, rather than round-robin: a requester with several
+        // requests in flight gets its first answer after a quarter of the
+        // time instead of all four at the end, and re-requests while the
+        // rest stream, so the pipe never drains (v2 headers-only from 8
+        // peers at 50 ms RTT: ~107k → ~128k headers/s). Pushes go first
+        // ([`PUSH_PRIORITY`]).
+        .send_fairness(false);
+    Ok(transport)
+}
+
+/// Send priority of the push stream (statuses, announcements) over
+/// responses (priority 0): a status never waits behind a bulk response.
+const PUSH_PRIORITY: i32 = 1;
+
 async fn write_pushes(conn: quinn::Connection, peer: PeerId, mut rx: mpsc::Receiver<Push>) {
     let mut stream: Option<quinn::SendStream> = None;
     while let Some(push) = rx.recv().await {
@@ -943,7 +975,11 @@ async fn write_pushes(conn: quinn::Connection, peer: PeerId, mut rx: mpsc::Recei
         };
         if stream.is_none() {
             match conn.open_uni().await {
-                Ok(s) => stream = Some(s),
+                Ok(s) => {
+                    // Only fails on a stream already closed; the write below reports that.
+                    let _ = s.set_priority(PUSH_PRIORITY);
+                    stream = Some(s);
+                }
                 Err(e) => {
                     return debug!(peer = %peer.short(), error = %e, "cannot open push stream");
                 }
@@ -1006,5 +1042,33 @@ mod tests {
             assert!(socket.recv_buffer_size().unwrap() >= expected);
         }
         assert!(socket.local_addr().unwrap().as_socket().unwrap().port() > 0);
+    }
+
+    #[test]
+    fn transport_sends_responses_in_order_and_checks_the_initial_window() {
+        let config = NetConfig::default();
+        let transport = transport_config(&config).unwrap();
+        assert!(
+            format!("{transport:?}").contains("send_fairness: false"),
+            "{transport:?}"
+        );
+        for window in [0, MIN_INITIAL_CONGESTION_WINDOW - 1, MAX_INITIAL_CONGESTION_WINDOW + 1] {
+            let config = NetConfig {
+                initial_congestion_window: window,
+                ..NetConfig::default()
+            };
+            let err = transport_config(&config).unwrap_err();
+            assert!(
+                matches!(err, NetError::InvalidConfig { field: "initial_congestion_window", .. }),
+                "{err}"
+            );
+        }
+        for window in [MIN_INITIAL_CONGESTION_WINDOW, MAX_INITIAL_CONGESTION_WINDOW] {
+            let config = NetConfig {
+                initial_congestion_window: window,
+                ..NetConfig::default()
+            };
+            transport_config(&config).unwrap();
+        }
     }
 }
