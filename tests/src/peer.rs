@@ -392,7 +392,7 @@ impl ScriptedPeer {
         let node = self.node_id();
         if let Err(e) = self
             .net
-            .push(node, Push::Status(StatusResponse { base, height }))
+            .push(node, Push::Status(StatusResponse::new(base, height)))
         {
             panic!("pushing a status to the node: {e}");
         }
@@ -723,7 +723,7 @@ async fn event_loop(mut s: EventLoop) {
                     // The node may close at once (a ban): nothing to push then.
                     let _ = s
                         .net
-                        .push(peer, Push::Status(StatusResponse { base: 1, height }));
+                        .push(peer, Push::Status(StatusResponse::new(1, height)));
                 }
                 // Counted after the claim is queued, so a test's own pushes follow it.
                 lock(&s.record).connects += 1;

@@ -45,7 +45,7 @@ use headway_conformance::{
 };
 use headway_headersync::bootstrap::Checkpoint;
 use headway_wire::{
-    ErrorCode, ErrorResponse, GetHeaders, GetHeadersV2, Hash, HeadersV2Result, Response,
+    ErrorCode, ErrorResponse, Features, GetHeaders, GetHeadersV2, Hash, HeadersV2Result, Response,
     limits::MAX_HEADERS_V2,
 };
 
@@ -654,6 +654,11 @@ async fn v2_headers_only_bans_bad_proofs_and_stores_the_honest_headers_bare() {
     assert_eq!(
         status.base, TIP,
         "headers stored without commits are not offered to v1 peers"
+    );
+    // It answered the ranges above, and says so in its status (protocol.md §6).
+    assert!(
+        status.features.contains(Features::HEADERS_V2),
+        "a node serving GetHeadersV2 announces it: {status:?}"
     );
     match o.get_headers(CHECKPOINT, 10).await {
         Response::Headers(h) => assert!(

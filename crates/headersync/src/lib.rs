@@ -26,7 +26,7 @@
 //! let chain: Vec<_> = ChainGenerator::new(GeneratorConfig::small(1)).unwrap().take(30).collect();
 //! let mut pool = HeaderSyncPool::new(chain[0].trusted_state(), PoolConfig::default());
 //! let now = Instant::now();
-//! pool.on_status(7u32, StatusResponse { base: 1, height: 30 }, now);
+//! pool.on_status(7u32, StatusResponse::new(1, 30), now);
 //! let (peer, request) = pool.poll_request(now).unwrap();
 //! assert_eq!((peer, request.start_height, request.count), (7, 2, 29));
 //! let headers = chain[1..30].iter().map(|b| b.signed_header.clone()).collect();

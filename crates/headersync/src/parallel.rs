@@ -10,7 +10,8 @@ use headway_chain::{HeaderExt, TrustedState};
 use headway_net::{NetError, Network, PeerId};
 use headway_store::Store;
 use headway_wire::{
-    ErrorCode, GetHeaders, GetHeadersV2, GetSkipChain, GetValidatorSet, Request, Response,
+    ErrorCode, Features, GetHeaders, GetHeadersV2, GetSkipChain, GetValidatorSet, Request,
+    Response, StatusResponse,
 };
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
@@ -26,8 +27,8 @@ use crate::{
 /// after the run started still get ranges.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PeerUpdate {
-    /// A peer reported this header height.
-    Status(PeerId, u64),
+    /// A peer reported this status.
+    Status(PeerId, StatusResponse),
     /// A peer disconnected.
     Gone(PeerId),
 }
@@ -98,14 +99,14 @@ pub enum ParallelError {
 pub async fn sync_parallel(
     net: &Network,
     store: &Store,
-    peers: Vec<(PeerId, u64)>,
+    peers: Vec<(PeerId, StatusResponse)>,
     mut updates: mpsc::Receiver<PeerUpdate>,
     trusted: TrustedState,
     config: ParallelConfig,
     metrics: &Arc<HeaderSyncMetrics>,
 ) -> Result<ParallelReport, ParallelError> {
     let started = Instant::now();
-    let mut by_height = peers.clone();
+    let mut by_height: Vec<(PeerId, u64)> = peers.iter().map(|(p, s)| (*p, s.height)).collect();
     by_height.sort_by_key(|(p, h)| (std::cmp::Reverse(*h), *p));
     let target = by_height.first().map_or(0, |(_, h)| *h);
     let peer_ids: Vec<PeerId> = by_height.iter().map(|(p, _)| *p).collect();
@@ -205,10 +206,8 @@ pub async fn sync_parallel(
             prev,
             config.ranges.clone(),
         );
-        for (peer, height) in &peers {
-            if *height >= x {
-                planner.add_peer(*peer);
-            }
+        for (peer, status) in &peers {
+            add_peer(&mut planner, *peer, status, x);
         }
         headers = download(net, store, &mut planner, &mut updates, x, metrics).await?;
     }
@@ -242,6 +241,19 @@ pub async fn sync_parallel(
         bootstrap_time,
         download_time,
     })
+}
+
+/// Offers `peer` ranges if it has `C(x)`; a peer announcing
+/// [`Features::HEADERS_V2`] is pipelined to from its first range.
+fn add_peer(planner: &mut RangeSync<PeerId>, peer: PeerId, status: &StatusResponse, x: u64) {
+    if status.height < x {
+        return;
+    }
+    if status.features.contains(Features::HEADERS_V2) {
+        planner.add_announced_peer(peer);
+    } else {
+        planner.add_peer(peer);
+    }
 }
 
 /// A request's peer, the request, and the response with its size in bytes.
@@ -345,8 +357,7 @@ async fn download(
                 }
             }
             Some(update) = updates.recv() => match update {
-                PeerUpdate::Status(peer, height) if height >= x => planner.add_peer(peer),
-                PeerUpdate::Status(..) => {}
+                PeerUpdate::Status(peer, status) => add_peer(planner, peer, &status, x),
                 PeerUpdate::Gone(peer) => planner.remove_peer(&peer),
             },
             () = tokio::time::sleep_until(deadline.into()) => planner.on_tick(Instant::now()),

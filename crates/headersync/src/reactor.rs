@@ -16,7 +16,9 @@ use std::{
 use headway_chain::TrustedState;
 use headway_net::{NetError, Network, PeerId};
 use headway_store::Store;
-use headway_wire::{ErrorCode, GetHeaders, Push, Request, Response, SignedHeader, StatusResponse};
+use headway_wire::{
+    ErrorCode, Features, GetHeaders, Push, Request, Response, SignedHeader, StatusResponse,
+};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, error, info, warn};
 
@@ -54,6 +56,10 @@ pub struct ReactorConfig {
     /// In v2 mode, how long to gather peers' statuses after the first one
     /// before bootstrapping (so ranges can go to several peers).
     pub v2_gather: Duration,
+    /// What this node announces in its statuses: set
+    /// [`Features::HEADERS_V2`] only when it answers `GetHeadersV2` (the
+    /// node does); v2 peers then pipeline ranges to it from the first request.
+    pub features: Features,
 }
 
 impl Default for ReactorConfig {
@@ -64,6 +70,7 @@ impl Default for ReactorConfig {
             input_queue: 1024,
             mode: SyncMode::V1,
             v2_gather: Duration::from_millis(750),
+            features: Features::NONE,
         }
     }
 }
@@ -155,7 +162,7 @@ impl HeaderSync {
             backlog: Vec::new(),
             store: store.clone(),
             pool,
-            announcer: StatusAnnouncer::new(),
+            announcer: StatusAnnouncer::with_features(config.features),
             metrics: metrics.clone(),
             height_tx,
             inputs: input_rx,
@@ -351,9 +358,7 @@ impl Reactor {
         }
         if self.v2_updates.is_some() {
             let update = match &input {
-                HeaderSyncInput::Status(peer, status) => {
-                    Some(PeerUpdate::Status(*peer, status.height))
-                }
+                HeaderSyncInput::Status(peer, status) => Some(PeerUpdate::Status(*peer, *status)),
                 HeaderSyncInput::Disconnected(peer) => Some(PeerUpdate::Gone(*peer)),
                 _ => None,
             };
@@ -510,10 +515,10 @@ impl Reactor {
         else {
             return;
         };
-        let peers: Vec<(PeerId, u64)> = self
+        let peers: Vec<(PeerId, StatusResponse)> = self
             .statuses
             .iter()
-            .filter_map(|(p, s)| s.map(|s| (*p, s.height)))
+            .filter_map(|(p, s)| s.map(|s| (*p, s)))
             .collect();
         info!(
             peers = peers.len(),

@@ -3,19 +3,26 @@
 
 use std::{collections::HashMap, hash::Hash};
 
-use headway_wire::StatusResponse;
+use headway_wire::{Features, StatusResponse};
 
 /// Tracks the last status pushed to each connected peer.
 #[derive(Debug, Default)]
 pub struct StatusAnnouncer<P> {
     last_pushed: HashMap<P, u64>,
+    features: Features,
 }
 
 impl<P: Copy + Eq + Hash> StatusAnnouncer<P> {
-    /// A new announcer.
+    /// A new announcer that promises no features.
     pub fn new() -> Self {
+        Self::with_features(Features::NONE)
+    }
+
+    /// A new announcer whose statuses announce `features`.
+    pub fn with_features(features: Features) -> Self {
         StatusAnnouncer {
             last_pushed: HashMap::new(),
+            features,
         }
     }
 
@@ -26,8 +33,8 @@ impl<P: Copy + Eq + Hash> StatusAnnouncer<P> {
         let announced = height.saturating_sub(1);
         self.last_pushed.insert(peer, announced);
         Some(StatusResponse {
-            base: base.min(announced),
-            height: announced,
+            features: self.features,
+            ..StatusResponse::new(base.min(announced), announced)
         })
     }
 
@@ -43,13 +50,11 @@ impl<P: Copy + Eq + Hash> StatusAnnouncer<P> {
         for (peer, last) in &mut self.last_pushed {
             if height > *last {
                 *last = height;
-                out.push((
-                    *peer,
-                    StatusResponse {
-                        base: base.min(height),
-                        height,
-                    },
-                ));
+                let status = StatusResponse {
+                    features: self.features,
+                    ..StatusResponse::new(base.min(height), height)
+                };
+                out.push((*peer, status));
             }
         }
         out
@@ -73,22 +78,25 @@ mod tests {
     #[test]
     fn never_repeats_or_lowers_a_height() {
         let mut a = StatusAnnouncer::new();
-        assert_eq!(
-            a.on_connected(1u8, 1, 10),
-            Some(StatusResponse { base: 1, height: 9 })
-        );
-        assert_eq!(
-            a.on_height(1, 10),
-            vec![(
-                1,
-                StatusResponse {
-                    base: 1,
-                    height: 10
-                }
-            )]
-        );
+        assert_eq!(a.on_connected(1u8, 1, 10), Some(StatusResponse::new(1, 9)));
+        assert_eq!(a.on_height(1, 10), vec![(1, StatusResponse::new(1, 10))]);
         assert!(a.on_height(1, 10).is_empty());
         assert!(a.on_height(1, 9).is_empty());
         assert_eq!(a.on_height(1, 11).len(), 1);
+    }
+
+    #[test]
+    fn every_status_carries_the_announced_features() {
+        let mut a = StatusAnnouncer::with_features(Features::HEADERS_V2);
+        let first = a.on_connected(1u8, 1, 10).unwrap();
+        assert_eq!(first.features, Features::HEADERS_V2);
+        let later = a.on_height(1, 11);
+        assert_eq!(later.len(), 1);
+        assert!(later[0].1.features.contains(Features::HEADERS_V2));
+        let mut plain = StatusAnnouncer::new();
+        assert_eq!(
+            plain.on_connected(1u8, 1, 10).unwrap().features,
+            Features::NONE
+        );
     }
 }

@@ -354,6 +354,8 @@ struct V2Peer {
     paused_until: Option<Instant>,
     mean_response: Option<Duration>,
     ranges_ok: u64,
+    /// Announced `GetHeadersV2` in its status: pipelined from the start.
+    announced: bool,
 }
 
 /// Counters of the planner.
@@ -472,10 +474,36 @@ impl<P: Copy + Eq + StdHash + Ord + Debug> RangeSync<P> {
     }
 
     /// A peer that claims to have the tip: it may serve ranges (unless this
-    /// run already banned it or found it unusable).
+    /// run already banned it or found it unusable). It gets one range until
+    /// it has served one: a peer that does not speak v2 (or is behind) then
+    /// says so once, not once per pipelined request.
     pub fn add_peer(&mut self, peer: P) {
-        if self.peers.len() < self.config.max_peers && !self.excluded.contains(&peer) {
-            self.peers.entry(peer).or_default();
+        self.add(peer, false);
+    }
+
+    /// A peer that claims to have the tip and announces that it serves
+    /// `GetHeadersV2` (`Features::HEADERS_V2` in its status): it gets
+    /// [`RangeSyncConfig::max_inflight_per_peer`] ranges from the start,
+    /// saving the round trip of a probe. If the announcement was false, its
+    /// `UNSUPPORTED` answers make it unusable as for any peer.
+    pub fn add_announced_peer(&mut self, peer: P) {
+        self.add(peer, true);
+    }
+
+    fn add(&mut self, peer: P, announced: bool) {
+        if self.excluded.contains(&peer) {
+            return;
+        }
+        if let Some(state) = self.peers.get_mut(&peer) {
+            state.announced |= announced;
+        } else if self.peers.len() < self.config.max_peers {
+            self.peers.insert(
+                peer,
+                V2Peer {
+                    announced,
+                    ..V2Peer::default()
+                },
+            );
         }
     }
 
@@ -810,10 +838,11 @@ impl<P: Copy + Eq + StdHash + Ord + Debug> RangeSync<P> {
     }
 
     fn best_peer(&self, now: Instant, except: Option<P>) -> Option<P> {
-        // A peer gets one range until it has served one: a peer that does not
-        // speak v2 (or is behind) says so once, not once per pipelined request.
+        // A peer gets one range until it has served one (unless it announced
+        // v2): a peer that does not speak v2 (or is behind) says so once, not
+        // once per pipelined request.
         let ready = |p: &V2Peer| {
-            let limit = if p.ranges_ok == 0 {
+            let limit = if p.ranges_ok == 0 && !p.announced {
                 1
             } else {
                 self.config.max_inflight_per_peer

@@ -117,16 +117,10 @@ impl Sim {
             _ => self.tip(),
         };
         // R1.5: a peer first reports height - 1, then its height.
-        self.pool.on_status(
-            id,
-            StatusResponse {
-                base: 1,
-                height: height - 1,
-            },
-            self.now,
-        );
         self.pool
-            .on_status(id, StatusResponse { base: 1, height }, self.now);
+            .on_status(id, StatusResponse::new(1, height - 1), self.now);
+        self.pool
+            .on_status(id, StatusResponse::new(1, height), self.now);
     }
 
     fn schedule(&mut self, after: Duration, delivery: Delivery) {
@@ -413,14 +407,8 @@ fn silent_height_poisoner_does_not_keep_the_node_syncing() {
             served: 0,
         },
     );
-    sim.pool.on_status(
-        9,
-        StatusResponse {
-            base: 1,
-            height: u64::MAX / 2,
-        },
-        sim.now,
-    );
+    sim.pool
+        .on_status(9, StatusResponse::new(1, u64::MAX / 2), sim.now);
     assert!(sim.pool.is_syncing());
     sim.run(Duration::from_secs(120));
     sim.drain();
@@ -450,42 +438,12 @@ fn busy_answers_pause_without_timeouts() {
 fn status_regression_and_repetition_ban() {
     let mut sim = Sim::new(20, PoolConfig::default());
     let now = sim.now;
-    sim.pool.on_status(
-        1,
-        StatusResponse {
-            base: 1,
-            height: 10,
-        },
-        now,
-    );
-    sim.pool.on_status(
-        1,
-        StatusResponse {
-            base: 1,
-            height: 10,
-        },
-        now,
-    );
-    sim.pool.on_status(
-        2,
-        StatusResponse {
-            base: 1,
-            height: 10,
-        },
-        now,
-    );
-    sim.pool
-        .on_status(2, StatusResponse { base: 1, height: 9 }, now);
-    sim.pool
-        .on_status(3, StatusResponse { base: 1, height: 9 }, now);
-    sim.pool.on_status(
-        3,
-        StatusResponse {
-            base: 1,
-            height: 10,
-        },
-        now,
-    );
+    sim.pool.on_status(1, StatusResponse::new(1, 10), now);
+    sim.pool.on_status(1, StatusResponse::new(1, 10), now);
+    sim.pool.on_status(2, StatusResponse::new(1, 10), now);
+    sim.pool.on_status(2, StatusResponse::new(1, 9), now);
+    sim.pool.on_status(3, StatusResponse::new(1, 9), now);
+    sim.pool.on_status(3, StatusResponse::new(1, 10), now);
     sim.drain();
     assert_eq!(
         sim.banned,

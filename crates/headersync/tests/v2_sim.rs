@@ -9,7 +9,7 @@
 
 use std::{
     cmp::Reverse,
-    collections::{BTreeSet, BinaryHeap, HashMap},
+    collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap},
     sync::OnceLock,
     time::{Duration, Instant},
 };
@@ -177,6 +177,13 @@ impl Sim {
         self.peers
             .insert(id, (peer, Duration::from_millis(latency_ms)));
         self.planner.add_peer(id);
+    }
+
+    /// Adds a peer whose status announced `GetHeadersV2`.
+    fn add_announced(&mut self, id: u32, peer: Peer, latency_ms: u64) {
+        self.peers
+            .insert(id, (peer, Duration::from_millis(latency_ms)));
+        self.planner.add_announced_peer(id);
     }
 
     fn answer(&mut self, id: u32, request: GetHeadersV2) {
@@ -429,6 +436,44 @@ fn peers_without_v2_are_left_to_v1() {
     sim.assert_complete();
     assert_eq!(sim.unusable, BTreeSet::from([1]));
     assert!(sim.banned.is_empty(), "not speaking v2 is no offence");
+}
+
+#[test]
+fn peers_announcing_v2_are_pipelined_from_the_first_range_others_probed_first() {
+    let f = fixture();
+    let mut planner = RangeSync::new(
+        f.chain[0].signed_header.header.chain_id.clone(),
+        commitment(),
+        1_000_000,
+        2,
+        signed(1).header.hash(),
+        config(),
+    );
+    planner.add_peer(1);
+    planner.add_announced_peer(2);
+    // A status announcing v2 from a peer already probed lifts its limit too.
+    planner.add_peer(3);
+    planner.add_announced_peer(3);
+    let now = Instant::now();
+    let mut per_peer: BTreeMap<u32, usize> = BTreeMap::new();
+    while let Some((peer, _)) = planner.poll_request(now) {
+        *per_peer.entry(peer).or_default() += 1;
+    }
+    let full = config().max_inflight_per_peer;
+    assert_eq!(per_peer, BTreeMap::from([(1, 1), (2, full), (3, full)]));
+}
+
+#[test]
+fn a_peer_announcing_v2_falsely_is_left_to_v1_and_its_ranges_reassigned() {
+    let mut sim = Sim::new(config());
+    sim.add_announced(1, Peer::Unsupported, 1);
+    sim.add(2, Peer::Honest, 10);
+    sim.run(Duration::from_secs(60));
+    sim.assert_complete();
+    assert_eq!(sim.unusable, BTreeSet::from([1]));
+    assert!(sim.banned.is_empty(), "a wrong announcement is no offence");
+    // All four pipelined requests went out before the first UNSUPPORTED came back.
+    assert_eq!(sim.served[&1], config().max_inflight_per_peer as u64);
 }
 
 #[test]

@@ -941,12 +941,14 @@ fn transport_config(config: &NetConfig) -> Result<quinn::TransportConfig, NetErr
         .max_concurrent_bidi_streams(VarInt::from_u32(config.max_concurrent_requests_per_peer))
         .max_concurrent_uni_streams(VarInt::from_u32(2))
         .keep_alive_interval(Some(config.keep_alive))
-        .max_idle_timeout(Some(quinn::IdleTimeout::try_from(config.idle_timeout).map_err(
-            |e| NetError::InvalidConfig {
-                field: "idle_timeout",
-                reason: e.to_string(),
-            },
-        )?))
+        .max_idle_timeout(Some(
+            quinn::IdleTimeout::try_from(config.idle_timeout).map_err(|e| {
+                NetError::InvalidConfig {
+                    field: "idle_timeout",
+                    reason: e.to_string(),
+                }
+            })?,
+        ))
         .congestion_controller_factory(Arc::new(congestion))
         // Responses leave in the order they were written, each whole before
         // the next, rather than round-robin: a requester with several
@@ -1052,14 +1054,24 @@ mod tests {
             format!("{transport:?}").contains("send_fairness: false"),
             "{transport:?}"
         );
-        for window in [0, MIN_INITIAL_CONGESTION_WINDOW - 1, MAX_INITIAL_CONGESTION_WINDOW + 1] {
+        for window in [
+            0,
+            MIN_INITIAL_CONGESTION_WINDOW - 1,
+            MAX_INITIAL_CONGESTION_WINDOW + 1,
+        ] {
             let config = NetConfig {
                 initial_congestion_window: window,
                 ..NetConfig::default()
             };
             let err = transport_config(&config).unwrap_err();
             assert!(
-                matches!(err, NetError::InvalidConfig { field: "initial_congestion_window", .. }),
+                matches!(
+                    err,
+                    NetError::InvalidConfig {
+                        field: "initial_congestion_window",
+                        ..
+                    }
+                ),
                 "{err}"
             );
         }

@@ -321,7 +321,7 @@ async fn pushes_arrive_in_order() {
         client
             .push(
                 server.peer_id(),
-                Push::Status(StatusResponse { base: 1, height }),
+                Push::Status(StatusResponse::new(1, height)),
             )
             .unwrap();
     }

@@ -218,7 +218,11 @@ pub async fn run(
 }
 
 fn reactor_config(config: &Config) -> Result<ReactorConfig> {
-    let mut reactor = ReactorConfig::default();
+    let mut reactor = ReactorConfig {
+        // serve.rs answers GetHeadersV2 and the bootstrap requests.
+        features: headway_wire::Features::HEADERS_V2,
+        ..ReactorConfig::default()
+    };
     let timeout = Duration::from_millis(config.sync.request_timeout_ms);
     reactor.pool.request_timeout = timeout;
     reactor.pool.ban_duration = Duration::from_secs(config.sync.ban_seconds);

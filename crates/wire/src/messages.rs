@@ -316,9 +316,41 @@ pub struct StatusResponse {
     pub base: u64,
     /// Highest header height available.
     pub height: u64,
+    /// What the sender serves beyond v1 header sync.
+    pub features: Features,
+}
+
+/// What a peer announces it serves, in its [`StatusResponse`]: a promise it
+/// may break (a requester still handles `UNSUPPORTED`), used to skip probing.
+/// Unknown bits from newer peers are kept and ignored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub struct Features(pub u32);
+
+impl Features {
+    /// Promises nothing beyond v1 header sync.
+    pub const NONE: Features = Features(0);
+    /// Answers `GetHeadersV2` (signed and headers-only ranges) and the
+    /// requests of checkpoint bootstrap.
+    pub const HEADERS_V2: Features = Features(1);
+
+    /// Whether every bit of `other` is announced.
+    #[must_use]
+    pub fn contains(self, other: Features) -> bool {
+        self.0 & other.0 == other.0
+    }
 }
 
 impl StatusResponse {
+    /// A status announcing no features.
+    #[must_use]
+    pub fn new(base: u64, height: u64) -> Self {
+        StatusResponse {
+            base,
+            height,
+            features: Features::NONE,
+        }
+    }
+
     /// `base <= height` (both 0 for a node with no headers).
     pub fn validate(&self) -> Result<(), WireError> {
         if self.base > self.height {
@@ -1328,6 +1360,7 @@ impl TryFrom<raw::Push> for Push {
             Body::Status(s) => Push::Status(StatusResponse {
                 base: s.base,
                 height: s.height,
+                features: Features(s.features),
             }),
             Body::BlockAnnouncement(a) => Push::BlockAnnouncement(BlockAnnouncement {
                 signed_header: required("block_announcement.signed_header", a.signed_header)?
@@ -1496,6 +1529,7 @@ impl From<&Push> for raw::Push {
             Push::Status(s) => Body::Status(raw::StatusResponse {
                 base: s.base,
                 height: s.height,
+                features: s.features.0,
             }),
             Push::BlockAnnouncement(a) => Body::BlockAnnouncement(raw::BlockAnnouncement {
                 signed_header: Some((&a.signed_header).into()),

@@ -583,11 +583,7 @@ fn write_rules() {
 
 #[test]
 fn status_base_above_height_is_rejected() {
-    assert!(
-        Push::Status(StatusResponse { base: 5, height: 4 })
-            .encode()
-            .is_err()
-    );
+    assert!(Push::Status(StatusResponse::new(5, 4)).encode().is_err());
 }
 
 #[test]

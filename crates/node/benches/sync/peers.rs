@@ -20,7 +20,7 @@ use headway_headersync::{
 };
 use headway_net::{NetConfig, NetEvent, Network, NodeKey, PeerId};
 use headway_store::Store;
-use headway_wire::{Push, StatusResponse, limits::MAX_HEADERS_PER_BATCH};
+use headway_wire::{Features, Push, StatusResponse, limits::MAX_HEADERS_PER_BATCH};
 use tokio::task::JoinHandle;
 
 /// One serving peer.
@@ -64,8 +64,8 @@ impl ServingPeer {
                         NetEvent::Connected { peer, .. } => {
                             // R1.5: a node pushes its status to a new peer.
                             let status = StatusResponse {
-                                base: 1,
-                                height: tip,
+                                features: Features::HEADERS_V2,
+                                ..StatusResponse::new(1, tip)
                             };
                             let _ = net.push(peer, Push::Status(status));
                         }

@@ -384,10 +384,12 @@ pub fn response() -> impl Strategy<Value = Response> {
 
 pub fn push() -> impl Strategy<Value = Push> {
     prop_oneof![
-        (0u64..u64::MAX / 2, 0u64..u64::MAX / 2).prop_map(|(a, b)| Push::Status(StatusResponse {
-            base: a.min(b),
-            height: a.max(b)
-        })),
+        (0u64..u64::MAX / 2, 0u64..u64::MAX / 2, any::<u32>()).prop_map(|(a, b, f)| {
+            Push::Status(StatusResponse {
+                features: Features(f),
+                ..StatusResponse::new(a.min(b), a.max(b))
+            })
+        }),
         signed_header()
             .prop_map(|signed_header| Push::BlockAnnouncement(BlockAnnouncement { signed_header })),
     ]
