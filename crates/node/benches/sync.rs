@@ -22,9 +22,9 @@
 //!   for the client's and peers' logs on stderr.
 //! - `HEADWAY_BENCH_DIR`: chain cache and results (default `<target dir>/bench-sync`).
 //! - `HEADWAY_BENCH_PLOT`: where the PNG goes (default `docs/bench/header-sync.png`).
-//! - `HEADWAY_BENCH_ONLY=issue8|issue9|v1|v2|pair|cache`: one part only (`v2`:
+//! - `HEADWAY_BENCH_ONLY=issue8|issue9|v1|v2|v2-bare|pair|cache`: one part only (`v2`:
 //!   v2 with 8 peers on loopback and at +50 ms, or at the added RTTs listed in
-//!   `HEADWAY_BENCH_RTT_MS=0,50`, for profiling; `pair`: v1 then v2 there; both also run v2 headers-only; `v1`: the
+//!   `HEADWAY_BENCH_RTT_MS=0,50`, for profiling; `pair`: v1 then v2 there; both also run v2 headers-only, which `v2-bare` runs alone; `v1`: the
 //!   issue 8 v1 runs alone, once, for profiling;
 //!   results.json and the plot are then not written).
 //!
@@ -136,7 +136,7 @@ fn main() {
         v1_runs(&client, &env, 1, f64::NAN);
         return;
     }
-    if let Some(which @ ("v2" | "pair")) = only.as_deref() {
+    if let Some(which @ ("v2" | "pair" | "v2-bare")) = only.as_deref() {
         // For profiling: v2 from a checkpoint, loopback and +50 ms, 8 peers.
         let from_checkpoint = checkpoint_config(&chain);
         let delays: Vec<Duration> = match std::env::var("HEADWAY_BENCH_RTT_MS") {
@@ -157,13 +157,15 @@ fn main() {
                     client.block_on(contenders::run_v1(&env, scenario, ReactorConfig::default()));
                 print_cell("v1", &scenario, &run);
             }
-            let run = client.block_on(contenders::run_v2(
-                &env,
-                scenario,
-                ReactorConfig::default(),
-                from_checkpoint.clone(),
-            ));
-            print_cell("v2", &scenario, &run);
+            if which != "v2-bare" {
+                let run = client.block_on(contenders::run_v2(
+                    &env,
+                    scenario,
+                    ReactorConfig::default(),
+                    from_checkpoint.clone(),
+                ));
+                print_cell("v2", &scenario, &run);
+            }
             let run = client.block_on(contenders::run_v2(
                 &env,
                 scenario,
