@@ -21,12 +21,14 @@
 //! Linkage from the verified last header then vouches for every earlier one.
 //! The input trusted state is never changed; the new one is returned.
 
-use headway_wire::{Hash, Header, SignedHeader, ValidatorSet, limits::MAX_HEADERS_PER_BATCH};
+use headway_wire::{Hash, Header, ValidatorSet, limits::MAX_HEADERS_PER_BATCH};
 
 use crate::VerifyError;
 use crate::encoding::HeaderExt as _;
+use crate::hashed::SignedItem;
 use crate::verify::{
-    CommitCheck, TrustThreshold, bind_commit, check_header, check_validator_set, verify_commit_full,
+    CommitCheck, TrustThreshold, bind_commit_hashed, check_header, check_validator_set,
+    verify_commit_full,
 };
 
 /// Most headers [`verify_batch`] accepts at once (seed 003's batch size).
@@ -112,17 +114,17 @@ pub struct BatchVerified {
 /// Verifies a batch of consecutive signed headers following `trusted` (see the
 /// [module documentation](self)). The trust threshold of skip verification is
 /// [`TrustThreshold::ONE_THIRD`].
-pub fn verify_batch(
+pub fn verify_batch<S: SignedItem>(
     trusted: &TrustedState,
-    batch: &[SignedHeader],
+    batch: &[S],
 ) -> Result<BatchVerified, VerifyError> {
     verify_batch_with(trusted, batch, TrustThreshold::ONE_THIRD)
 }
 
 /// [`verify_batch`] with a chosen trust threshold.
-pub fn verify_batch_with(
+pub fn verify_batch_with<S: SignedItem>(
     trusted: &TrustedState,
-    batch: &[SignedHeader],
+    batch: &[S],
     trust: TrustThreshold,
 ) -> Result<BatchVerified, VerifyError> {
     let prepared = prepare(trusted, batch)?;
@@ -146,19 +148,19 @@ pub fn verify_batch_with(
         }
         let Some(next) = found else {
             return Err(VerifyError::NoTrustedPath {
-                height: batch[last].header.height,
+                height: batch[last].signed().header.height,
             });
         };
-        anchors.push(batch[next].header.height);
+        anchors.push(batch[next].signed().header.height);
         anchor = Some(next);
         if next == last {
             break;
         }
     }
-    let last_signed = &batch[last];
+    let last_signed = batch[last].signed();
     let set = prepared.own_set(trusted, batch, last).clone();
     Ok(BatchVerified {
-        first_height: batch[0].header.height,
+        first_height: batch[0].signed().header.height,
         last_height: last_signed.header.height,
         anchors,
         signatures_verified,
@@ -174,23 +176,23 @@ pub fn verify_batch_with(
 /// [`verify_batch`], then +2/3 of each header's own set on every commit.
 /// The baseline [`verify_batch`] is measured against; also usable when every
 /// stored commit must be verified.
-pub fn verify_batch_full(
+pub fn verify_batch_full<S: SignedItem>(
     trusted: &TrustedState,
-    batch: &[SignedHeader],
+    batch: &[S],
 ) -> Result<BatchVerified, VerifyError> {
     let prepared = prepare(trusted, batch)?;
     let mut signatures_verified = 0usize;
-    for (i, signed) in batch.iter().enumerate() {
+    for (i, signed) in batch.iter().map(SignedItem::signed).enumerate() {
         let set = prepared.own_set(trusted, batch, i);
         let verified = verify_commit_full(trusted.chain_id(), &signed.header, &signed.commit, set)?;
         signatures_verified = signatures_verified.saturating_add(verified.signatures_verified);
     }
     let last = batch.len() - 1;
-    let last_signed = &batch[last];
+    let last_signed = batch[last].signed();
     Ok(BatchVerified {
-        first_height: batch[0].header.height,
+        first_height: batch[0].signed().header.height,
         last_height: last_signed.header.height,
-        anchors: batch.iter().map(|s| s.header.height).collect(),
+        anchors: batch.iter().map(|s| s.signed().header.height).collect(),
         signatures_verified,
         trusted: TrustedState::from_verified(
             last_signed.header.clone(),
@@ -212,14 +214,15 @@ struct Prepared {
 }
 
 impl Prepared {
-    fn own_set<'a>(
+    fn own_set<'a, S: SignedItem>(
         &self,
         trusted: &'a TrustedState,
-        batch: &'a [SignedHeader],
+        batch: &'a [S],
         i: usize,
     ) -> &'a ValidatorSet {
         match self.set_source.get(i).copied().flatten() {
             Some(j) => batch[j]
+                .signed()
                 .validator_set
                 .as_ref()
                 .unwrap_or(&trusted.validator_set),
@@ -231,7 +234,7 @@ impl Prepared {
 /// Structural checks of the whole batch: shapes, heights, chain id, commit
 /// binding (holes 1 and 3), linkage, validator-set continuity and attachment
 /// (hole 2). No signature is checked here.
-fn prepare(trusted: &TrustedState, batch: &[SignedHeader]) -> Result<Prepared, VerifyError> {
+fn prepare<S: SignedItem>(trusted: &TrustedState, batch: &[S]) -> Result<Prepared, VerifyError> {
     let first_height = trusted.height().saturating_add(1);
     if batch.is_empty() {
         return Err(VerifyError::EmptyBatch {
@@ -250,7 +253,8 @@ fn prepare(trusted: &TrustedState, batch: &[SignedHeader]) -> Result<Prepared, V
     let mut prev_header = &trusted.header;
     let mut prev_hash = trusted.header_hash;
     let mut current_source: Option<usize> = None;
-    for (i, signed) in batch.iter().enumerate() {
+    for (i, item) in batch.iter().enumerate() {
+        let signed = item.signed();
         let header = &signed.header;
         let height = header.height;
         let expected = prev_header.height.saturating_add(1);
@@ -258,7 +262,7 @@ fn prepare(trusted: &TrustedState, batch: &[SignedHeader]) -> Result<Prepared, V
             return Err(VerifyError::NonSequentialHeight { height, expected });
         }
         check_header(trusted.chain_id(), header)?;
-        let hash = bind_commit(header, &signed.commit)?;
+        let hash = bind_commit_hashed(header, item.header_hash(), &signed.commit)?;
         let actual = header.last_block_id.map(|id| id.hash);
         if actual != Some(prev_hash) {
             return Err(VerifyError::LinkageBroken {
@@ -304,15 +308,15 @@ fn prepare(trusted: &TrustedState, batch: &[SignedHeader]) -> Result<Prepared, V
 /// its anchor is trusted through `next_validators_hash` (already checked by
 /// [`prepare`]) and needs +2/3 of its own set; any other needs more than
 /// `trust` of the anchor's set and +2/3 of its own (hole 4).
-fn try_trust(
+fn try_trust<S: SignedItem>(
     trusted: &TrustedState,
-    batch: &[SignedHeader],
+    batch: &[S],
     prepared: &Prepared,
     anchor: Option<usize>,
     candidate: usize,
     trust: TrustThreshold,
 ) -> Result<usize, VerifyError> {
-    let signed = &batch[candidate];
+    let signed = batch[candidate].signed();
     let own = prepared.own_set(trusted, batch, candidate);
     let mut check = CommitCheck::new(&signed.header, &signed.commit);
     let adjacent = anchor.map_or(0, |a| a + 1) == candidate;

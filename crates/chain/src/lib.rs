@@ -46,6 +46,7 @@ pub mod encoding;
 mod error;
 pub mod execution;
 pub mod generator;
+pub mod hashed;
 pub mod history;
 pub mod verify;
 
@@ -66,10 +67,11 @@ pub use execution::{
     compute_transition, execute_block,
 };
 pub use generator::{ChainGenerator, Corruption, GeneratedBlock, GeneratorConfig, GeneratorError};
+pub use hashed::{HasHeader, Hashed, SignedItem};
 pub use history::HistoryAccumulator;
 pub use verify::{
-    TrustThreshold, VerifiedCommit, bind_commit, check_header, check_validator_set,
-    verify_commit_full, verify_commit_trusted_overlap, verify_commit_trusting,
+    TrustThreshold, VerifiedCommit, bind_commit, bind_commit_hashed, check_header,
+    check_validator_set, verify_commit_full, verify_commit_trusted_overlap, verify_commit_trusting,
 };
 
 /// The per-prefix checksums type of the state, from `headway-ellipticsum`.

@@ -107,6 +107,21 @@ pub fn check_header(chain_id: &str, header: &Header) -> Result<(), VerifyError> 
 /// Returns the header hash. (The chain id is bound by the vote sign bytes,
 /// which are built from the header's chain id; check it with [`check_header`].)
 pub fn bind_commit(header: &Header, commit: &Commit) -> Result<Hash, VerifyError> {
+    bind_commit_hashed(header, header.hash(), commit)
+}
+
+/// [`bind_commit`] with the header's hash already computed (for example by
+/// [`Hashed`](crate::Hashed)): `header_hash` must be `header`'s hash, or the
+/// binding means nothing.
+///
+/// # Errors
+///
+/// As [`bind_commit`].
+pub fn bind_commit_hashed(
+    header: &Header,
+    header_hash: Hash,
+    commit: &Commit,
+) -> Result<Hash, VerifyError> {
     let height = header.height;
     commit
         .validate()
@@ -117,7 +132,6 @@ pub fn bind_commit(header: &Header, commit: &Commit) -> Result<Hash, VerifyError
             commit_height: commit.height,
         });
     }
-    let header_hash = header.hash();
     if commit.block_id.hash != header_hash {
         return Err(VerifyError::CommitBlockIdMismatch {
             height,

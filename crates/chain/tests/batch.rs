@@ -5,8 +5,8 @@ mod common;
 
 use common::{chain, signed, small_chain, static_config};
 use headway_chain::{
-    BlockId, ChainGenerator, Corruption, GeneratorConfig, HeaderExt, TrustedState, VerifyError,
-    verify_batch, verify_batch_full,
+    BlockId, ChainGenerator, Corruption, GeneratorConfig, HeaderExt, SignedHeader, TrustedState,
+    VerifyError, verify_batch, verify_batch_full,
 };
 
 #[test]
@@ -302,7 +302,7 @@ fn structural_batch_rules() {
     let blocks = small_chain(14, 8);
     let trusted = blocks[0].trusted_state();
     assert!(matches!(
-        verify_batch(&trusted, &[]),
+        verify_batch::<SignedHeader>(&trusted, &[]),
         Err(VerifyError::EmptyBatch { height: 2 })
     ));
     let mut gap = signed(&blocks[1..]);
@@ -369,4 +369,28 @@ fn every_corruption_kind_is_rejected_by_batch_or_execution() {
             _ => assert!(header_result.is_err(), "{kind:?} verified"),
         }
     }
+}
+
+/// Headers hashed beforehand (`Hashed`, as header sync hashes them once for
+/// verification and storage) verify exactly as plain ones, and fail the same.
+#[test]
+fn hashed_batches_verify_as_plain_ones() {
+    use headway_chain::Hashed;
+    let blocks = small_chain(40, 8);
+    let trusted = blocks[0].trusted_state();
+    let plain = signed(&blocks[1..]);
+    let hashed = Hashed::all(plain.clone());
+    assert_eq!(
+        verify_batch(&trusted, &hashed).unwrap(),
+        verify_batch(&trusted, &plain).unwrap()
+    );
+    assert_eq!(
+        verify_batch_full(&trusted, &hashed).unwrap(),
+        verify_batch_full(&trusted, &plain).unwrap()
+    );
+    let mut broken = plain.clone();
+    broken[3].header.time_ms += 1; // its hash changes, so the next link breaks
+    let plain_err = verify_batch(&trusted, &broken).unwrap_err();
+    let hashed_err = verify_batch(&trusted, &Hashed::all(broken)).unwrap_err();
+    assert_eq!(plain_err, hashed_err);
 }

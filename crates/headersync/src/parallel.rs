@@ -14,7 +14,7 @@ use headway_wire::{
     Response, StatusResponse,
 };
 use tokio::sync::mpsc;
-use tracing::{debug, info, warn};
+use tracing::{debug, info, trace, warn};
 
 use crate::{
     HeaderSyncMetrics,
@@ -331,6 +331,7 @@ async fn download(
                 inflight = inflight.saturating_sub(1);
                 let now = Instant::now();
                 let result = result.map(|(response, bytes)| {
+                    trace!(peer = %peer.short(), start = request.start_height, bytes, "range answered");
                     if matches!(response, Response::HeadersV2(_)) {
                         metrics.bytes_synced.fetch_add(bytes as u64, Ordering::Relaxed);
                     }

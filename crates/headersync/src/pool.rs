@@ -30,7 +30,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use headway_chain::{TrustedState, VerifyError, verify_batch};
+use headway_chain::{Hashed, TrustedState, VerifyError, verify_batch};
 use headway_wire::{
     GetHeaders, HeadersResponse, SignedHeader, StatusResponse, limits::MAX_HEADERS_PER_BATCH,
 };
@@ -97,8 +97,9 @@ pub enum RequestFailure {
 pub enum PoolEvent<P> {
     /// A batch passed verification: store it (R4), then notify subscribers (R5).
     Verified {
-        /// The verified headers, consecutive and in order.
-        headers: Vec<SignedHeader>,
+        /// The verified headers, consecutive and in order, with the hashes
+        /// verification computed (the store uses them).
+        headers: Vec<Hashed<SignedHeader>>,
         /// The peer that served them.
         from: P,
     },
@@ -600,6 +601,7 @@ impl<P: Copy + Eq + Hash + Ord + Debug> HeaderSyncPool<P> {
             else {
                 return;
             };
+            let headers = Hashed::all(headers);
             match verify_batch(&self.trusted, &headers) {
                 Ok(verified) => {
                     self.trusted = verified.trusted;

@@ -13,7 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use headway_chain::TrustedState;
+use headway_chain::{Hashed, TrustedState};
 use headway_net::{NetError, Network, PeerId};
 use headway_store::Store;
 use headway_wire::{
@@ -251,7 +251,7 @@ struct Reactor {
     writer: HeaderWriter,
     /// Verified headers waiting for room in the writer's queue (bounded: no
     /// requests go out while `MAX_UNSTORED_HEADERS` are unstored).
-    backlog: Vec<SignedHeader>,
+    backlog: Vec<Hashed<SignedHeader>>,
     pool: Option<HeaderSyncPool<PeerId>>,
     announcer: StatusAnnouncer<PeerId>,
     metrics: Arc<HeaderSyncMetrics>,
@@ -630,7 +630,7 @@ impl Reactor {
             return Ok(());
         };
         let now = Instant::now();
-        let mut verified: Vec<SignedHeader> = Vec::new();
+        let mut verified: Vec<Hashed<SignedHeader>> = Vec::new();
         while let Some(event) = pool.poll_event() {
             match event {
                 PoolEvent::Verified { headers, from } => {

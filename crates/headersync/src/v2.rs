@@ -26,7 +26,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use headway_chain::{HeaderExt, bind_commit, check_validator_set};
+use headway_chain::{Hashed, HeaderExt, bind_commit_hashed, check_validator_set};
 use headway_mmr::{LeafHash, Proof, verify_inclusion, verify_range as mmr_verify_range};
 use headway_wire::{
     BareHeader, Commit, GetHeadersV2, Hash, Header, HeadersV2Response, HeadersV2Result, MmrProof,
@@ -36,14 +36,45 @@ use headway_wire::{
 use crate::writer::HeaderBatch;
 
 /// A header as a range carries it: signed (with its commit, which
-/// [`verify_range`] binds to it) or bare (headers-only ranges).
-pub trait RangeItem {
+/// [`verify_range`] binds to it) or bare (headers-only ranges), either plain
+/// (hashed while verified) or [`Hashed`] already. Sealed: a range is only
+/// as sound as the header hashes it is checked with.
+pub trait RangeItem: sealed::Sealed {
     /// The header.
     fn header(&self) -> &Header;
     /// Its commit, if the range carries commits.
     fn commit(&self) -> Option<&Commit>;
     /// The validator set attached where the set changes.
     fn validator_set(&self) -> Option<&ValidatorSet>;
+    /// The header hash.
+    fn header_hash(&self) -> Hash {
+        self.header().hash()
+    }
+}
+
+mod sealed {
+    use headway_chain::Hashed;
+    use headway_wire::{BareHeader, SignedHeader};
+
+    pub trait Sealed {}
+    impl Sealed for SignedHeader {}
+    impl Sealed for BareHeader {}
+    impl<T: Sealed> Sealed for Hashed<T> {}
+}
+
+impl<T: RangeItem> RangeItem for Hashed<T> {
+    fn header(&self) -> &Header {
+        self.value().header()
+    }
+    fn commit(&self) -> Option<&Commit> {
+        self.value().commit()
+    }
+    fn validator_set(&self) -> Option<&ValidatorSet> {
+        self.value().validator_set()
+    }
+    fn header_hash(&self) -> Hash {
+        self.hash()
+    }
 }
 
 impl RangeItem for SignedHeader {
@@ -172,7 +203,7 @@ pub fn verify_range<T: RangeItem>(
                 actual: header.chain_id.clone(),
             });
         }
-        let hash = header.hash();
+        let hash = item.header_hash();
         if i > 0 {
             let prev = headers[i - 1].header();
             if header.last_block_id.map(|b| b.hash) != Some(hashes[i - 1]) {
@@ -187,10 +218,11 @@ pub fn verify_range<T: RangeItem>(
             }
         }
         if let Some(commit) = item.commit() {
-            let bound = bind_commit(header, commit).map_err(|e| RangeError::Binding {
-                height: header.height,
-                reason: e.to_string(),
-            })?;
+            let bound =
+                bind_commit_hashed(header, hash, commit).map_err(|e| RangeError::Binding {
+                    height: header.height,
+                    reason: e.to_string(),
+                })?;
             if bound != hash {
                 return Err(RangeError::Binding {
                     height: header.height,
@@ -549,10 +581,10 @@ impl<P: Copy + Eq + StdHash + Ord + Debug> RangeSync<P> {
         self.release(peer, now, sent_at);
         let (headers, proof) = match response.result {
             HeadersV2Result::Headers { headers, proof } if !self.config.headers_only => {
-                (HeaderBatch::Signed(headers), proof)
+                (HeaderBatch::Signed(Hashed::all(headers)), proof)
             }
             HeadersV2Result::BareHeaders { headers, proof } if self.config.headers_only => {
-                (HeaderBatch::Bare(headers), proof)
+                (HeaderBatch::Bare(Hashed::all(headers)), proof)
             }
             HeadersV2Result::Headers { .. } | HeadersV2Result::BareHeaders { .. } => {
                 self.unassign_if_idle(start, others_pending);
@@ -598,8 +630,8 @@ impl<P: Copy + Eq + StdHash + Ord + Debug> RangeSync<P> {
         match verified {
             Ok(_hashes) => {
                 let bytes: usize = match &headers {
-                    HeaderBatch::Signed(h) => h.iter().map(SignedHeader::encoded_len_bound).sum(),
-                    HeaderBatch::Bare(h) => h.iter().map(BareHeader::encoded_len_bound).sum(),
+                    HeaderBatch::Signed(h) => h.iter().map(|s| s.encoded_len_bound()).sum(),
+                    HeaderBatch::Bare(h) => h.iter().map(|b| b.encoded_len_bound()).sum(),
                 };
                 self.header_bytes = (self.header_bytes * 3 + bytes / headers.len().max(1)) / 4;
                 self.counters.headers_verified += headers.len() as u64;

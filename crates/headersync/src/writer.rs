@@ -11,9 +11,9 @@
 
 use std::sync::{Arc, atomic::Ordering};
 
-use headway_chain::HeaderExt as _;
+use headway_chain::{Hashed, HeaderExt as _};
 use headway_store::{Store, StoreError};
-use headway_wire::{BareHeader, Header, SignedHeader};
+use headway_wire::{BareHeader, Hash, Header, SignedHeader};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, error, warn};
 
@@ -35,9 +35,9 @@ pub const MAX_UNSTORED_HEADERS: u64 = 8192;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HeaderBatch {
     /// Headers with their commits.
-    Signed(Vec<SignedHeader>),
+    Signed(Vec<Hashed<SignedHeader>>),
     /// Headers without commits, proven by hashes into a verified commitment.
-    Bare(Vec<BareHeader>),
+    Bare(Vec<Hashed<BareHeader>>),
 }
 
 impl HeaderBatch {
@@ -82,14 +82,28 @@ impl HeaderBatch {
     }
 }
 
+/// Hashes the headers (verification normally has: use `Hashed` batches).
 impl From<Vec<SignedHeader>> for HeaderBatch {
     fn from(headers: Vec<SignedHeader>) -> Self {
+        HeaderBatch::Signed(Hashed::all(headers))
+    }
+}
+
+/// Hashes the headers (verification normally has: use `Hashed` batches).
+impl From<Vec<BareHeader>> for HeaderBatch {
+    fn from(headers: Vec<BareHeader>) -> Self {
+        HeaderBatch::Bare(Hashed::all(headers))
+    }
+}
+
+impl From<Vec<Hashed<SignedHeader>>> for HeaderBatch {
+    fn from(headers: Vec<Hashed<SignedHeader>>) -> Self {
         HeaderBatch::Signed(headers)
     }
 }
 
-impl From<Vec<BareHeader>> for HeaderBatch {
-    fn from(headers: Vec<BareHeader>) -> Self {
+impl From<Vec<Hashed<BareHeader>>> for HeaderBatch {
+    fn from(headers: Vec<Hashed<BareHeader>>) -> Self {
         HeaderBatch::Bare(headers)
     }
 }
@@ -274,8 +288,8 @@ fn write_run(
 /// Part of a [`HeaderBatch`].
 #[derive(Clone, Copy)]
 enum BatchRef<'a> {
-    Signed(&'a [SignedHeader]),
-    Bare(&'a [BareHeader]),
+    Signed(&'a [Hashed<SignedHeader>]),
+    Bare(&'a [Hashed<BareHeader>]),
 }
 
 impl BatchRef<'_> {
@@ -286,10 +300,11 @@ impl BatchRef<'_> {
         }
     }
 
-    fn first(&self) -> Option<&Header> {
+    /// The first header's height and hash.
+    fn first(&self) -> Option<(u64, Hash)> {
         match self {
-            BatchRef::Signed(h) => h.first().map(|s| &s.header),
-            BatchRef::Bare(h) => h.first().map(|b| &b.header),
+            BatchRef::Signed(h) => h.first().map(|s| (s.header.height, s.hash())),
+            BatchRef::Bare(h) => h.first().map(|b| (b.header.height, b.hash())),
         }
     }
 
@@ -324,13 +339,12 @@ fn write(
     mut headers: BatchRef<'_>,
 ) -> Result<(), StoreError> {
     let stored = store.header_height();
-    while let Some(first) = headers.first()
-        && first.height <= stored
+    while let Some((height, first_hash)) = headers.first()
+        && height <= stored
     {
-        let height = first.height;
         let same = store
             .load_header(height)?
-            .is_some_and(|h| h.hash() == first.hash());
+            .is_some_and(|h| h.hash() == first_hash);
         if !same {
             return Err(StoreError::HeaderHeightGap {
                 expected: stored + 1,
@@ -341,8 +355,8 @@ fn write(
     }
     match headers {
         _ if headers.len() == 0 => return Ok(()),
-        BatchRef::Signed(h) => store.save_headers(h)?,
-        BatchRef::Bare(h) => store.save_bare_headers(h)?,
+        BatchRef::Signed(h) => store.save_hashed_headers(h)?,
+        BatchRef::Bare(h) => store.save_hashed_bare_headers(h)?,
     }
     metrics
         .headers_synced
@@ -405,7 +419,7 @@ mod tests {
         for one in headers.chunks(1) {
             if let Some(back) = writer.try_send(one.to_vec().into()).unwrap() {
                 given_back += 1;
-                assert_eq!(back, HeaderBatch::Signed(one.to_vec()));
+                assert_eq!(back, HeaderBatch::from(one.to_vec()));
                 // Nothing is lost: the caller keeps it and queues it later.
                 writer.send(back).await.unwrap();
             }

@@ -212,7 +212,10 @@ impl Sim {
             while let Some(event) = self.pool.poll_event() {
                 progressed = true;
                 match event {
-                    PoolEvent::Verified { headers, .. } => self.stored.extend(headers),
+                    PoolEvent::Verified { headers, .. } => {
+                        self.stored
+                            .extend(headers.into_iter().map(headway_chain::Hashed::into_inner));
+                    }
                     PoolEvent::Ban { peer, reason, .. } => {
                         self.banned.insert(peer);
                         self.ban_reasons.insert(peer, reason);

@@ -848,7 +848,12 @@ async fn serve_request(
     let response = match tokio::time::timeout(inner.config.response_deadline, rx).await {
         Ok(Ok(Answer::Response(response))) => response,
         Ok(Ok(Answer::Encoded(frame))) => {
-            if send.write_all(frame.as_frame()).await.is_ok() {
+            // Handed to quinn as it is: a chunk is queued without a copy.
+            if send
+                .write_chunk(bytes::Bytes::from(frame.into_frame()))
+                .await
+                .is_ok()
+            {
                 let _ = send.finish();
             }
             return;
@@ -878,7 +883,7 @@ async fn write_response(send: &mut quinn::SendStream, response: &Response) {
             }
         }
     };
-    if send.write_all(&bytes).await.is_ok() {
+    if send.write_chunk(bytes::Bytes::from(bytes)).await.is_ok() {
         let _ = send.finish();
     }
 }

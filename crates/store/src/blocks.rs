@@ -14,7 +14,7 @@
 
 use std::sync::atomic::Ordering;
 
-use headway_chain::{HeaderExt as _, ValidatorSetExt as _, data_hash};
+use headway_chain::{Hashed, HeaderExt as _, ValidatorSetExt as _, data_hash};
 use headway_mmr::Mmr;
 use headway_wire::{
     BareHeader, Block, BlockId, BlockMeta, Commit, Hash, Header, SignedHeader, ValidatorSet,
@@ -115,6 +115,30 @@ impl Store {
     /// As [`Store::save_headers`] (never [`StoreError::CommitMismatch`]).
     /// Nothing is stored when an error is returned.
     pub fn save_bare_headers(&self, headers: &[BareHeader]) -> Result<(), StoreError> {
+        self.save_batch(headers, "storing bare headers")
+    }
+
+    /// [`Store::save_headers`] for headers hashed already (by verification):
+    /// the same checks and result, without hashing every header again.
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::save_headers`].
+    pub fn save_hashed_headers(&self, headers: &[Hashed<SignedHeader>]) -> Result<(), StoreError> {
+        self.save_batch(headers, "storing headers")
+    }
+
+    /// [`Store::save_bare_headers`] for headers hashed already (by
+    /// verification): the same checks and result, without hashing every
+    /// header again.
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::save_bare_headers`].
+    pub fn save_hashed_bare_headers(
+        &self,
+        headers: &[Hashed<BareHeader>],
+    ) -> Result<(), StoreError> {
         self.save_batch(headers, "storing bare headers")
     }
 
@@ -631,6 +655,28 @@ trait BatchHeader {
     fn validator_set(&self) -> Option<&ValidatorSet>;
     /// Checks its parts' shape rules.
     fn validate(&self) -> Result<(), WireError>;
+    /// The header hash: computed here, or the one [`Hashed`] computed.
+    fn hash(&self) -> Hash {
+        self.header().hash()
+    }
+}
+
+impl<T: BatchHeader> BatchHeader for Hashed<T> {
+    fn header(&self) -> &Header {
+        self.value().header()
+    }
+    fn commit(&self) -> Option<&Commit> {
+        self.value().commit()
+    }
+    fn validator_set(&self) -> Option<&ValidatorSet> {
+        self.value().validator_set()
+    }
+    fn validate(&self) -> Result<(), WireError> {
+        self.value().validate()
+    }
+    fn hash(&self) -> Hash {
+        Hashed::hash(self)
+    }
 }
 
 impl BatchHeader for SignedHeader {
@@ -699,7 +745,7 @@ fn stage_headers<H: BatchHeader>(
         }
         item.validate()
             .map_err(|source| StoreError::InvalidSignedHeader { height, source })?;
-        let hash = header.hash();
+        let hash = item.hash();
         let commit = item.commit();
         match commit {
             Some(commit) if commit.block_id.hash != hash => {

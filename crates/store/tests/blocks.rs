@@ -818,3 +818,58 @@ fn bad_bare_batches_are_rejected_and_leave_nothing() {
     let report = store.check_integrity().unwrap();
     assert_eq!((report.header_height, report.bare_height), (25, 20));
 }
+
+/// Headers hashed by verification (`Hashed`) are stored exactly as plain
+/// ones, and get every check but the re-hash: a hashed batch that does not
+/// link, or whose commit is for another header, is refused all the same.
+#[test]
+fn hashed_batches_store_the_same_and_are_checked_the_same() {
+    use headway_chain::Hashed;
+    let (headers, _) = common::build_chain(8, 300, false);
+    let plain = Store::open_temporary(StoreConfig::new()).unwrap();
+    let hashed = Store::open_temporary(StoreConfig::new()).unwrap();
+    plain.save_headers(&headers[..100]).unwrap();
+    plain.save_bare_headers(&bare(&headers[100..])).unwrap();
+    hashed
+        .save_hashed_headers(&Hashed::all(headers[..100].to_vec()))
+        .unwrap();
+
+    // A hashed bare batch that skips a header does not link.
+    let mut broken = bare(&headers[100..120]);
+    broken.remove(5);
+    for (i, h) in broken.iter_mut().enumerate().skip(5) {
+        h.header.height = 101 + i as u64; // heights contiguous, linkage not
+    }
+    assert!(matches!(
+        hashed.save_hashed_bare_headers(&Hashed::all(broken)),
+        Err(StoreError::BrokenLinkage { height: 106, .. })
+    ));
+    // A hashed signed header carrying another header's commit.
+    let mut swapped = headers[100..103].to_vec();
+    swapped[1].commit = headers[0].commit.clone();
+    assert!(hashed.save_hashed_headers(&Hashed::all(swapped)).is_err());
+    assert_eq!(hashed.header_height(), 100);
+
+    hashed
+        .save_hashed_bare_headers(&Hashed::all(bare(&headers[100..])))
+        .unwrap();
+    assert_eq!(
+        (hashed.header_height(), hashed.bare_height()),
+        (plain.header_height(), plain.bare_height())
+    );
+    for x in [1, 99, 100, 101, 250, 299] {
+        assert_eq!(
+            hashed.history_root(x).unwrap(),
+            plain.history_root(x).unwrap()
+        );
+    }
+    for h in [1usize, 100, 101, 300] {
+        let hash = headers[h - 1].header.hash();
+        assert_eq!(hashed.height_of(&hash).unwrap(), Some(h as u64));
+        assert_eq!(
+            hashed.load_header(h as u64).unwrap(),
+            plain.load_header(h as u64).unwrap()
+        );
+    }
+    hashed.check_integrity().unwrap();
+}

@@ -43,12 +43,17 @@ impl EncodedResponse {
             MAX_HEADERS_PER_BATCH,
             Shape::Signed,
         )?;
-        let mut body = Vec::with_capacity(16 + total_len(signed_headers));
-        put_u64_field(&mut body, 1, start_height);
-        for h in signed_headers {
-            put_bytes_field(&mut body, 2, h);
-        }
-        Self::wrap(1, &body, MAX_HEADERS_RESPONSE_FRAME)
+        let body_len = u64_field_len(1, start_height)
+            + signed_headers
+                .iter()
+                .map(|h| bytes_field_len(2, h.len()))
+                .sum::<usize>();
+        Self::framed(1, body_len, MAX_HEADERS_RESPONSE_FRAME, |out| {
+            put_u64_field(out, 1, start_height);
+            for h in signed_headers {
+                put_bytes_field(out, 2, h);
+            }
+        })
     }
 
     /// A `HeadersV2Response` for `start_height..` under `end_height`
@@ -111,25 +116,29 @@ impl EncodedResponse {
         }
         check_headers(field, headers, MAX_HEADERS_V2, shape)?;
         proof.validate()?;
-        let mut proven = Vec::with_capacity(64 + total_len(headers));
-        for h in headers {
-            put_bytes_field(&mut proven, 1, h);
-        }
-        put_bytes_field(
-            &mut proven,
-            2,
-            &crate::messages::raw_proof(proof).encode_to_vec(),
-        );
-        let mut body = Vec::with_capacity(32 + proven.len());
-        put_u64_field(&mut body, 1, start_height);
-        put_u64_field(&mut body, 2, end_height);
+        let proof = crate::messages::raw_proof(proof).encode_to_vec();
+        let proven_len = headers
+            .iter()
+            .map(|h| bytes_field_len(1, h.len()))
+            .sum::<usize>()
+            + bytes_field_len(2, proof.len());
         // The result oneof: 3 is `headers`, 5 `bare_headers`.
         let result = match shape {
             Shape::Signed => 3,
             Shape::Bare => 5,
         };
-        put_bytes_field(&mut body, result, &proven);
-        Self::wrap(2, &body, MAX_HEADERS_V2_RESPONSE_FRAME)
+        let body_len = u64_field_len(1, start_height)
+            + u64_field_len(2, end_height)
+            + bytes_field_len(result, proven_len);
+        Self::framed(2, body_len, MAX_HEADERS_V2_RESPONSE_FRAME, |out| {
+            put_u64_field(out, 1, start_height);
+            put_u64_field(out, 2, end_height);
+            put_len_prefix(out, result, proven_len);
+            for h in headers {
+                put_bytes_field(out, 1, h);
+            }
+            put_bytes_field(out, 2, &proof);
+        })
     }
 
     /// The frame: length prefix, then the `Response` payload.
@@ -144,12 +153,17 @@ impl EncodedResponse {
         self.0
     }
 
-    /// `Response { <field>: body }`, framed, within `max` bytes of payload.
-    fn wrap(field: u32, body: &[u8], max: usize) -> Result<Self, FrameError> {
-        let mut payload = Vec::with_capacity(LENGTH_PREFIX + 8 + body.len());
-        payload.extend_from_slice(&[0; LENGTH_PREFIX]);
-        put_bytes_field(&mut payload, field, body);
-        let len = payload.len() - LENGTH_PREFIX;
+    /// `Response { <field>: body }`, framed, within `max` bytes of payload,
+    /// where `write_body` writes exactly `body_len` bytes. Sizes are worked
+    /// out first, so the frame is written once, into one allocation of its
+    /// exact size, and an oversized one is refused before anything is copied.
+    fn framed(
+        field: u32,
+        body_len: usize,
+        max: usize,
+        write_body: impl FnOnce(&mut Vec<u8>),
+    ) -> Result<Self, FrameError> {
+        let len = bytes_field_len(field, body_len);
         let max = max.min(MAX_FRAME);
         if len > max {
             return Err(FrameError::TooLarge {
@@ -157,8 +171,16 @@ impl EncodedResponse {
                 max,
             });
         }
+        let mut payload = Vec::with_capacity(LENGTH_PREFIX + len);
         // `len <= MAX_FRAME < u32::MAX`, so the cast is lossless.
-        payload[..LENGTH_PREFIX].copy_from_slice(&(len as u32).to_be_bytes());
+        payload.extend_from_slice(&(len as u32).to_be_bytes());
+        put_len_prefix(&mut payload, field, body_len);
+        write_body(&mut payload);
+        debug_assert_eq!(
+            payload.len(),
+            LENGTH_PREFIX + len,
+            "frame size worked out wrong"
+        );
         Ok(Self(payload))
     }
 }
@@ -200,10 +222,6 @@ enum Shape {
     Signed,
     /// `BareHeader`: header, optional validator set.
     Bare,
-}
-
-fn total_len(items: &[Vec<u8>]) -> usize {
-    items.iter().map(|h| h.len() + 6).sum()
 }
 
 fn check_headers(
@@ -324,7 +342,26 @@ fn put_u64_field(out: &mut Vec<u8>, field: u32, value: u64) {
 }
 
 fn put_bytes_field(out: &mut Vec<u8>, field: u32, bytes: &[u8]) {
-    prost::encoding::encode_key(field, prost::encoding::WireType::LengthDelimited, out);
-    prost::encoding::encode_varint(bytes.len() as u64, out);
+    put_len_prefix(out, field, bytes.len());
     out.extend_from_slice(bytes);
+}
+
+/// The key and length of a length-delimited field of `len` bytes.
+fn put_len_prefix(out: &mut Vec<u8>, field: u32, len: usize) {
+    prost::encoding::encode_key(field, prost::encoding::WireType::LengthDelimited, out);
+    prost::encoding::encode_varint(len as u64, out);
+}
+
+/// Encoded size of [`put_u64_field`].
+fn u64_field_len(field: u32, value: u64) -> usize {
+    if value == 0 {
+        0
+    } else {
+        prost::encoding::key_len(field) + prost::encoding::encoded_len_varint(value)
+    }
+}
+
+/// Encoded size of [`put_bytes_field`] with `len` bytes.
+fn bytes_field_len(field: u32, len: usize) -> usize {
+    prost::encoding::key_len(field) + prost::encoding::encoded_len_varint(len as u64) + len
 }

@@ -1,0 +1,155 @@
+//! Headers that carry their hash, computed once.
+//!
+//! Verifying a range of headers hashes every header (to check linkage), and
+//! storing them hashes every header again (to index it and check the next
+//! one links to it). [`Hashed`] lets the second use the first: its hash is
+//! computed by [`Hashed::new`] from the value it holds, and there is no way
+//! to set it from outside or to change the value afterwards, so a consumer
+//! (such as `headway-store`) can rely on it as much as on hashing itself.
+
+use std::ops::Deref;
+
+use headway_wire::{BareHeader, Hash, Header, SignedHeader};
+
+use crate::encoding::HeaderExt as _;
+
+/// A value with a header in it: the header is what [`Hashed`] hashes.
+pub trait HasHeader {
+    /// The header.
+    fn header(&self) -> &Header;
+}
+
+impl HasHeader for Header {
+    fn header(&self) -> &Header {
+        self
+    }
+}
+
+impl HasHeader for SignedHeader {
+    fn header(&self) -> &Header {
+        &self.header
+    }
+}
+
+impl HasHeader for BareHeader {
+    fn header(&self) -> &Header {
+        &self.header
+    }
+}
+
+/// A header (or a signed or bare header) and its header hash, computed when
+/// it was made. Read-only: it dereferences to the value, never mutably.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hashed<T> {
+    value: T,
+    hash: Hash,
+}
+
+impl<T: HasHeader> Hashed<T> {
+    /// Hashes `value`'s header ([`HeaderExt::hash`](crate::HeaderExt::hash)).
+    #[must_use]
+    pub fn new(value: T) -> Self {
+        let hash = value.header().hash();
+        Hashed { value, hash }
+    }
+
+    /// Hashes each of `values`.
+    #[must_use]
+    pub fn all(values: Vec<T>) -> Vec<Self> {
+        values.into_iter().map(Hashed::new).collect()
+    }
+}
+
+impl<T> Hashed<T> {
+    /// The header hash (the block id).
+    #[must_use]
+    pub fn hash(&self) -> Hash {
+        self.hash
+    }
+
+    /// The value.
+    #[must_use]
+    pub fn value(&self) -> &T {
+        &self.value
+    }
+
+    /// The value, without its hash.
+    #[must_use]
+    pub fn into_inner(self) -> T {
+        self.value
+    }
+}
+
+impl<T> Deref for Hashed<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.value
+    }
+}
+
+/// A signed header as batch verification ([`verify_batch`](crate::verify_batch))
+/// takes it: a plain [`SignedHeader`], hashed while it is verified, or a
+/// [`Hashed`] one, whose hash is used. Sealed: the hash must be the header's.
+pub trait SignedItem: sealed::Sealed {
+    /// The signed header.
+    fn signed(&self) -> &SignedHeader;
+    /// Its header hash.
+    fn header_hash(&self) -> Hash;
+}
+
+impl SignedItem for SignedHeader {
+    fn signed(&self) -> &SignedHeader {
+        self
+    }
+    fn header_hash(&self) -> Hash {
+        self.header.hash()
+    }
+}
+
+impl SignedItem for Hashed<SignedHeader> {
+    fn signed(&self) -> &SignedHeader {
+        &self.value
+    }
+    fn header_hash(&self) -> Hash {
+        self.hash
+    }
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for headway_wire::SignedHeader {}
+    impl Sealed for super::Hashed<headway_wire::SignedHeader> {}
+}
+
+impl<T: HasHeader> HasHeader for Hashed<T> {
+    fn header(&self) -> &Header {
+        self.value.header()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+
+    use super::*;
+    use crate::{ChainGenerator, GeneratorConfig};
+
+    #[test]
+    fn the_hash_is_the_header_hash_of_the_value_held() {
+        let chain: Vec<_> = ChainGenerator::new(GeneratorConfig::small(7))
+            .unwrap()
+            .take(3)
+            .collect();
+        for block in &chain {
+            let signed = block.signed_header.clone();
+            let hashed = Hashed::new(signed.clone());
+            assert_eq!(hashed.hash(), signed.header.hash());
+            assert_eq!(hashed.header().height, signed.header.height);
+            let bare = Hashed::new(BareHeader::from(&signed));
+            assert_eq!(bare.hash(), hashed.hash());
+            assert_eq!(hashed.into_inner(), signed);
+        }
+        let (a, b) = (&chain[0].signed_header, &chain[1].signed_header);
+        assert_ne!(Hashed::new(a.clone()).hash(), Hashed::new(b.clone()).hash());
+    }
+}
