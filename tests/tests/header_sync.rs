@@ -563,6 +563,22 @@ async fn r2_7_get_headers_spam_is_rate_limited() {
         matches!(other.get_headers(1, 1).await, Response::Headers(_)),
         "another peer must not be limited"
     );
+    // The budget belongs to the peer's identity, not to its connection:
+    // leaving and coming back within the window does not reset it.
+    let limited_at = std::time::Instant::now();
+    spammer.disconnect();
+    node.wait_metric("headway_peers", |v| v <= 1.0, DEADLINE)
+        .await;
+    // The node has seen the disconnect (and acted on it) by now.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    spammer.connect(&node).await;
+    let again = spammer.get_headers(1, MAX_HEADERS_PER_BATCH).await;
+    if limited_at.elapsed() < Duration::from_millis(u64::from(retry_after).saturating_sub(100)) {
+        assert!(
+            matches!(&again, Response::Error(e) if e.code == ErrorCode::RateLimited),
+            "reconnecting reset the rate limit: {again:?}"
+        );
+    }
     tokio::time::sleep(Duration::from_millis(u64::from(retry_after) + 1100)).await;
     assert!(
         matches!(spammer.get_headers(1, 1).await, Response::Headers(_)),

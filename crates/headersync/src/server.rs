@@ -113,7 +113,9 @@ impl<P: Copy + Eq + Hash> RateLimiter<P> {
         Ok(())
     }
 
-    /// Forgets a peer (on disconnect).
+    /// Forgets a peer. Not meant for disconnects: a budget forgotten when
+    /// its peer leaves is reset by reconnecting. The limiter bounds itself
+    /// ([`MAX_RATE_LIMITED_PEERS`], evicting idle windows first).
     pub fn forget(&mut self, peer: &P) {
         self.seen.remove(peer);
     }

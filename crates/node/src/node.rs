@@ -315,11 +315,10 @@ async fn dispatch(event: NetEvent, d: &Dispatch<'_>) {
         NetEvent::Connected { peer, .. } => {
             headersync.input(HeaderSyncInput::Connected(peer)).await
         }
+        // The peer's request budget is kept: forgetting it here let a
+        // spammer reset its rate limit by reconnecting. The limiter is
+        // bounded on its own (`MAX_RATE_LIMITED_PEERS`, idle windows first).
         NetEvent::Disconnected { peer, .. } => {
-            limiter
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .forget(&peer);
             headersync.input(HeaderSyncInput::Disconnected(peer)).await;
         }
         NetEvent::Push {
