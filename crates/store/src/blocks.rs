@@ -10,7 +10,8 @@
 //! [`MAX_SEGMENT_HEADERS`] rows a value, see `segment.rs`), its MMR nodes into
 //! one chunk (`history.rs`), its hash index entries into one sorted run
 //! (`hash_index.rs`). Header rows are written once: a body's sizes go under
-//! their own small key.
+//! their own small key. Since format 5 the segments' bytes are appended to
+//! the header log (`header_log.rs`) and sled holds pointers to them.
 
 use std::sync::atomic::Ordering;
 
@@ -25,6 +26,7 @@ use prost::Message as _;
 use tracing::{debug, warn};
 
 use crate::hash_index;
+use crate::header_log;
 use crate::history::{SledNodes, node_count_for_leaves};
 use crate::keys;
 use crate::segment::{self, MAX_SEGMENT_HEADERS, Row, Segment, SegmentBuilder};
@@ -171,6 +173,10 @@ impl Store {
             &mut batch,
             &mut entries,
         )
+        .and_then(|staged| {
+            self.append_segments(&staged.segments, &mut batch)?;
+            Ok(staged)
+        })
         .and_then(|staged| writer.mmr.store().stage(&mut batch).map(|()| staged))
         .and_then(|staged| {
             let index = self
@@ -219,6 +225,29 @@ impl Store {
             context,
             "stored a header batch"
         );
+        Ok(())
+    }
+
+    /// Appends the batch's segments to the header log, synced, and stages
+    /// the pointers to them: the log must hold a segment before sled can.
+    fn append_segments(
+        &self,
+        segments: &[([u8; 9], Vec<u8>)],
+        batch: &mut sled::Batch,
+    ) -> Result<(), StoreError> {
+        let parts: Vec<&[u8]> = segments.iter().map(|(_, bytes)| &bytes[..]).collect();
+        let mut offset = self.inner.log.append_synced(&parts)?;
+        for (key, segment) in segments {
+            let len = u32::try_from(segment.len())
+                .ok()
+                .filter(|&len| len <= header_log::MAX_SEGMENT_BYTES)
+                .ok_or_else(|| {
+                    StoreError::corrupt(key, format!("a {}-byte header segment", segment.len()))
+                })?;
+            batch.insert(&key[..], &header_log::pointer(offset, len)[..]);
+            offset += u64::from(len);
+        }
+        batch.insert(keys::LOG_END, &offset.to_be_bytes()[..]);
         Ok(())
     }
 
@@ -519,7 +548,7 @@ impl Store {
         let mut out = Vec::with_capacity(len.min(4 * MAX_SEGMENT_HEADERS));
         let mut next = start_height;
         while next <= end {
-            let segment = segment::find_stored(&self.inner.db, next)?;
+            let segment = segment::find_stored(&self.inner.db, &self.inner.log, next)?;
             let rows = segment.rows()?;
             let skip = usize::try_from(next - segment.first).unwrap_or(usize::MAX);
             if skip >= rows.len() {
@@ -715,6 +744,8 @@ struct Staged {
     last: LastHeader,
     /// The highest height of the batch staged without a commit, if any.
     bare_top: Option<u64>,
+    /// The batch's header segments (key and bytes), for the header log.
+    segments: Vec<([u8; 9], Vec<u8>)>,
 }
 
 /// Checks and stages the rows of a header batch starting at `expected`
@@ -730,6 +761,7 @@ fn stage_headers<H: BatchHeader>(
     batch: &mut sled::Batch,
     entries: &mut Vec<hash_index::Entry>,
 ) -> Result<Staged, StoreError> {
+    let mut segments = Vec::with_capacity(headers.len().div_ceil(MAX_SEGMENT_HEADERS));
     segment::remove_from(db, expected, batch)?;
     let mut segment = SegmentBuilder::new(expected);
     let mut bare_top = None;
@@ -806,9 +838,7 @@ fn stage_headers<H: BatchHeader>(
         mmr.append(&hash.0)?;
         if segment.len() == MAX_SEGMENT_HEADERS {
             let full = std::mem::replace(&mut segment, SegmentBuilder::new(height));
-            if let Some((key, value)) = full.finish() {
-                batch.insert(&key[..], value);
-            }
+            segments.extend(full.finish());
         }
         segment.push(&hash, header, commit);
         entries.push((hash_index::fingerprint(&hash.0), height));
@@ -818,9 +848,11 @@ fn stage_headers<H: BatchHeader>(
             chain_id: header.chain_id.clone(),
         });
     }
-    if let Some((key, value)) = segment.finish() {
-        batch.insert(&key[..], value);
-    }
+    segments.extend(segment.finish());
     let last = last.ok_or(StoreError::EmptyBatch)?;
-    Ok(Staged { last, bare_top })
+    Ok(Staged {
+        last,
+        bare_top,
+        segments,
+    })
 }

@@ -19,6 +19,16 @@ pub enum StoreError {
         #[source]
         source: sled::Error,
     },
+    /// Reading or writing the header log (the file of header segments next
+    /// to the database) failed.
+    #[error("header log I/O failed while {context}")]
+    Log {
+        /// What the store was doing.
+        context: &'static str,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
     /// The database was not created by this crate: its format marker is
     /// missing or different.
     #[error("not a headway-store database: {reason}")]
@@ -307,6 +317,11 @@ impl StoreError {
     /// Wraps a sled error with what the store was doing.
     pub(crate) fn engine(context: &'static str) -> impl FnOnce(sled::Error) -> StoreError {
         move |source| StoreError::Engine { context, source }
+    }
+
+    /// Wraps a header log I/O error with what the store was doing.
+    pub(crate) fn log(context: &'static str) -> impl FnOnce(std::io::Error) -> StoreError {
+        move |source| StoreError::Log { context, source }
     }
 
     /// A corruption error for `key`.

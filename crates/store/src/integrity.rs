@@ -6,6 +6,7 @@ use headway_chain::HeaderExt as _;
 use headway_ellipticsum::{Checksum, PrefixChecksums};
 use headway_wire::Hash;
 
+use crate::header_log;
 use crate::history::{self, node_count_for_leaves};
 use crate::keys;
 use crate::segment::Segment;
@@ -125,9 +126,21 @@ impl Store {
         let mut previous: Option<Hash> = None;
         let mut next = 1u64;
         let mut bare_rows_top = 0u64;
+        // Segments lie in the header log in height order, without overlap.
+        let mut log_end = 0u64;
         for row in db.scan_prefix([keys::HEADER_SEGMENT]) {
-            let (key, value) = row.map_err(StoreError::engine("scanning header segments"))?;
-            let segment = Segment::new(key, value)?;
+            let (key, pointer) = row.map_err(StoreError::engine("scanning header segments"))?;
+            let (offset, len) = header_log::decode_pointer(&key, &pointer)?;
+            if offset < log_end {
+                return Err(StoreError::corrupt(
+                    &key,
+                    format!(
+                        "header segment starts at byte {offset} of the header log, inside the previous one (ending at {log_end})"
+                    ),
+                ));
+            }
+            log_end = offset + u64::from(len);
+            let segment = Segment::load(&self.inner.log, key, &pointer)?;
             if segment.first != next {
                 return Err(StoreError::corrupt(
                     &segment.key,
@@ -184,6 +197,15 @@ impl Store {
                 previous = Some(hash);
                 next = height + 1;
             }
+        }
+        let committed = read_u64(db, keys::LOG_END)?.unwrap_or(0);
+        if log_end > committed {
+            return Err(StoreError::corrupt(
+                keys::LOG_END,
+                format!(
+                    "header segments reach byte {log_end} of the header log, past its committed length {committed}"
+                ),
+            ));
         }
         if next != header_height + 1 {
             return Err(StoreError::corrupt(

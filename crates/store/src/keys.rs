@@ -7,14 +7,16 @@
 //! not per byte): header rows are packed into segments, MMR nodes into
 //! chunks, and the hash index into sorted runs (`hash_index.rs`). Format 4
 //! lets a header row hold no commit (headers-only sync stores headers
-//! verified by hashes alone) and records the bare height.
+//! verified by hashes alone) and records the bare height. Format 5 moves the
+//! segments' bytes out of sled into the append-only header log, so that a
+//! segment is written once instead of with every rewrite of its B-tree leaf.
 //!
 //! | tag | key after the tag | value |
 //! |---|---|---|
 //! | `0x00` | meta name (ASCII) | format marker, heights (header, bare, block, state, snapshot), config |
 //! | `0x04` | `be64(height)` | raw `ValidatorSet`, at heights where the set changes |
 //! | `0x05` | `be64(height)` | raw `Block` (body with its header) |
-//! | `0x07` | `be64(first height)` | header segment: up to `segment::MAX_SEGMENT_HEADERS` (256) consecutive rows of hash, header and commit, the commit empty for a header stored without it (encoding in `segment.rs`); written once |
+//! | `0x07` | `be64(first height)` | header segment: `be64(offset) ‖ be32(length)` of its bytes in the header log, up to `segment::MAX_SEGMENT_HEADERS` (256) consecutive rows of hash, header and commit, the commit empty for a header stored without it (encoding in `segment.rs`); written once |
 //! | `0x08` | `be64(height)` | body sizes: `be64(block_size) ‖ be64(num_txs)`, written with the body |
 //! | `0x09` | `be64(first position)` | MMR node chunk: up to `history::MAX_CHUNK_NODES` (1024) consecutive 32-byte nodes |
 //! | `0x0A` | `be64(run)` ‖ `be64(page)` | hash index page: up to 4096 sorted entries `be64(hash fingerprint) ‖ be64(height)` |
@@ -27,8 +29,8 @@
 //!
 //! Tags `0x01` (per-height block meta), `0x02` (per-height commit) and
 //! `0x06` (one MMR node per key) were format 1's, and `0x03` (one hash index
-//! key per header) format 1's and 2's; formats 3 and 4 never write them
-//! ([`RETIRED`]), and older databases (formats 1 to 3) are refused at open
+//! key per header) format 1's and 2's; formats 3 to 5 never write them
+//! ([`RETIRED`]), and older databases (formats 1 to 4) are refused at open
 //! ([`crate::StoreError::UnsupportedVersion`]).
 
 pub(crate) const VALIDATOR_SET: u8 = 0x04;
@@ -55,6 +57,9 @@ pub(crate) const HEADER_HEIGHT: &[u8] = b"\x00header_height";
 /// Meta key of the bare height: the highest height stored without its
 /// commit (absent: none). Written with every header batch.
 pub(crate) const BARE_HEIGHT: &[u8] = b"\x00bare_height";
+/// Meta key of the header log's committed length: where the bytes of the
+/// last committed header batch end (absent: 0).
+pub(crate) const LOG_END: &[u8] = b"\x00header_log_end";
 /// Meta key of the contiguous block height.
 pub(crate) const BLOCK_HEIGHT: &[u8] = b"\x00block_height";
 /// Meta key of the state height.
@@ -75,7 +80,9 @@ pub(crate) const MAGIC: &[u8] = b"HEADWAY-STORE";
 /// 3: the hash index is kept as sorted runs, not one key per header.
 /// 4: a header row may hold no commit (an empty commit: a format-3 reader
 /// would fail to decode it), and the bare height is recorded.
-pub(crate) const FORMAT_VERSION: u32 = 4;
+/// 5: header segment bytes live in the header log (`header_log.rs`); sled
+/// keeps a pointer to them.
+pub(crate) const FORMAT_VERSION: u32 = 5;
 
 /// `tag || be64(n)`.
 pub(crate) fn by_u64(tag: u8, n: u64) -> [u8; 9] {

@@ -70,6 +70,7 @@ mod blocks;
 mod config;
 mod error;
 mod hash_index;
+mod header_log;
 mod history;
 mod integrity;
 mod keys;

@@ -1,9 +1,10 @@
-//! Header segments (format 2, rows without commits since format 4): the
-//! consecutive header rows of (part of) one `save_headers` or
-//! `save_bare_headers` batch stored as one sled value, because sled's cost is
-//! per key, not per byte.
+//! Header segments (format 2, rows without commits since format 4, in the
+//! header log since format 5): the consecutive header rows of (part of) one
+//! `save_headers` or `save_bare_headers` batch stored as one value, because
+//! sled's cost is per key, not per byte.
 //!
-//! Key: `HEADER_SEGMENT || be64(first height)`. Value:
+//! Key: `HEADER_SEGMENT || be64(first height)`; sled's value points at the
+//! segment's bytes in the header log (`header_log.rs`). The bytes:
 //!
 //! ```text
 //! be32(rows)                      1 ..= MAX_SEGMENT_HEADERS
@@ -25,6 +26,7 @@
 use headway_wire::{Commit, Hash, Header, raw};
 use prost::Message as _;
 
+use crate::header_log::HeaderLog;
 use crate::keys;
 use crate::store::decode_raw;
 use crate::{Store, StoreError};
@@ -63,10 +65,10 @@ impl SegmentBuilder {
     /// Appends the row of the next height, with its commit or without one.
     pub(crate) fn push(&mut self, hash: &Hash, header: &Header, commit: Option<&Commit>) {
         self.value.extend_from_slice(&hash.0);
-        // Encoding into a Vec cannot run out of space.
-        let _ = raw::Header::from(header).encode_length_delimited(&mut self.value);
+        headway_wire::encoded::put_header_length_delimited(&mut self.value, header);
         match commit {
             Some(commit) => {
+                // Encoding into a Vec cannot run out of space.
                 let _ = raw::Commit::from(commit).encode_length_delimited(&mut self.value);
             }
             // A zero length: no commit.
@@ -75,7 +77,7 @@ impl SegmentBuilder {
         self.rows += 1;
     }
 
-    /// The key and value to store (`None` if no row was pushed).
+    /// The key and the bytes to store (`None` if no row was pushed).
     pub(crate) fn finish(mut self) -> Option<([u8; 9], Vec<u8>)> {
         if self.rows == 0 {
             return None;
@@ -106,21 +108,40 @@ impl Row<'_> {
 pub(crate) struct Segment {
     pub(crate) key: sled::IVec,
     pub(crate) first: u64,
-    value: sled::IVec,
+    value: Vec<u8>,
 }
 
 impl Segment {
-    /// Wraps a segment row read from sled (checks the key's shape only).
-    pub(crate) fn new(key: sled::IVec, value: sled::IVec) -> Result<Self, StoreError> {
-        let first = match (key.len(), keys::u64_at(&key, 1)) {
+    /// Reads the segment whose sled row is `key` → `pointer` from the log
+    /// (checks the key's shape and the pointer; the rows are checked as
+    /// they are read).
+    pub(crate) fn load(
+        log: &HeaderLog,
+        key: sled::IVec,
+        pointer: &[u8],
+    ) -> Result<Self, StoreError> {
+        let first = Self::first_of(&key)?;
+        let value = log.read(&key, pointer)?;
+        Ok(Self { key, first, value })
+    }
+
+    /// A segment from its bytes (tests build them without a log).
+    #[cfg(test)]
+    pub(crate) fn new(key: sled::IVec, value: Vec<u8>) -> Result<Self, StoreError> {
+        let first = Self::first_of(&key)?;
+        Ok(Self { key, first, value })
+    }
+
+    /// The first height of the segment stored under `key`.
+    pub(crate) fn first_of(key: &[u8]) -> Result<u64, StoreError> {
+        match (key.len(), keys::u64_at(key, 1)) {
             // Heights start at 1, and every height of the segment must fit in
             // a u64 (so height arithmetic on it cannot overflow).
             (9, Some(first)) if first > 0 && first <= u64::MAX - MAX_SEGMENT_HEADERS as u64 => {
-                first
+                Ok(first)
             }
-            _ => return Err(StoreError::corrupt(&key, "malformed header segment key")),
-        };
-        Ok(Self { key, first, value })
+            _ => Err(StoreError::corrupt(key, "malformed header segment key")),
+        }
     }
 
     /// The number of rows the segment says it holds.
@@ -241,20 +262,28 @@ impl Segment {
 }
 
 /// The segment holding `height` (the last one starting at or below it), if any.
-pub(crate) fn find(db: &sled::Db, height: u64) -> Result<Option<Segment>, StoreError> {
+pub(crate) fn find(
+    db: &sled::Db,
+    log: &HeaderLog,
+    height: u64,
+) -> Result<Option<Segment>, StoreError> {
     let from = keys::by_u64(keys::HEADER_SEGMENT, 0);
     let to = keys::by_u64(keys::HEADER_SEGMENT, height);
     db.range(from..=to)
         .next_back()
         .transpose()
         .map_err(StoreError::engine("reading a header segment"))?
-        .map(|(key, value)| Segment::new(key, value))
+        .map(|(key, pointer)| Segment::load(log, key, &pointer))
         .transpose()
 }
 
 /// The segment holding `height`, which must exist (`height <= header_height`).
-pub(crate) fn find_stored(db: &sled::Db, height: u64) -> Result<Segment, StoreError> {
-    find(db, height)?.ok_or_else(|| {
+pub(crate) fn find_stored(
+    db: &sled::Db,
+    log: &HeaderLog,
+    height: u64,
+) -> Result<Segment, StoreError> {
+    find(db, log, height)?.ok_or_else(|| {
         StoreError::corrupt(
             &keys::by_u64(keys::HEADER_SEGMENT, height),
             "no header segment holds a height below the header height",
@@ -277,13 +306,18 @@ pub(crate) fn remove_from(
     Ok(())
 }
 
-/// The last stored segment, if any.
-pub(crate) fn last(db: &sled::Db) -> Result<Option<Segment>, StoreError> {
+/// The key and pointer of the last stored segment, if any.
+pub(crate) fn last_pointer(db: &sled::Db) -> Result<Option<(sled::IVec, sled::IVec)>, StoreError> {
     db.scan_prefix([keys::HEADER_SEGMENT])
         .next_back()
         .transpose()
-        .map_err(StoreError::engine("reading a header segment"))?
-        .map(|(key, value)| Segment::new(key, value))
+        .map_err(StoreError::engine("reading a header segment"))
+}
+
+/// The last stored segment, if any.
+pub(crate) fn last(db: &sled::Db, log: &HeaderLog) -> Result<Option<Segment>, StoreError> {
+    last_pointer(db)?
+        .map(|(key, pointer)| Segment::load(log, key, &pointer))
         .transpose()
 }
 
@@ -294,7 +328,7 @@ impl Store {
         height: u64,
         f: impl FnOnce(&Segment, &Row<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let segment = find_stored(&self.inner.db, height)?;
+        let segment = find_stored(&self.inner.db, &self.inner.log, height)?;
         let row = segment.row(height)?;
         f(&segment, &row)
     }
@@ -351,7 +385,7 @@ mod tests {
             );
         }
         let (key, value) = builder.finish().unwrap_or_else(|| unreachable!());
-        Segment::new(key.to_vec().into(), value.into()).unwrap_or_else(|e| panic!("{e}"))
+        Segment::new(key.to_vec().into(), value).unwrap_or_else(|e| panic!("{e}"))
     }
 
     #[test]
@@ -407,26 +441,26 @@ mod tests {
         let s = segment(1, 3);
         let value = s.value.to_vec();
         for cut in 0..value.len() {
-            let short = Segment::new(s.key.clone(), value[..cut].to_vec().into())
+            let short = Segment::new(s.key.clone(), value[..cut].to_vec())
                 .unwrap_or_else(|e| panic!("{e}"));
             assert!(matches!(short.rows(), Err(StoreError::Corrupt { .. })));
         }
         let mut long = value.clone();
         long.push(0);
-        let long = Segment::new(s.key.clone(), long.into()).unwrap_or_else(|e| panic!("{e}"));
+        let long = Segment::new(s.key.clone(), long).unwrap_or_else(|e| panic!("{e}"));
         assert!(matches!(long.rows(), Err(StoreError::Corrupt { .. })));
         let mut zero = value.clone();
         zero[..4].copy_from_slice(&0u32.to_be_bytes());
-        let zero = Segment::new(s.key.clone(), zero.into()).unwrap_or_else(|e| panic!("{e}"));
+        let zero = Segment::new(s.key.clone(), zero).unwrap_or_else(|e| panic!("{e}"));
         assert!(matches!(zero.row(1), Err(StoreError::Corrupt { .. })));
         let mut huge = value;
         huge[32 + 4 + 1] ^= 0xff; // inside the first header
-        let huge = Segment::new(s.key.clone(), huge.into()).unwrap_or_else(|e| panic!("{e}"));
+        let huge = Segment::new(s.key.clone(), huge).unwrap_or_else(|e| panic!("{e}"));
         let result = huge
             .row(1)
             .and_then(|row| huge.header(&row).map(|_| ()))
             .and_then(|()| huge.rows().map(|_| ()));
         assert!(result.is_err());
-        assert!(Segment::new(vec![keys::HEADER_SEGMENT, 1].into(), Vec::new().into()).is_err());
+        assert!(Segment::new(vec![keys::HEADER_SEGMENT, 1].into(), Vec::new()).is_err());
     }
 }

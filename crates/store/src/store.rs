@@ -15,6 +15,7 @@ use crate::StoreError;
 use crate::config::{StatePrefixes, StoreConfig};
 use crate::error::hex_string;
 use crate::hash_index::HashIndex;
+use crate::header_log::{self, HeaderLog, TempDir};
 use crate::history::{self, Chunk, SledNodes, node_count_for_leaves};
 use crate::keys;
 use crate::restore::RestoreState;
@@ -62,6 +63,11 @@ pub(crate) struct Inner {
     /// the sled batch that changes them, so a lookup never sees runs whose
     /// pages are gone.
     pub(crate) hash_index: RwLock<HashIndex>,
+    /// The bytes of the header segments (`header_log.rs`).
+    pub(crate) log: HeaderLog,
+    /// The directory of a temporary store, deleted after the database and
+    /// the log are closed (fields drop in order).
+    _temporary: Option<TempDir>,
 }
 
 /// What only the writer touches.
@@ -121,7 +127,7 @@ impl Store {
                 Err(e) => return Err(StoreError::engine("opening the database")(e)),
             }
         };
-        Self::from_db(db, config)
+        Self::from_db(db, &path.as_ref().join(header_log::FILE_NAME), None, config)
     }
 
     /// A store in a temporary directory, deleted when the last handle is dropped.
@@ -131,16 +137,29 @@ impl Store {
     /// As [`Store::open`].
     pub fn open_temporary(config: StoreConfig) -> Result<Self, StoreError> {
         config.validate()?;
+        let dir = TempDir::new()?;
         let db = sled::Config::new()
+            .path(dir.path().join("db"))
             .temporary(true)
             .cache_capacity(config.cache_capacity)
             .open()
             .map_err(StoreError::engine("opening a temporary database"))?;
-        Self::from_db(db, config)
+        let log = dir.path().join(header_log::FILE_NAME);
+        Self::from_db(db, &log, Some(dir), config)
     }
 
-    fn from_db(db: sled::Db, config: StoreConfig) -> Result<Self, StoreError> {
+    fn from_db(
+        db: sled::Db,
+        log: &Path,
+        temporary: Option<TempDir>,
+        config: StoreConfig,
+    ) -> Result<Self, StoreError> {
         check_format(&db, &config)?;
+        let log = HeaderLog::open(log)?;
+        // Cut the bytes of a batch that reached the log but not sled: the
+        // committed length is written in every header batch.
+        let log_end = read_u64(&db, keys::LOG_END)?.unwrap_or(0);
+        log.cut_after(log_end, keys::LOG_END)?;
         let header_height = read_u64(&db, keys::HEADER_HEIGHT)?.unwrap_or(0);
         let bare_height = read_u64(&db, keys::BARE_HEIGHT)?.unwrap_or(0);
         if bare_height > header_height {
@@ -194,7 +213,7 @@ impl Store {
                 format!("history MMR: {e}"),
             )
         })?;
-        let last_header = read_last_header(&db, header_height)?;
+        let last_header = read_last_header(&db, &log, header_height)?;
         let restore = RestoreState::load(&db, &config.state_prefixes)?;
         let hash_index = RwLock::new(HashIndex::load(&db)?);
         let inner = Inner {
@@ -215,6 +234,8 @@ impl Store {
             }),
             config,
             db,
+            log,
+            _temporary: temporary,
         };
         let store = Store {
             inner: Arc::new(inner),
@@ -247,16 +268,19 @@ impl Store {
             .map_err(StoreError::engine("flushing"))
     }
 
-    /// Approximate size of the database on disk, in bytes.
+    /// Approximate size of the store on disk (the database and the header
+    /// log), in bytes.
     ///
     /// # Errors
     ///
     /// [`StoreError::Engine`] if sled cannot tell.
     pub fn size_on_disk(&self) -> Result<u64, StoreError> {
-        self.inner
+        let db = self
+            .inner
             .db
             .size_on_disk()
-            .map_err(StoreError::engine("measuring the database"))
+            .map_err(StoreError::engine("measuring the database"))?;
+        Ok(db + self.inner.log.len())
     }
 }
 
@@ -327,8 +351,12 @@ where
 
 /// The facts about the header at the header height, from the last header
 /// segment, which must end exactly there (the whole segment is checked).
-fn read_last_header(db: &sled::Db, header_height: u64) -> Result<Option<LastHeader>, StoreError> {
-    let last = segment::last(db)?;
+fn read_last_header(
+    db: &sled::Db,
+    log: &HeaderLog,
+    header_height: u64,
+) -> Result<Option<LastHeader>, StoreError> {
+    let last = segment::last(db, log)?;
     let Some(segment) = last else {
         if header_height == 0 {
             return Ok(None);

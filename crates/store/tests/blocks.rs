@@ -272,15 +272,21 @@ fn generated_blocks_execute_into_the_store() {
     store.execute_block(&more[25].block).unwrap();
 }
 
-/// The header segments on disk (format 2, tag `0x07`): first height and row count.
+/// The header segments on disk (tag `0x07`, pointing into the header log
+/// since format 5): first height and row count.
 fn segments_on_disk(dir: &std::path::Path) -> Vec<(u64, u32)> {
+    let log = std::fs::read(dir.join("headers.log")).unwrap();
     let db = common::open_raw(dir);
     db.scan_prefix([0x07u8])
         .map(|row| {
-            let (key, value) = row.unwrap();
+            let (key, pointer) = row.unwrap();
+            assert_eq!(pointer.len(), 12, "be64(offset) || be32(length)");
+            let offset = u64::from_be_bytes(pointer[..8].try_into().unwrap()) as usize;
+            let len = u32::from_be_bytes(pointer[8..].try_into().unwrap()) as usize;
+            let segment = &log[offset..offset + len];
             (
                 u64::from_be_bytes(key[1..9].try_into().unwrap()),
-                u32::from_be_bytes(value[..4].try_into().unwrap()),
+                u32::from_be_bytes(segment[..4].try_into().unwrap()),
             )
         })
         .collect()

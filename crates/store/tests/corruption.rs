@@ -76,6 +76,38 @@ fn segment_value(rows: &[(Vec<u8>, Vec<u8>, Vec<u8>)]) -> Vec<u8> {
     value
 }
 
+/// The bytes of the header segment starting at `first`, from the header log
+/// its sled row points into (`be64(offset) || be32(length)`, format 5).
+fn peek_segment(dir: &std::path::Path, first: u64) -> Vec<u8> {
+    let pointer = peek(dir, &segment_key(first));
+    let offset = u64::from_be_bytes(pointer[..8].try_into().unwrap()) as usize;
+    let len = u32::from_be_bytes(pointer[8..12].try_into().unwrap()) as usize;
+    std::fs::read(dir.join("headers.log")).unwrap()[offset..offset + len].to_vec()
+}
+
+/// Replaces the header segment starting at `first`: appends `value` to the
+/// header log and points its sled row at it (`None`: removes the row).
+fn poke_segment(dir: &std::path::Path, first: u64, value: Option<&[u8]>) {
+    let Some(value) = value else {
+        return poke(dir, &segment_key(first), None);
+    };
+    use std::io::Write as _;
+    let path = dir.join("headers.log");
+    let offset = std::fs::metadata(&path).unwrap().len();
+    let mut log = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
+    log.write_all(value).unwrap();
+    log.sync_all().unwrap();
+    let mut pointer = offset.to_be_bytes().to_vec();
+    pointer.extend_from_slice(&(value.len() as u32).to_be_bytes());
+    poke(dir, &segment_key(first), Some(&pointer));
+    // As a committed batch would: the log's committed length follows.
+    let end = offset + value.len() as u64;
+    poke(dir, b"\x00header_log_end", Some(&end.to_be_bytes()));
+}
+
 /// Overwrites one raw key of the database in `dir`.
 fn poke(dir: &std::path::Path, key: &[u8], value: Option<&[u8]>) {
     let db = common::open_raw(dir);
@@ -132,7 +164,7 @@ fn format_marker_version_and_config_are_checked() {
         open(&dir),
         Err(StoreError::UnsupportedVersion {
             found: 9,
-            supported: 4
+            supported: 5
         })
     ));
 
@@ -151,7 +183,7 @@ fn format_marker_version_and_config_are_checked() {
             error,
             StoreError::UnsupportedVersion {
                 found: 1,
-                supported: 4
+                supported: 5
             }
         ),
         "{error}"
@@ -171,7 +203,7 @@ fn format_marker_version_and_config_are_checked() {
             error,
             StoreError::UnsupportedVersion {
                 found: 2,
-                supported: 4
+                supported: 5
             }
         ),
         "{error}"
@@ -187,7 +219,23 @@ fn format_marker_version_and_config_are_checked() {
             error,
             StoreError::UnsupportedVersion {
                 found: 3,
-                supported: 4
+                supported: 5
+            }
+        ),
+        "{error}"
+    );
+
+    // And a format-4 store, whose segments are sled values, not pointers
+    // into the header log.
+    let dir = populated("version-4");
+    poke(&dir, b"\x00format", Some(b"HEADWAY-STORE\x00\x00\x00\x04"));
+    let error = open(&dir).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            StoreError::UnsupportedVersion {
+                found: 4,
+                supported: 5
             }
         ),
         "{error}"
@@ -239,7 +287,7 @@ fn garbage_values_are_typed_corruption_errors() {
 
     // The segment holding the top header does not decode: found at open.
     let dir = populated("top-header");
-    poke(&dir, &segment_key(1), Some(b"\xff\xff\xff"));
+    poke_segment(&dir, 1, Some(b"\xff\xff\xff"));
     let error = open(&dir).unwrap_err();
     assert!(
         matches!(error, StoreError::Corrupt { ref key, .. } if key == "070000000000000001"),
@@ -249,11 +297,11 @@ fn garbage_values_are_typed_corruption_errors() {
     // The top segment is one row short, or holds a row too many: found at open.
     for (name, keep) in [("top-short", 9), ("top-long", 11)] {
         let dir = populated(name);
-        let mut rows = segment_rows(&peek(&dir, &segment_key(1)));
+        let mut rows = segment_rows(&peek_segment(&dir, 1));
         let extra = rows[9].clone();
         rows.push(extra);
         rows.truncate(keep);
-        poke(&dir, &segment_key(1), Some(&segment_value(&rows)));
+        poke_segment(&dir, 1, Some(&segment_value(&rows)));
         let error = open(&dir).unwrap_err();
         assert!(matches!(error, StoreError::Corrupt { .. }), "{error}");
     }
@@ -263,13 +311,13 @@ fn garbage_values_are_typed_corruption_errors() {
     // segments, a missing segment, body sizes that do not decode: found on
     // read, never a panic, and only where they are.
     let dir = populated_in_batches("lower-header", 3);
-    poke(&dir, &segment_key(1), Some(b"garbage"));
-    let mut rows = segment_rows(&peek(&dir, &segment_key(4)));
+    poke_segment(&dir, 1, Some(b"garbage"));
+    let mut rows = segment_rows(&peek_segment(&dir, 4));
     rows[0].2 = b"\x0a\x02zz".to_vec();
-    poke(&dir, &segment_key(4), Some(&segment_value(&rows)));
-    let mut rows = segment_rows(&peek(&dir, &segment_key(7)));
+    poke_segment(&dir, 4, Some(&segment_value(&rows)));
+    let mut rows = segment_rows(&peek_segment(&dir, 7));
     rows[1].1 = rows[0].1.clone();
-    poke(&dir, &segment_key(7), Some(&segment_value(&rows)));
+    poke_segment(&dir, 7, Some(&segment_value(&rows)));
     poke(
         &dir,
         &[&[0x08u8][..], &5u64.to_be_bytes()].concat(),
@@ -437,9 +485,9 @@ fn bare_height_is_checked_against_the_rows() {
 
     // A row whose commit was dropped behind the store's back.
     let dir = populated("bare-dropped");
-    let mut rows = segment_rows(&peek(&dir, &segment_key(1)));
+    let mut rows = segment_rows(&peek_segment(&dir, 1));
     rows[3].2 = Vec::new();
-    poke(&dir, &segment_key(1), Some(&segment_value(&rows)));
+    poke_segment(&dir, 1, Some(&segment_value(&rows)));
     let store = open(&dir).unwrap();
     assert_eq!(store.load_commit(4).unwrap(), None);
     assert_eq!(store.load_signed_headers(1, 10).unwrap().len(), 3);
@@ -469,8 +517,8 @@ fn garbage_engine_files_do_not_panic() {
 #[test]
 fn keys_starting_near_u64_max_are_corrupt() {
     let dir = populated("segment-at-max");
-    let value = peek(&dir, &segment_key(1));
-    poke(&dir, &segment_key(u64::MAX - 1), Some(&value));
+    let pointer = peek(&dir, &segment_key(1));
+    poke(&dir, &segment_key(u64::MAX - 1), Some(&pointer));
     // The top segment is now the bogus one: opening must refuse it.
     let error = open(&dir).unwrap_err();
     assert!(matches!(error, StoreError::Corrupt { .. }), "{error}");
@@ -480,4 +528,95 @@ fn keys_starting_near_u64_max_are_corrupt() {
     poke(&dir, &chunk_key, Some(&[7u8; 64]));
     let error = open(&dir).unwrap_err();
     assert!(matches!(error, StoreError::Corrupt { .. }), "{error}");
+}
+
+/// The header log: bytes past the last stored segment (a batch appended but
+/// never committed, as after a crash) are cut at open; a log missing or
+/// shorter than its segments, or a malformed pointer, is corrupt, never a
+/// panic, and never cuts stored headers.
+#[test]
+fn the_header_log_is_cut_to_its_segments_and_checked_against_them() {
+    let log_len = |dir: &std::path::Path| std::fs::metadata(dir.join("headers.log")).unwrap().len();
+
+    let dir = populated_in_batches("log-tail", 4);
+    let len = log_len(&dir);
+    {
+        use std::io::Write as _;
+        let mut log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(dir.join("headers.log"))
+            .unwrap();
+        log.write_all(&[0xA5; 5000]).unwrap();
+    }
+    let store = open(&dir).unwrap();
+    assert_eq!(log_len(&dir), len, "the uncommitted tail is cut");
+    assert_eq!(store.load_signed_headers(1, 10).unwrap().len(), 10);
+    store.check_integrity().unwrap();
+    // The store appends where the cut left off.
+    let (more, _) = common::simple_chain(1, 12);
+    store.save_headers(&more[10..]).unwrap();
+    drop(store);
+    let store = open(&dir).unwrap();
+    assert_eq!(store.load_signed_headers(1, 12).unwrap().len(), 12);
+    store.check_integrity().unwrap();
+    drop(store);
+
+    // A log shorter than its committed length: corrupt, and not cut further.
+    let dir = populated_in_batches("log-short", 4);
+    let len = log_len(&dir);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(dir.join("headers.log"))
+        .unwrap()
+        .set_len(len - 1)
+        .unwrap();
+    let error = open(&dir).unwrap_err();
+    assert!(
+        matches!(&error, StoreError::Corrupt { key, .. } if key == "006865616465725f6c6f675f656e64"),
+        "{error}"
+    );
+    assert_eq!(log_len(&dir), len - 1);
+
+    // A missing log.
+    let dir = populated("log-missing");
+    std::fs::remove_file(dir.join("headers.log")).unwrap();
+    let error = open(&dir).unwrap_err();
+    assert!(matches!(error, StoreError::Corrupt { .. }), "{error}");
+
+    // A lower segment's pointer of the wrong size, or past the log's end:
+    // found on read and by the integrity check.
+    for (name, pointer) in [
+        ("pointer-size", vec![0u8; 5]),
+        (
+            "pointer-past-end",
+            [&1u64.to_be_bytes()[..], &u32::MAX.to_be_bytes()].concat(),
+        ),
+        ("pointer-empty", [0u8; 12].to_vec()),
+    ] {
+        let dir = populated_in_batches(name, 4);
+        poke(&dir, &segment_key(5), Some(&pointer));
+        let store = open(&dir).unwrap();
+        assert!(
+            matches!(store.load_header(6), Err(StoreError::Corrupt { ref key, .. }) if key == "070000000000000005"),
+            "{name}"
+        );
+        assert_eq!(store.load_header(2).unwrap().unwrap().height, 2);
+        assert!(matches!(
+            store.check_integrity(),
+            Err(StoreError::Corrupt { .. })
+        ));
+    }
+
+    // Two segments pointing at overlapping bytes: the integrity check says so.
+    let dir = populated_in_batches("pointer-overlap", 4);
+    let first = peek(&dir, &segment_key(1));
+    let mut overlapping = peek(&dir, &segment_key(5));
+    overlapping[..8].copy_from_slice(&first[..8]);
+    poke(&dir, &segment_key(5), Some(&overlapping));
+    let store = open(&dir).unwrap();
+    let error = store.check_integrity().unwrap_err();
+    assert!(
+        matches!(&error, StoreError::Corrupt { key, .. } if key == "070000000000000005"),
+        "{error}"
+    );
 }

@@ -16,7 +16,7 @@
 use prost::Message as _;
 
 use crate::{
-    FrameError, MmrProof, WireError,
+    FrameError, Header, MmrProof, WireError,
     frame::LENGTH_PREFIX,
     limits::{
         MAX_FRAME, MAX_HEADERS_PER_BATCH, MAX_HEADERS_RESPONSE_FRAME, MAX_HEADERS_V2,
@@ -331,6 +331,57 @@ fn check_keys(mut bytes: &[u8], allowed: &[u64], rule: &'static str) -> Result<(
         }
     }
     Ok(())
+}
+
+/// Appends the protobuf encoding of `header`, length-delimited: the bytes
+/// `raw::Header::from(header).encode_length_delimited(out)` appends, without
+/// building the intermediate message (which allocates its chain id and each
+/// of its seven hash and address fields). Stores that keep headers encoded
+/// write every synced header through this.
+pub fn put_header_length_delimited(out: &mut Vec<u8>, header: &Header) {
+    let len = header_len(header);
+    out.reserve(len + prost::encoding::encoded_len_varint(len as u64));
+    prost::encoding::encode_varint(len as u64, out);
+    let start = out.len();
+    if !header.chain_id.is_empty() {
+        put_bytes_field(out, 1, header.chain_id.as_bytes());
+    }
+    put_u64_field(out, 2, header.height);
+    put_u64_field(out, 3, header.time_ms);
+    if let Some(id) = &header.last_block_id {
+        // A BlockId is its one bytes field, always 32 bytes.
+        put_len_prefix(out, 4, bytes_field_len(1, id.hash.0.len()));
+        put_bytes_field(out, 1, &id.hash.0);
+    }
+    for (field, hash) in [
+        (5, &header.data_hash),
+        (6, &header.validators_hash),
+        (7, &header.next_validators_hash),
+        (8, &header.state_root),
+        (9, &header.history_root),
+    ] {
+        put_bytes_field(out, field, &hash.0);
+    }
+    put_bytes_field(out, 10, &header.proposer_address.0);
+    debug_assert_eq!(out.len() - start, len);
+}
+
+/// The encoded size of `header`'s protobuf message (without a length prefix).
+fn header_len(header: &Header) -> usize {
+    let chain_id = if header.chain_id.is_empty() {
+        0
+    } else {
+        bytes_field_len(1, header.chain_id.len())
+    };
+    let last_block_id = header.last_block_id.as_ref().map_or(0, |id| {
+        bytes_field_len(4, bytes_field_len(1, id.hash.0.len()))
+    });
+    chain_id
+        + u64_field_len(2, header.height)
+        + u64_field_len(3, header.time_ms)
+        + last_block_id
+        + 5 * bytes_field_len(5, 32)
+        + bytes_field_len(10, header.proposer_address.0.len())
 }
 
 fn put_u64_field(out: &mut Vec<u8>, field: u32, value: u64) {

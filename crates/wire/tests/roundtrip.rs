@@ -56,6 +56,27 @@ proptest! {
     }
 
     #[test]
+    fn the_direct_header_encoding_is_prosts(
+        mut header in header(),
+        empty_chain_id in any::<bool>(),
+        zero_height in any::<bool>(),
+        time_ms in prop_oneof![Just(0u64), Just(u64::MAX), any::<u64>()],
+        genesis in any::<bool>(),
+    ) {
+        use prost::Message as _;
+        // Default values (left out by proto3) and the widest varints too.
+        if empty_chain_id { header.chain_id.clear(); }
+        if zero_height { header.height = 0; }
+        header.time_ms = time_ms;
+        if genesis { header.last_block_id = None; }
+        let mut direct = vec![0xEE];
+        encoded::put_header_length_delimited(&mut direct, &header);
+        let mut via_prost = vec![0xEE];
+        raw::Header::from(&header).encode_length_delimited(&mut via_prost).unwrap();
+        prop_assert_eq!(direct, via_prost);
+    }
+
+    #[test]
     fn requests_roundtrip(request in request()) {
         roundtrip(&request, MAX_REQUEST_FRAME);
     }
