@@ -303,7 +303,9 @@ mod tests {
         let dir = TempDir::new().unwrap();
         let path = dir.path().join(FILE_NAME);
         let log = HeaderLog::open(&path).unwrap();
-        let a = log.append_synced(&[&b"first "[..], &b"segment"[..]]).unwrap();
+        let a = log
+            .append_synced(&[&b"first "[..], &b"segment"[..]])
+            .unwrap();
         let b = log.append_synced(&[&b"second"[..]]).unwrap();
         assert_eq!((a, b), (0, 13));
         let key = b"k";

@@ -7,7 +7,8 @@
 //!   ([`Store::save_bare_headers`], [`Store::bare_height`],
 //!   [`Store::load_bare_headers`]), packed into
 //!   header segments of up to 256 consecutive rows so that a batch costs few
-//!   sled keys (on-disk format 4); a header height apart from the contiguous
+//!   sled keys, their bytes appended to a header log file next to the
+//!   database (on-disk format 5); a header height apart from the contiguous
 //!   block height, which only bodies advance ([`Store::save_block`]);
 //!   [`Store::load_block`] returns `None` when the body is missing even though
 //!   the meta exists; [`Store::load_signed_headers`] reads a range segment by
@@ -33,7 +34,8 @@
 //!   [`Store::restore_chunk`], [`Store::finish_restore`]).
 //!
 //! Each write is one atomic sled batch, flushed before the call returns
-//! (sled would otherwise sync only every 500 ms). A database that is not a
+//! (sled would otherwise sync only every 500 ms); a header batch's segments
+//! are synced to the header log before that batch is applied. A database that is not a
 //! headway store, or holds values that do not decode, gives a typed
 //! [`StoreError`] at open or on read, never a panic.
 //!
