@@ -108,6 +108,7 @@ pub enum NetEvent {
 #[derive(Debug)]
 pub struct Responder {
     tx: oneshot::Sender<Answer>,
+    order: u64,
 }
 
 /// What the application answered.
@@ -122,6 +123,16 @@ enum Answer {
 }
 
 impl Responder {
+    /// Where the request stands among the ones its peer opened on this
+    /// connection: the index of its QUIC stream, which grows in the order
+    /// the peer opened them. Requests reach the application in no
+    /// guaranteed order (each stream is read by its own task); servers that
+    /// answer a peer's requests one at a time answer the lowest first.
+    #[must_use]
+    pub fn order(&self) -> u64 {
+        self.order
+    }
+
     /// Sends the response (it is validated and framed by the transport).
     pub fn respond(self, response: Response) {
         // The receiver is gone only if the stream already failed: nothing to do.
@@ -784,6 +795,7 @@ async fn serve_request(
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
 ) {
+    let order = recv.id().index();
     inner
         .metrics
         .requests_received
@@ -826,7 +838,7 @@ async fn serve_request(
     match inner.events.try_send(NetEvent::Request {
         peer,
         request,
-        responder: Responder { tx },
+        responder: Responder { tx, order },
     }) {
         Ok(()) => {}
         Err(mpsc::error::TrySendError::Full(_)) => {

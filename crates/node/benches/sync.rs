@@ -384,6 +384,15 @@ fn checkpoint_config(chain: &Chain) -> ParallelConfig {
 /// `config` asking for headers without commits.
 fn headers_only(mut config: ParallelConfig) -> ParallelConfig {
     config.ranges = RangeSyncConfig::bare();
+    // For tuning: `HEADWAY_BENCH_V2_TRY=range_len:inflight` replaces the
+    // headers-only range length and requests in flight per peer.
+    if let Ok(try_) = std::env::var("HEADWAY_BENCH_V2_TRY") {
+        let mut parts = try_.split(':').map(|p| p.trim().parse::<usize>());
+        if let (Some(Ok(len)), Some(Ok(inflight))) = (parts.next(), parts.next()) {
+            config.ranges.range_len = u32::try_from(len).expect("range length");
+            config.ranges.max_inflight_per_peer = inflight;
+        }
+    }
     config
 }
 

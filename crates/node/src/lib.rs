@@ -1,6 +1,7 @@
 //! The Headway node as a library: what the `headway` binary runs, usable
 //! in-process by tests and tools.
 //!
+//! - [`answers`]: the bounded per-peer FIFO queue of requests being answered.
 //! - [`config`]: the configuration file (`config.toml`) and its template.
 //! - [`genesis`]: the genesis file (block 1's signed header and validator set).
 //! - [`node`]: the running node: store, QUIC transport, header sync reactor,
@@ -14,6 +15,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod answers;
 pub mod config;
 pub mod genesis;
 pub mod metrics;

@@ -13,11 +13,12 @@ use headway_headersync::{
     server::{get_headers_weight, rate_limited},
     v2::RangeSyncConfig,
 };
-use headway_net::{NetConfig, NetEvent, Network, NodeKey, PeerId};
+use headway_net::{NetConfig, NetEvent, Network, NodeKey, PeerId, Responder};
 use headway_store::{Store, StoreConfig};
-use headway_wire::Push;
+use headway_wire::{Push, Request};
 use tracing::{info, warn};
 
+use crate::answers::AnswerQueue;
 use crate::{
     config::{Config, HeaderSyncMode},
     genesis,
@@ -175,8 +176,9 @@ pub async fn run(
         headway_headersync::server::DEFAULT_RATE_WINDOW,
     )));
     let strikes = Mutex::new(Strikes::new());
+    let answers = serve::answer_queue(store.clone(), crate::answers::default_concurrency());
     let dispatch_ctx = Dispatch {
-        store: &store,
+        answers: &answers,
         headersync: &headersync,
         limiter: &limiter,
         strikes: &strikes,
@@ -294,7 +296,7 @@ impl Strikes {
 }
 
 struct Dispatch<'a> {
-    store: &'a Store,
+    answers: &'a AnswerQueue<(Request, Responder)>,
     headersync: &'a HeaderSync,
     limiter: &'a Arc<Mutex<RateLimiter<PeerId>>>,
     strikes: &'a Mutex<Strikes>,
@@ -304,7 +306,7 @@ struct Dispatch<'a> {
 
 async fn dispatch(event: NetEvent, d: &Dispatch<'_>) {
     let Dispatch {
-        store,
+        answers,
         headersync,
         limiter,
         strikes,
@@ -363,8 +365,13 @@ async fn dispatch(event: NetEvent, d: &Dispatch<'_>) {
                         .respond(rate_limited(retry_after.max(Duration::from_millis(1))));
                 }
             }
-            let store = store.clone();
-            tokio::task::spawn_blocking(move || serve::respond(&store, &request, responder));
+            // Answered in order per peer, a bounded number at once; a full
+            // queue is BUSY.
+            if let Err((_, responder)) =
+                answers.submit(peer, responder.order(), (request, responder))
+            {
+                responder.respond(serve::busy());
+            }
         }
     }
 }

@@ -2,6 +2,8 @@
 
 use headway_headersync::{SignedHeaderSource, answer_get_headers, server::get_headers_weight};
 use headway_net::Responder;
+
+use crate::answers::AnswerQueue;
 use headway_store::{Store, StoreError};
 use headway_wire::{
     BareHeader, BlocksResponse, ErrorCode, ErrorResponse, GetBlocks, GetHeaderChain, GetHeadersV2,
@@ -15,11 +17,34 @@ use headway_wire::{
 /// Bytes of signed headers per `GetHeadersV2` answer: well under the frame limit.
 pub const HEADERS_V2_BUDGET: usize = MAX_HEADERS_V2_RESPONSE_FRAME / 2;
 
-/// Headers read from the store at a time while filling a `GetHeadersV2` answer.
-const V2_READ_CHUNK: u64 = 64;
+/// Headers read from the store at a time while filling a decoded
+/// `GetHeadersV2` answer ([`answer`]; the spliced answer reads the range at
+/// once with a byte limit): a segment's worth.
+const V2_READ_CHUNK: u64 = 256;
 
 /// Bytes of records per snapshot chunk (half the frame limit leaves room for encoding overhead).
 pub const SNAPSHOT_CHUNK_BUDGET: usize = MAX_SNAPSHOT_DATA_FRAME / 2;
+
+/// The queue that answers peers' requests from `store` ([`respond`]): in
+/// order per peer, at most `concurrency` at once
+/// ([`crate::answers::AnswerQueue`]).
+pub fn answer_queue(store: Store, concurrency: usize) -> AnswerQueue<(Request, Responder)> {
+    AnswerQueue::new(
+        concurrency,
+        move |(request, responder): (Request, Responder)| {
+            respond(&store, &request, responder);
+        },
+    )
+}
+
+/// The answer to a request that found the answer queue full.
+pub fn busy() -> Response {
+    let mut response = error(ErrorCode::Busy, "too many requests waiting for an answer");
+    if let Response::Error(e) = &mut response {
+        e.retry_after_ms = 100;
+    }
+    response
+}
 
 /// The store as a source of signed headers.
 pub struct StoreSource<'a>(pub &'a Store);
@@ -74,7 +99,7 @@ pub fn encoded_answer(store: &Store, request: &Request) -> Option<EncodedRespons
     match request {
         Request::GetHeaders(q) => {
             let headers = store
-                .load_encoded_signed_headers(q.start_height, u64::from(q.count))
+                .load_encoded_signed_headers(q.start_height, u64::from(q.count), usize::MAX)
                 .ok()?;
             EncodedResponse::headers(q.start_height, &headers).ok()
         }
@@ -94,20 +119,14 @@ fn encoded_headers_v2(
         .start_height
         .saturating_add(u64::from(q.count) - 1)
         .min(q.end_height);
+    // The store reads each segment of the range once and stops at the
+    // budget; each header's framing in the answer is a tag and a length
+    // varint, well inside the other half of the frame limit.
+    let count = last - q.start_height + 1;
     let headers = if q.headers_only {
-        read_budgeted(
-            |from, n| store.load_encoded_bare_headers(from, n),
-            |h| h.len() + 4,
-            q.start_height,
-            last,
-        )?
+        store.load_encoded_bare_headers(q.start_height, count, HEADERS_V2_BUDGET)?
     } else {
-        read_budgeted(
-            |from, n| store.load_encoded_signed_headers(from, n),
-            |h| h.len() + 4,
-            q.start_height,
-            last,
-        )?
+        store.load_encoded_signed_headers(q.start_height, count, HEADERS_V2_BUDGET)?
     };
     if headers.is_empty() {
         return Ok(None);

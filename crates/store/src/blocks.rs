@@ -29,7 +29,9 @@ use crate::hash_index;
 use crate::header_log;
 use crate::history::{SledNodes, node_count_for_leaves};
 use crate::keys;
-use crate::segment::{self, MAX_SEGMENT_HEADERS, Row, Segment, SegmentBuilder};
+use crate::segment::{
+    self, BuiltSegment, MAX_SEGMENT_HEADERS, Segment, SegmentBuilder, Stored, WholeSegment,
+};
 use crate::store::{LastHeader, decode_raw};
 use crate::{Store, StoreError};
 
@@ -232,20 +234,38 @@ impl Store {
     /// the pointers to them: the log must hold a segment before sled can.
     fn append_segments(
         &self,
-        segments: &[([u8; 9], Vec<u8>)],
+        segments: &[BuiltSegment],
         batch: &mut sled::Batch,
     ) -> Result<(), StoreError> {
-        let parts: Vec<&[u8]> = segments.iter().map(|(_, bytes)| &bytes[..]).collect();
+        // Each segment's header part, then its commit part, back to back.
+        let mut lens = Vec::with_capacity(segments.len());
+        for segment in segments {
+            let part_len = |part: &[u8]| {
+                u32::try_from(part.len())
+                    .ok()
+                    .filter(|&len| len <= header_log::MAX_SEGMENT_BYTES / 2)
+                    .ok_or_else(|| {
+                        StoreError::corrupt(
+                            &segment.key,
+                            format!("a header segment part of {} bytes", part.len()),
+                        )
+                    })
+            };
+            lens.push((part_len(&segment.headers)?, part_len(&segment.commits)?));
+        }
+        let parts: Vec<&[u8]> = segments
+            .iter()
+            .flat_map(|segment| [&segment.headers[..], &segment.commits[..]])
+            .collect();
         let mut offset = self.inner.log.append_synced(&parts)?;
-        for (key, segment) in segments {
-            let len = u32::try_from(segment.len())
-                .ok()
-                .filter(|&len| len <= header_log::MAX_SEGMENT_BYTES)
-                .ok_or_else(|| {
-                    StoreError::corrupt(key, format!("a {}-byte header segment", segment.len()))
-                })?;
-            batch.insert(&key[..], &header_log::pointer(offset, len)[..]);
-            offset += u64::from(len);
+        for (segment, (header_len, commit_len)) in segments.iter().zip(lens) {
+            let pointer = header_log::Pointer {
+                offset,
+                header_len,
+                commit_len,
+            };
+            batch.insert(&segment.key[..], &pointer.encode()[..]);
+            offset = pointer.end();
         }
         batch.insert(keys::LOG_END, &offset.to_be_bytes()[..]);
         Ok(())
@@ -269,7 +289,7 @@ impl Store {
                 reason: "no header is stored at this height",
             });
         }
-        let stored_hash = self.with_row(height, |_, row| Ok(row.hash))?;
+        let stored_hash = self.with_header_row(height, |_, row| Ok(row.hash))?;
         if block.header.hash() != stored_hash {
             return Err(StoreError::UnknownHeader {
                 height,
@@ -329,7 +349,8 @@ impl Store {
         if height == 0 || height > self.header_height() {
             return Ok(None);
         }
-        let (hash, header) = self.with_row(height, |s, row| Ok((row.hash, s.header(row)?)))?;
+        let (hash, header) =
+            self.with_header_row(height, |s, row| Ok((row.hash, s.header(row)?)))?;
         let (block_size, num_txs) = self.body_sizes(height)?;
         Ok(Some(BlockMeta {
             block_id: BlockId { hash },
@@ -348,7 +369,8 @@ impl Store {
         if height == 0 || height > self.header_height() {
             return Ok(None);
         }
-        self.with_row(height, |s, row| s.header(row)).map(Some)
+        self.with_header_row(height, |s, row| s.header(row))
+            .map(Some)
     }
 
     /// The commit of the header at `height`, or `None` above the header
@@ -426,7 +448,7 @@ impl Store {
         start_height: u64,
         count: u64,
     ) -> Result<Vec<SignedHeader>, StoreError> {
-        self.collect_range(start_height, count, |segment, row, set| {
+        self.collect_range(start_height, count, |segment: &WholeSegment, row, set| {
             let Some(commit) = segment.commit(row)? else {
                 return Ok(None);
             };
@@ -446,6 +468,11 @@ impl Store {
     /// response (`headway_wire::encoded`). The rows' structure is checked,
     /// their contents are not: they were checked when stored.
     ///
+    /// Stops, too, before the header whose encoding would take the total
+    /// past `max_bytes` (the first header is always returned): a server
+    /// filling an answer up to a byte budget reads each segment of the range
+    /// once, whatever the headers' sizes. `usize::MAX`: no byte limit.
+    ///
     /// # Errors
     ///
     /// [`StoreError::Corrupt`] if a segment is missing or malformed.
@@ -453,16 +480,16 @@ impl Store {
         &self,
         start_height: u64,
         count: u64,
+        max_bytes: usize,
     ) -> Result<Vec<Vec<u8>>, StoreError> {
-        self.collect_range(start_height, count, |_, row, set| {
-            let (header, Some(commit)) = Segment::encoded(row) else {
+        let mut budget = Budget::new(max_bytes);
+        self.collect_range(start_height, count, |_: &WholeSegment, row, set| {
+            let (header, Some(commit)) = WholeSegment::encoded(row) else {
                 return Ok(None);
             };
-            Ok(Some(headway_wire::encoded::signed_header_from_parts(
-                header,
-                commit,
-                set.as_deref(),
-            )))
+            let encoded =
+                headway_wire::encoded::signed_header_from_parts(header, commit, set.as_deref());
+            Ok(budget.take(encoded))
         })
     }
 
@@ -486,7 +513,7 @@ impl Store {
         start_height: u64,
         count: u64,
     ) -> Result<Vec<BareHeader>, StoreError> {
-        self.collect_range(start_height, count, |segment, row, set| {
+        self.collect_range(start_height, count, |segment: &Segment, row, set| {
             Ok(Some(BareHeader {
                 header: segment.header(row)?,
                 validator_set: set.map(|set| decode_set(row.height, &set)).transpose()?,
@@ -499,7 +526,11 @@ impl Store {
     /// changes), built from the stored encodings without decoding them
     /// (`headway_wire::encoded::bare_header_from_parts`). The rows'
     /// structure is checked, their contents are not: they were checked when
-    /// stored.
+    /// stored. Only the header parts of the segments are read, not their
+    /// commits.
+    ///
+    /// Stops before the header whose encoding would take the total past
+    /// `max_bytes`, as [`Store::load_encoded_signed_headers`] does.
     ///
     /// # Errors
     ///
@@ -508,13 +539,15 @@ impl Store {
         &self,
         start_height: u64,
         count: u64,
+        max_bytes: usize,
     ) -> Result<Vec<Vec<u8>>, StoreError> {
-        self.collect_range(start_height, count, |_, row, set| {
-            let (header, _) = Segment::encoded(row);
-            Ok(Some(headway_wire::encoded::bare_header_from_parts(
-                header,
+        let mut budget = Budget::new(max_bytes);
+        self.collect_range(start_height, count, |_: &Segment, row, set| {
+            let encoded = headway_wire::encoded::bare_header_from_parts(
+                Segment::encoded_header(row),
                 set.as_deref(),
-            )))
+            );
+            Ok(budget.take(encoded))
         })
     }
 
@@ -524,11 +557,11 @@ impl Store {
     /// `visit` each row with the stored (encoded) validator set of its
     /// height, read for the whole range with one scan. Collects what `visit`
     /// returns, stopping before the first row for which it returns `None`.
-    fn collect_range<T>(
+    fn collect_range<S: Stored, T>(
         &self,
         start_height: u64,
         count: u64,
-        mut visit: impl FnMut(&Segment, &Row<'_>, Option<sled::IVec>) -> Result<Option<T>, StoreError>,
+        mut visit: impl FnMut(&S, &S::Row<'_>, Option<sled::IVec>) -> Result<Option<T>, StoreError>,
     ) -> Result<Vec<T>, StoreError> {
         let header_height = self.header_height();
         if start_height == 0 || start_height > header_height || count == 0 {
@@ -548,19 +581,24 @@ impl Store {
         let mut out = Vec::with_capacity(len.min(4 * MAX_SEGMENT_HEADERS));
         let mut next = start_height;
         while next <= end {
-            let segment = segment::find_stored(&self.inner.db, &self.inner.log, next)?;
+            let segment: S = segment::find_stored(&self.inner.db, &self.inner.log, next)?;
             let rows = segment.rows()?;
-            let skip = usize::try_from(next - segment.first).unwrap_or(usize::MAX);
+            let skip = usize::try_from(next - segment.segment().first).unwrap_or(usize::MAX);
             if skip >= rows.len() {
                 // Makes row() name the missing height.
-                segment.row(next)?;
+                segment.segment().row(next)?;
             }
-            for row in rows.iter().skip(skip).take_while(|row| row.height <= end) {
-                let Some(item) = visit(&segment, row, sets.remove(&row.height))? else {
+            for row in rows
+                .iter()
+                .skip(skip)
+                .take_while(|row| S::height(row) <= end)
+            {
+                let height = S::height(row);
+                let Some(item) = visit(&segment, row, sets.remove(&height))? else {
                     return Ok(out);
                 };
                 out.push(item);
-                next = row.height + 1;
+                next = height + 1;
             }
         }
         Ok(out)
@@ -624,7 +662,7 @@ impl Store {
             if height == 0 || height > header_height {
                 continue;
             }
-            if self.with_row(height, |_, row| Ok(row.hash == *hash))? {
+            if self.with_header_row(height, |_, row| Ok(row.hash == *hash))? {
                 return Ok(Some(height));
             }
         }
@@ -738,6 +776,34 @@ impl BatchHeader for BareHeader {
     }
 }
 
+/// The byte limit of an encoded range read: the first encoding is always
+/// taken, then each one while the total stays within `max_bytes`.
+struct Budget {
+    max_bytes: usize,
+    used: Option<usize>,
+}
+
+impl Budget {
+    fn new(max_bytes: usize) -> Self {
+        Self {
+            max_bytes,
+            used: None,
+        }
+    }
+
+    /// `Some(encoded)` if it fits (or is the first), else `None`: stop.
+    fn take(&mut self, encoded: Vec<u8>) -> Option<Vec<u8>> {
+        let total = match self.used {
+            None => encoded.len(),
+            Some(used) => used
+                .checked_add(encoded.len())
+                .filter(|&total| total <= self.max_bytes)?,
+        };
+        self.used = Some(total);
+        Some(encoded)
+    }
+}
+
 /// What [`stage_headers`] found about a batch it staged.
 struct Staged {
     /// The new top header's facts.
@@ -745,7 +811,7 @@ struct Staged {
     /// The highest height of the batch staged without a commit, if any.
     bare_top: Option<u64>,
     /// The batch's header segments (key and bytes), for the header log.
-    segments: Vec<([u8; 9], Vec<u8>)>,
+    segments: Vec<BuiltSegment>,
 }
 
 /// Checks and stages the rows of a header batch starting at `expected`

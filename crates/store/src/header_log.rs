@@ -33,13 +33,91 @@ use crate::error::hex_string;
 /// The file name of the log inside the store's directory.
 pub(crate) const FILE_NAME: &str = "headers.log";
 
-/// Bytes of a segment pointer: `be64(offset) || be32(length)`.
-pub(crate) const POINTER_LEN: usize = 12;
+/// Bytes of a segment pointer: `be64(offset) || be32(header part length)
+/// || be32(commit part length)`.
+pub(crate) const POINTER_LEN: usize = 16;
 
 /// The largest segment the log hands out. Segments are at most 256 rows of
 /// headers and commits; this bounds what a damaged pointer can make a reader
 /// allocate.
 pub(crate) const MAX_SEGMENT_BYTES: u32 = 64 * 1024 * 1024;
+
+/// Where a segment's bytes lie in the log: its header part at `offset`,
+/// followed directly by its commit part (format 6, `segment.rs`), so that a
+/// reader of headers alone reads only the header part.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Pointer {
+    pub(crate) offset: u64,
+    pub(crate) header_len: u32,
+    pub(crate) commit_len: u32,
+}
+
+/// Which bytes of a segment a reader wants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Part {
+    /// The header part alone (hashes and headers).
+    Headers,
+    /// The header part and the commit part.
+    Whole,
+}
+
+impl Pointer {
+    /// Bytes of the whole segment.
+    pub(crate) fn len(&self) -> u64 {
+        u64::from(self.header_len) + u64::from(self.commit_len)
+    }
+
+    /// The first byte after the segment.
+    pub(crate) fn end(&self) -> u64 {
+        self.offset.saturating_add(self.len())
+    }
+
+    /// The sled value of the pointer.
+    pub(crate) fn encode(&self) -> [u8; POINTER_LEN] {
+        let mut value = [0u8; POINTER_LEN];
+        value[..8].copy_from_slice(&self.offset.to_be_bytes());
+        value[8..12].copy_from_slice(&self.header_len.to_be_bytes());
+        value[12..].copy_from_slice(&self.commit_len.to_be_bytes());
+        value
+    }
+
+    /// The pointer a sled value (stored under `key`) holds, checked: the
+    /// right size, both parts non-empty, at most [`MAX_SEGMENT_BYTES`] in
+    /// all. Whether it lies inside the log is checked when it is read.
+    pub(crate) fn decode(key: &[u8], value: &[u8]) -> Result<Self, StoreError> {
+        let Ok(value) = <[u8; POINTER_LEN]>::try_from(value) else {
+            return Err(StoreError::corrupt(
+                key,
+                format!(
+                    "header segment pointer is {} bytes ({}), expected {POINTER_LEN}",
+                    value.len(),
+                    hex_string(&value[..value.len().min(16)])
+                ),
+            ));
+        };
+        let (offset, lens) = value.split_at(8);
+        let (header_len, commit_len) = lens.split_at(4);
+        let at = |bytes: &[u8]| bytes.iter().fold(0u64, |n, &b| (n << 8) | u64::from(b));
+        let pointer = Self {
+            offset: at(offset),
+            header_len: u32::try_from(at(header_len)).unwrap_or(u32::MAX),
+            commit_len: u32::try_from(at(commit_len)).unwrap_or(u32::MAX),
+        };
+        if pointer.header_len == 0
+            || pointer.commit_len == 0
+            || pointer.len() > u64::from(MAX_SEGMENT_BYTES)
+        {
+            return Err(StoreError::corrupt(
+                key,
+                format!(
+                    "header segment pointer holds a {}-byte header part and a {}-byte commit part, expected both non-empty and at most {MAX_SEGMENT_BYTES} bytes in all",
+                    pointer.header_len, pointer.commit_len
+                ),
+            ));
+        }
+        Ok(pointer)
+    }
+}
 
 /// The append-only file of header segment bytes.
 pub(crate) struct HeaderLog {
@@ -142,58 +220,36 @@ impl HeaderLog {
         Ok(offset)
     }
 
-    /// Reads the segment `pointer` (a sled value) points at, stored under `key`.
-    pub(crate) fn read(&self, key: &[u8], pointer: &[u8]) -> Result<Vec<u8>, StoreError> {
-        let (offset, len) = decode_pointer(key, pointer)?;
-        let end = offset.saturating_add(u64::from(len));
-        if end > self.len() {
+    /// Reads `part` of the segment whose pointer (a sled value) is stored
+    /// under `key`.
+    pub(crate) fn read(
+        &self,
+        key: &[u8],
+        pointer: &[u8],
+        part: Part,
+    ) -> Result<(Pointer, Vec<u8>), StoreError> {
+        let pointer = Pointer::decode(key, pointer)?;
+        if pointer.end() > self.len() {
             return Err(StoreError::corrupt(
                 key,
                 format!(
-                    "header segment at bytes {offset}..{end} runs past the header log's {} bytes",
+                    "header segment at bytes {}..{} runs past the header log's {} bytes",
+                    pointer.offset,
+                    pointer.end(),
                     self.len()
                 ),
             ));
         }
-        let mut bytes = vec![0u8; len as usize];
-        read_exact_at(&self.file, &mut bytes, offset)
+        let len = match part {
+            Part::Headers => u64::from(pointer.header_len),
+            Part::Whole => pointer.len(),
+        };
+        // At most MAX_SEGMENT_BYTES.
+        let mut bytes = vec![0u8; usize::try_from(len).unwrap_or(usize::MAX)];
+        read_exact_at(&self.file, &mut bytes, pointer.offset)
             .map_err(StoreError::log("reading the header log"))?;
-        Ok(bytes)
+        Ok((pointer, bytes))
     }
-}
-
-/// The sled value pointing at `len` bytes at `offset` of the log.
-pub(crate) fn pointer(offset: u64, len: u32) -> [u8; POINTER_LEN] {
-    let mut value = [0u8; POINTER_LEN];
-    value[..8].copy_from_slice(&offset.to_be_bytes());
-    value[8..].copy_from_slice(&len.to_be_bytes());
-    value
-}
-
-/// `(offset, length)` of a pointer, checked.
-pub(crate) fn decode_pointer(key: &[u8], value: &[u8]) -> Result<(u64, u32), StoreError> {
-    let Ok(value) = <[u8; POINTER_LEN]>::try_from(value) else {
-        return Err(StoreError::corrupt(
-            key,
-            format!(
-                "header segment pointer is {} bytes ({}), expected {POINTER_LEN}",
-                value.len(),
-                hex_string(&value[..value.len().min(16)])
-            ),
-        ));
-    };
-    let mut offset = [0u8; 8];
-    offset.copy_from_slice(&value[..8]);
-    let mut len = [0u8; 4];
-    len.copy_from_slice(&value[8..]);
-    let (offset, len) = (u64::from_be_bytes(offset), u32::from_be_bytes(len));
-    if len == 0 || len > MAX_SEGMENT_BYTES {
-        return Err(StoreError::corrupt(
-            key,
-            format!("header segment pointer holds {len} bytes, expected 1..={MAX_SEGMENT_BYTES}"),
-        ));
-    }
-    Ok((offset, len))
 }
 
 #[cfg(unix)]
@@ -309,14 +365,38 @@ mod tests {
         let b = log.append_synced(&[&b"second"[..]]).unwrap();
         assert_eq!((a, b), (0, 13));
         let key = b"k";
-        assert_eq!(log.read(key, &pointer(b, 6)).unwrap(), b"second");
-        assert_eq!(log.read(key, &pointer(a, 5)).unwrap(), b"first");
-        // Past the end, empty, oversized and malformed pointers are corrupt.
-        for bad in [pointer(b, 7).to_vec(), pointer(0, 0).to_vec(), vec![0; 5]] {
-            assert!(matches!(
-                log.read(key, &bad),
-                Err(StoreError::Corrupt { .. })
-            ));
+        let at = |offset, header_len, commit_len| {
+            Pointer {
+                offset,
+                header_len,
+                commit_len,
+            }
+            .encode()
+        };
+        let read = |pointer: &[u8], part| log.read(key, pointer, part).map(|(_, bytes)| bytes);
+        assert_eq!(read(&at(b, 3, 3), Part::Whole).unwrap(), b"second");
+        assert_eq!(read(&at(b, 3, 3), Part::Headers).unwrap(), b"sec");
+        assert_eq!(read(&at(a, 5, 1), Part::Whole).unwrap(), b"first ");
+        assert_eq!(
+            Pointer::decode(key, &at(a, 5, 1)).unwrap(),
+            Pointer {
+                offset: a,
+                header_len: 5,
+                commit_len: 1
+            }
+        );
+        // Past the end (even for the header part alone), an empty part,
+        // oversized and malformed pointers are corrupt.
+        for bad in [
+            at(b, 3, 4).to_vec(),
+            at(b, 0, 1).to_vec(),
+            at(b, 1, 0).to_vec(),
+            at(0, MAX_SEGMENT_BYTES, 1).to_vec(),
+            vec![0; 12],
+        ] {
+            for part in [Part::Headers, Part::Whole] {
+                assert!(matches!(read(&bad, part), Err(StoreError::Corrupt { .. })));
+            }
         }
         drop(log);
         let log = HeaderLog::open(&path).unwrap();

@@ -9,7 +9,7 @@ use headway_wire::Hash;
 use crate::header_log;
 use crate::history::{self, node_count_for_leaves};
 use crate::keys;
-use crate::segment::Segment;
+use crate::segment::{Stored as _, WholeSegment};
 use crate::store::{load_checksum_rows, read_u64};
 use crate::{Store, StoreError};
 
@@ -130,7 +130,8 @@ impl Store {
         let mut log_end = 0u64;
         for row in db.scan_prefix([keys::HEADER_SEGMENT]) {
             let (key, pointer) = row.map_err(StoreError::engine("scanning header segments"))?;
-            let (offset, len) = header_log::decode_pointer(&key, &pointer)?;
+            let pointer_at = header_log::Pointer::decode(&key, &pointer)?;
+            let offset = pointer_at.offset;
             if offset < log_end {
                 return Err(StoreError::corrupt(
                     &key,
@@ -139,8 +140,8 @@ impl Store {
                     ),
                 ));
             }
-            log_end = offset + u64::from(len);
-            let segment = Segment::load(&self.inner.log, key, &pointer)?;
+            log_end = pointer_at.end();
+            let segment = WholeSegment::load(&self.inner.log, key, &pointer)?;
             if segment.first != next {
                 return Err(StoreError::corrupt(
                     &segment.key,

@@ -10,13 +10,15 @@
 //! verified by hashes alone) and records the bare height. Format 5 moves the
 //! segments' bytes out of sled into the append-only header log, so that a
 //! segment is written once instead of with every rewrite of its B-tree leaf.
+//! Format 6 keeps a segment's headers apart from its commits, so that
+//! readers of headers alone read a sixth of the bytes.
 //!
 //! | tag | key after the tag | value |
 //! |---|---|---|
 //! | `0x00` | meta name (ASCII) | format marker, heights (header, bare, block, state, snapshot), config |
 //! | `0x04` | `be64(height)` | raw `ValidatorSet`, at heights where the set changes |
 //! | `0x05` | `be64(height)` | raw `Block` (body with its header) |
-//! | `0x07` | `be64(first height)` | header segment: `be64(offset) ‖ be32(length)` of its bytes in the header log, up to `segment::MAX_SEGMENT_HEADERS` (256) consecutive rows of hash, header and commit, the commit empty for a header stored without it (encoding in `segment.rs`); written once |
+//! | `0x07` | `be64(first height)` | header segment: `be64(offset) ‖ be32(header part length) ‖ be32(commit part length)` of its bytes in the header log, up to `segment::MAX_SEGMENT_HEADERS` (256) consecutive rows of hash and header, then their commits, a commit empty for a header stored without it (encoding in `segment.rs`); written once |
 //! | `0x08` | `be64(height)` | body sizes: `be64(block_size) ‖ be64(num_txs)`, written with the body |
 //! | `0x09` | `be64(first position)` | MMR node chunk: up to `history::MAX_CHUNK_NODES` (1024) consecutive 32-byte nodes |
 //! | `0x0A` | `be64(run)` ‖ `be64(page)` | hash index page: up to 4096 sorted entries `be64(hash fingerprint) ‖ be64(height)` |
@@ -82,7 +84,10 @@ pub(crate) const MAGIC: &[u8] = b"HEADWAY-STORE";
 /// would fail to decode it), and the bare height is recorded.
 /// 5: header segment bytes live in the header log (`header_log.rs`); sled
 /// keeps a pointer to them.
-pub(crate) const FORMAT_VERSION: u32 = 5;
+/// 6: a segment keeps its headers apart from its commits (a header part,
+/// then a commit part), and the pointer gives both lengths, so that readers
+/// of headers alone do not read the commits.
+pub(crate) const FORMAT_VERSION: u32 = 6;
 
 /// `tag || be64(n)`.
 pub(crate) fn by_u64(tag: u8, n: u64) -> [u8; 9] {

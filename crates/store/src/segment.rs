@@ -1,32 +1,39 @@
 //! Header segments (format 2, rows without commits since format 4, in the
-//! header log since format 5): the consecutive header rows of (part of) one
-//! `save_headers` or `save_bare_headers` batch stored as one value, because
-//! sled's cost is per key, not per byte.
+//! header log since format 5, headers apart from commits since format 6):
+//! the consecutive header rows of (part of) one `save_headers` or
+//! `save_bare_headers` batch stored as one value, because sled's cost is per
+//! key, not per byte.
 //!
 //! Key: `HEADER_SEGMENT || be64(first height)`; sled's value points at the
-//! segment's bytes in the header log (`header_log.rs`). The bytes:
+//! segment's bytes in the header log (`header_log.rs`). The bytes, in two
+//! parts laid out back to back:
 //!
 //! ```text
+//! header part:
 //! be32(rows)                      1 ..= MAX_SEGMENT_HEADERS
 //! rows × {
 //!     header hash (32)            the BlockMeta's block_id
 //!     varint(len) raw::Header     prost, length-delimited
-//!     varint(len) raw::Commit     prost, length-delimited; len 0: no commit
 //! }                               row i is the header at height first + i
+//! commit part:
+//! rows × varint(len) raw::Commit  prost, length-delimited; len 0: no commit
 //! ```
 //!
-//! with nothing after the last row. A commit of length 0 means the header was
-//! stored without its commit (a headers-only batch): a real commit never
-//! encodes to 0 bytes, since its height is at least 1 and is encoded. Segments are written once and never
+//! with nothing after the last row of either part. Headers and commits are
+//! apart so that a reader of headers alone (a headers-only v2 range, a hash
+//! lookup) reads the header part and not the commits, which are ~6× larger.
+//! A commit of length 0 means the header was stored without its commit (a
+//! headers-only batch): a real commit never encodes to 0 bytes, since its
+//! height is at least 1 and is encoded. Segments are written once and never
 //! rewritten (body sizes live under their own key). Every decoding step is
-//! checked: a bad count, a length running past the value, trailing bytes, a
+//! checked: a bad count, a length running past its part, trailing bytes, a
 //! message that does not decode or validate, or a header of another height
 //! gives [`StoreError::Corrupt`] naming the segment key, never a panic.
 
 use headway_wire::{Commit, Hash, Header, raw};
 use prost::Message as _;
 
-use crate::header_log::HeaderLog;
+use crate::header_log::{HeaderLog, Part};
 use crate::keys;
 use crate::store::decode_raw;
 use crate::{Store, StoreError};
@@ -38,22 +45,31 @@ pub(crate) const MAX_SEGMENT_HEADERS: usize = 256;
 /// Bytes of the row count at the start of a segment value.
 const COUNT_LEN: usize = 4;
 
-/// Builds the value of one segment.
+/// Builds the two parts of one segment.
 pub(crate) struct SegmentBuilder {
     first: u64,
     rows: u32,
-    value: Vec<u8>,
+    headers: Vec<u8>,
+    commits: Vec<u8>,
+}
+
+/// A segment ready for the header log.
+pub(crate) struct BuiltSegment {
+    pub(crate) key: [u8; 9],
+    pub(crate) headers: Vec<u8>,
+    pub(crate) commits: Vec<u8>,
 }
 
 impl SegmentBuilder {
     /// An empty segment whose first row will be the header at `first`.
     pub(crate) fn new(first: u64) -> Self {
-        let mut value = Vec::with_capacity(1024);
-        value.extend_from_slice(&0u32.to_be_bytes());
+        let mut headers = Vec::with_capacity(1024);
+        headers.extend_from_slice(&0u32.to_be_bytes());
         Self {
             first,
             rows: 0,
-            value,
+            headers,
+            commits: Vec::new(),
         }
     }
 
@@ -64,30 +80,42 @@ impl SegmentBuilder {
 
     /// Appends the row of the next height, with its commit or without one.
     pub(crate) fn push(&mut self, hash: &Hash, header: &Header, commit: Option<&Commit>) {
-        self.value.extend_from_slice(&hash.0);
-        headway_wire::encoded::put_header_length_delimited(&mut self.value, header);
+        self.headers.extend_from_slice(&hash.0);
+        headway_wire::encoded::put_header_length_delimited(&mut self.headers, header);
         match commit {
             Some(commit) => {
                 // Encoding into a Vec cannot run out of space.
-                let _ = raw::Commit::from(commit).encode_length_delimited(&mut self.value);
+                let _ = raw::Commit::from(commit).encode_length_delimited(&mut self.commits);
             }
             // A zero length: no commit.
-            None => self.value.push(0),
+            None => self.commits.push(0),
         }
         self.rows += 1;
     }
 
-    /// The key and the bytes to store (`None` if no row was pushed).
-    pub(crate) fn finish(mut self) -> Option<([u8; 9], Vec<u8>)> {
+    /// The key and the two parts to store (`None` if no row was pushed).
+    pub(crate) fn finish(mut self) -> Option<BuiltSegment> {
         if self.rows == 0 {
             return None;
         }
-        self.value[..COUNT_LEN].copy_from_slice(&self.rows.to_be_bytes());
-        Some((keys::by_u64(keys::HEADER_SEGMENT, self.first), self.value))
+        self.headers[..COUNT_LEN].copy_from_slice(&self.rows.to_be_bytes());
+        Some(BuiltSegment {
+            key: keys::by_u64(keys::HEADER_SEGMENT, self.first),
+            headers: self.headers,
+            commits: self.commits,
+        })
     }
 }
 
-/// One row of a segment, still encoded.
+/// One row of a segment's header part, still encoded.
+#[derive(Clone, Copy)]
+pub(crate) struct HeaderRow<'a> {
+    pub(crate) height: u64,
+    pub(crate) hash: Hash,
+    header: &'a [u8],
+}
+
+/// One row of a whole segment, still encoded.
 #[derive(Clone, Copy)]
 pub(crate) struct Row<'a> {
     pub(crate) height: u64,
@@ -102,34 +130,159 @@ impl Row<'_> {
     pub(crate) fn has_commit(&self) -> bool {
         !self.commit.is_empty()
     }
+
+    fn header_row(&self) -> HeaderRow<'_> {
+        HeaderRow {
+            height: self.height,
+            hash: self.hash,
+            header: self.header,
+        }
+    }
 }
 
-/// A stored segment.
+/// The header part of a stored segment ([`Part::Headers`]): hashes and
+/// headers, without the commits.
 pub(crate) struct Segment {
     pub(crate) key: sled::IVec,
     pub(crate) first: u64,
+    /// The header part, followed by the commit part in a [`WholeSegment`].
     value: Vec<u8>,
+    /// Bytes of the header part.
+    header_len: usize,
 }
 
-impl Segment {
+/// A stored segment read whole ([`Part::Whole`]): headers and commits.
+pub(crate) struct WholeSegment(Segment);
+
+impl std::ops::Deref for WholeSegment {
+    type Target = Segment;
+    fn deref(&self) -> &Segment {
+        &self.0
+    }
+}
+
+/// The part of a segment a reader loads, with the rows it yields: a
+/// [`Segment`] (header part) or a [`WholeSegment`].
+pub(crate) trait Stored: Sized {
+    /// A row of this part.
+    type Row<'a>: Copy
+    where
+        Self: 'a;
+
     /// Reads the segment whose sled row is `key` → `pointer` from the log
     /// (checks the key's shape and the pointer; the rows are checked as
     /// they are read).
-    pub(crate) fn load(
-        log: &HeaderLog,
-        key: sled::IVec,
-        pointer: &[u8],
-    ) -> Result<Self, StoreError> {
+    fn load(log: &HeaderLog, key: sled::IVec, pointer: &[u8]) -> Result<Self, StoreError>;
+
+    /// The segment's header part.
+    fn segment(&self) -> &Segment;
+
+    /// Every row, checking the whole part (no trailing bytes).
+    fn rows(&self) -> Result<Vec<Self::Row<'_>>, StoreError>;
+
+    /// The height of a row.
+    fn height(row: &Self::Row<'_>) -> u64;
+}
+
+impl Stored for Segment {
+    type Row<'a> = HeaderRow<'a>;
+
+    fn load(log: &HeaderLog, key: sled::IVec, pointer: &[u8]) -> Result<Self, StoreError> {
         let first = Self::first_of(&key)?;
-        let value = log.read(&key, pointer)?;
-        Ok(Self { key, first, value })
+        let (pointer, value) = log.read(&key, pointer, Part::Headers)?;
+        Ok(Self {
+            key,
+            first,
+            value,
+            header_len: pointer.header_len as usize,
+        })
     }
 
-    /// A segment from its bytes (tests build them without a log).
+    fn segment(&self) -> &Segment {
+        self
+    }
+
+    fn rows(&self) -> Result<Vec<HeaderRow<'_>>, StoreError> {
+        let count = self.len()?;
+        let mut rest = self.header_part();
+        let mut rows = Vec::with_capacity(count as usize);
+        for index in 0..count {
+            rows.push(self.next_header_row(&mut rest, self.first + index)?);
+        }
+        if !rest.is_empty() {
+            return Err(self.corrupt(format!(
+                "{} bytes after the last row of the header segment's header part",
+                rest.len()
+            )));
+        }
+        Ok(rows)
+    }
+
+    fn height(row: &HeaderRow<'_>) -> u64 {
+        row.height
+    }
+}
+
+impl Stored for WholeSegment {
+    type Row<'a> = Row<'a>;
+
+    fn load(log: &HeaderLog, key: sled::IVec, pointer: &[u8]) -> Result<Self, StoreError> {
+        let first = Segment::first_of(&key)?;
+        let (pointer, value) = log.read(&key, pointer, Part::Whole)?;
+        Ok(Self(Segment {
+            key,
+            first,
+            value,
+            header_len: pointer.header_len as usize,
+        }))
+    }
+
+    fn segment(&self) -> &Segment {
+        &self.0
+    }
+
+    fn rows(&self) -> Result<Vec<Row<'_>>, StoreError> {
+        let headers = self.0.rows()?;
+        let mut rest = self.value.get(self.header_len..).unwrap_or_default();
+        let mut rows = Vec::with_capacity(headers.len());
+        for head in headers {
+            let commit = self.delimited(&mut rest, head.height, "commit part")?;
+            rows.push(Row {
+                height: head.height,
+                hash: head.hash,
+                header: head.header,
+                commit,
+            });
+        }
+        if !rest.is_empty() {
+            return Err(self.corrupt(format!(
+                "{} bytes after the last row of the header segment's commit part",
+                rest.len()
+            )));
+        }
+        Ok(rows)
+    }
+
+    fn height(row: &Row<'_>) -> u64 {
+        row.height
+    }
+}
+
+impl Segment {
+    /// A segment from its parts (tests build them without a log).
     #[cfg(test)]
-    pub(crate) fn new(key: sled::IVec, value: Vec<u8>) -> Result<Self, StoreError> {
+    pub(crate) fn whole_from(built: BuiltSegment) -> Result<WholeSegment, StoreError> {
+        let key: sled::IVec = built.key.to_vec().into();
         let first = Self::first_of(&key)?;
-        Ok(Self { key, first, value })
+        let header_len = built.headers.len();
+        let mut value = built.headers;
+        value.extend_from_slice(&built.commits);
+        Ok(WholeSegment(Self {
+            key,
+            first,
+            value,
+            header_len,
+        }))
     }
 
     /// The first height of the segment stored under `key`.
@@ -144,11 +297,16 @@ impl Segment {
         }
     }
 
+    fn header_part(&self) -> &[u8] {
+        let part = self.value.get(..self.header_len).unwrap_or(&self.value);
+        part.get(COUNT_LEN..).unwrap_or_default()
+    }
+
     /// The number of rows the segment says it holds.
     pub(crate) fn len(&self) -> Result<u64, StoreError> {
         let count = self
             .value
-            .get(..COUNT_LEN)
+            .get(..COUNT_LEN.min(self.header_len))
             .and_then(|b| <[u8; COUNT_LEN]>::try_from(b).ok())
             .map(u32::from_be_bytes)
             .ok_or_else(|| self.corrupt("header segment is shorter than its row count"))?;
@@ -165,43 +323,34 @@ impl Segment {
         Ok(self.first + self.len()? - 1)
     }
 
-    /// Every row, checking the whole value (no trailing bytes).
-    pub(crate) fn rows(&self) -> Result<Vec<Row<'_>>, StoreError> {
-        let count = self.len()?;
-        let mut rest = &self.value[COUNT_LEN..];
-        let mut rows = Vec::with_capacity(count as usize);
-        for index in 0..count {
-            rows.push(self.next_row(&mut rest, self.first + index)?);
-        }
-        if !rest.is_empty() {
-            return Err(self.corrupt(format!(
-                "{} bytes after the last row of the header segment",
-                rest.len()
-            )));
-        }
-        Ok(rows)
-    }
-
-    /// The row of `height`, walking the rows before it.
-    pub(crate) fn row(&self, height: u64) -> Result<Row<'_>, StoreError> {
-        let count = self.len()?;
-        if height < self.first || height - self.first >= count {
-            return Err(self.corrupt(format!(
+    /// The error for a height the segment should hold and does not.
+    fn missing(&self, height: u64) -> StoreError {
+        match self.len() {
+            Ok(count) => self.corrupt(format!(
                 "header {height} missing below the header height (segment holds {}..={})",
                 self.first,
                 self.first + count - 1
-            )));
+            )),
+            Err(e) => e,
         }
-        let mut rest = &self.value[COUNT_LEN..];
-        let mut row = self.next_row(&mut rest, self.first)?;
+    }
+
+    /// The header row of `height`, walking the rows before it.
+    pub(crate) fn row(&self, height: u64) -> Result<HeaderRow<'_>, StoreError> {
+        let count = self.len()?;
+        if height < self.first || height - self.first >= count {
+            return Err(self.missing(height));
+        }
+        let mut rest = self.header_part();
+        let mut row = self.next_header_row(&mut rest, self.first)?;
         for at in self.first + 1..=height {
-            row = self.next_row(&mut rest, at)?;
+            row = self.next_header_row(&mut rest, at)?;
         }
         Ok(row)
     }
 
     /// Decodes the header of a row (and checks its height).
-    pub(crate) fn header(&self, row: &Row<'_>) -> Result<Header, StoreError> {
+    pub(crate) fn header(&self, row: &HeaderRow<'_>) -> Result<Header, StoreError> {
         let header: Header = decode_raw::<raw::Header, Header>(&self.key, row.header, "header")?;
         if header.height != row.height {
             return Err(self.corrupt(format!(
@@ -210,6 +359,66 @@ impl Segment {
             )));
         }
         Ok(header)
+    }
+
+    /// The row's stored encoding of its header, undecoded.
+    pub(crate) fn encoded_header<'a>(row: &HeaderRow<'a>) -> &'a [u8] {
+        row.header
+    }
+
+    fn next_header_row<'a>(
+        &self,
+        rest: &mut &'a [u8],
+        height: u64,
+    ) -> Result<HeaderRow<'a>, StoreError> {
+        let Some((hash, tail)) = rest.split_first_chunk::<32>() else {
+            return Err(self.corrupt(format!("header segment ends inside row {height}")));
+        };
+        *rest = tail;
+        let header = self.delimited(rest, height, "header part")?;
+        Ok(HeaderRow {
+            height,
+            hash: Hash(*hash),
+            header,
+        })
+    }
+
+    /// Splits one length-delimited message off `rest` (of `part`).
+    fn delimited<'a>(
+        &self,
+        rest: &mut &'a [u8],
+        height: u64,
+        part: &str,
+    ) -> Result<&'a [u8], StoreError> {
+        let len = prost::encoding::decode_varint(rest)
+            .map_err(|e| self.corrupt(format!("row {height}: bad length in the {part}: {e}")))?;
+        let len = usize::try_from(len).unwrap_or(usize::MAX);
+        if len > rest.len() {
+            return Err(self.corrupt(format!(
+                "row {height}: a {len}-byte message runs past the header segment's {part}"
+            )));
+        }
+        let (message, tail) = rest.split_at(len);
+        *rest = tail;
+        Ok(message)
+    }
+
+    fn corrupt(&self, what: impl Into<String>) -> StoreError {
+        StoreError::corrupt(&self.key, what)
+    }
+}
+
+impl WholeSegment {
+    /// The row of `height`, with its commit.
+    pub(crate) fn row(&self, height: u64) -> Result<Row<'_>, StoreError> {
+        let rows = self.rows()?;
+        let index = usize::try_from(height.wrapping_sub(self.first)).unwrap_or(usize::MAX);
+        rows.get(index).copied().ok_or_else(|| self.missing(height))
+    }
+
+    /// Decodes the header of a row (and checks its height).
+    pub(crate) fn header(&self, row: &Row<'_>) -> Result<Header, StoreError> {
+        self.0.header(&row.header_row())
     }
 
     /// The row's stored encodings of its header and of its commit (`None`:
@@ -225,64 +434,31 @@ impl Segment {
         }
         decode_raw::<raw::Commit, Commit>(&self.key, row.commit, "commit").map(Some)
     }
-
-    fn next_row<'a>(&self, rest: &mut &'a [u8], height: u64) -> Result<Row<'a>, StoreError> {
-        let Some((hash, tail)) = rest.split_first_chunk::<32>() else {
-            return Err(self.corrupt(format!("header segment ends inside row {height}")));
-        };
-        *rest = tail;
-        let header = self.delimited(rest, height)?;
-        let commit = self.delimited(rest, height)?;
-        Ok(Row {
-            height,
-            hash: Hash(*hash),
-            header,
-            commit,
-        })
-    }
-
-    /// Splits one length-delimited message off `rest`.
-    fn delimited<'a>(&self, rest: &mut &'a [u8], height: u64) -> Result<&'a [u8], StoreError> {
-        let len = prost::encoding::decode_varint(rest)
-            .map_err(|e| self.corrupt(format!("row {height}: bad length: {e}")))?;
-        let len = usize::try_from(len).unwrap_or(usize::MAX);
-        if len > rest.len() {
-            return Err(self.corrupt(format!(
-                "row {height}: a {len}-byte message runs past the header segment"
-            )));
-        }
-        let (message, tail) = rest.split_at(len);
-        *rest = tail;
-        Ok(message)
-    }
-
-    fn corrupt(&self, what: impl Into<String>) -> StoreError {
-        StoreError::corrupt(&self.key, what)
-    }
 }
 
-/// The segment holding `height` (the last one starting at or below it), if any.
-pub(crate) fn find(
+/// The segment holding `height` (the last one starting at or below it), if
+/// any, read as `S`.
+pub(crate) fn find<S: Stored>(
     db: &sled::Db,
     log: &HeaderLog,
     height: u64,
-) -> Result<Option<Segment>, StoreError> {
+) -> Result<Option<S>, StoreError> {
     let from = keys::by_u64(keys::HEADER_SEGMENT, 0);
     let to = keys::by_u64(keys::HEADER_SEGMENT, height);
     db.range(from..=to)
         .next_back()
         .transpose()
         .map_err(StoreError::engine("reading a header segment"))?
-        .map(|(key, pointer)| Segment::load(log, key, &pointer))
+        .map(|(key, pointer)| S::load(log, key, &pointer))
         .transpose()
 }
 
 /// The segment holding `height`, which must exist (`height <= header_height`).
-pub(crate) fn find_stored(
+pub(crate) fn find_stored<S: Stored>(
     db: &sled::Db,
     log: &HeaderLog,
     height: u64,
-) -> Result<Segment, StoreError> {
+) -> Result<S, StoreError> {
     find(db, log, height)?.ok_or_else(|| {
         StoreError::corrupt(
             &keys::by_u64(keys::HEADER_SEGMENT, height),
@@ -314,21 +490,33 @@ pub(crate) fn last_pointer(db: &sled::Db) -> Result<Option<(sled::IVec, sled::IV
         .map_err(StoreError::engine("reading a header segment"))
 }
 
-/// The last stored segment, if any.
-pub(crate) fn last(db: &sled::Db, log: &HeaderLog) -> Result<Option<Segment>, StoreError> {
+/// The last stored segment, if any, read whole.
+pub(crate) fn last(db: &sled::Db, log: &HeaderLog) -> Result<Option<WholeSegment>, StoreError> {
     last_pointer(db)?
-        .map(|(key, pointer)| Segment::load(log, key, &pointer))
+        .map(|(key, pointer)| WholeSegment::load(log, key, &pointer))
         .transpose()
 }
 
 impl Store {
-    /// The stored row at `height` (`1 <= height <= header_height`) with its segment.
+    /// The stored row at `height` (`1 <= height <= header_height`) with its
+    /// segment, read whole (with the commit).
     pub(crate) fn with_row<T>(
         &self,
         height: u64,
-        f: impl FnOnce(&Segment, &Row<'_>) -> Result<T, StoreError>,
+        f: impl FnOnce(&WholeSegment, &Row<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let segment = find_stored(&self.inner.db, &self.inner.log, height)?;
+        let segment: WholeSegment = find_stored(&self.inner.db, &self.inner.log, height)?;
+        let row = segment.row(height)?;
+        f(&segment, &row)
+    }
+
+    /// As [`Store::with_row`], reading the segment's header part alone.
+    pub(crate) fn with_header_row<T>(
+        &self,
+        height: u64,
+        f: impl FnOnce(&Segment, &HeaderRow<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let segment: Segment = find_stored(&self.inner.db, &self.inner.log, height)?;
         let row = segment.row(height)?;
         f(&segment, &row)
     }
@@ -369,12 +557,11 @@ mod tests {
         }
     }
 
-    fn segment(first: u64, n: u64) -> Segment {
+    fn segment(first: u64, n: u64) -> WholeSegment {
         segment_with(first, n, |_| true)
     }
 
-    /// A segment whose row at `h` has its commit where `signed(h)`.
-    fn segment_with(first: u64, n: u64, signed: impl Fn(u64) -> bool) -> Segment {
+    fn built(first: u64, n: u64, signed: impl Fn(u64) -> bool) -> BuiltSegment {
         let mut builder = SegmentBuilder::new(first);
         for h in first..first + n {
             let commit = commit(h);
@@ -384,8 +571,22 @@ mod tests {
                 signed(h).then_some(&commit),
             );
         }
-        let (key, value) = builder.finish().unwrap_or_else(|| unreachable!());
-        Segment::new(key.to_vec().into(), value).unwrap_or_else(|e| panic!("{e}"))
+        builder.finish().unwrap_or_else(|| unreachable!())
+    }
+
+    /// A segment whose row at `h` has its commit where `signed(h)`.
+    fn segment_with(first: u64, n: u64, signed: impl Fn(u64) -> bool) -> WholeSegment {
+        Segment::whole_from(built(first, n, signed)).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// A segment from raw parts (for damaging them).
+    fn from_parts(key: &sled::IVec, headers: &[u8], commits: &[u8]) -> WholeSegment {
+        Segment::whole_from(BuiltSegment {
+            key: key.as_ref().try_into().unwrap_or_else(|_| unreachable!()),
+            headers: headers.to_vec(),
+            commits: commits.to_vec(),
+        })
+        .unwrap_or_else(|e| panic!("{e}"))
     }
 
     #[test]
@@ -401,6 +602,14 @@ mod tests {
         assert!(row.has_commit());
         assert!(matches!(s.row(9), Err(StoreError::Corrupt { .. })));
         assert!(matches!(s.row(4), Err(StoreError::Corrupt { .. })));
+        // The header part alone gives the same hashes and headers.
+        let head: &Segment = &s;
+        let header_rows = Stored::rows(head).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(header_rows.len(), 4);
+        let row = head.row(7).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(row.hash, Hash([7; 32]));
+        assert_eq!(head.header(&row).ok(), Some(header(7)));
+        assert!(matches!(head.row(9), Err(StoreError::Corrupt { .. })));
     }
 
     #[test]
@@ -414,7 +623,7 @@ mod tests {
             assert_eq!(s.header(row).ok(), Some(header(row.height)));
             let expected = signed.then(|| commit(row.height));
             assert_eq!(s.commit(row).ok(), Some(expected));
-            let (encoded_header, encoded_commit) = Segment::encoded(row);
+            let (encoded_header, encoded_commit) = WholeSegment::encoded(row);
             assert_eq!(
                 encoded_header,
                 raw::Header::from(&header(row.height)).encode_to_vec()
@@ -424,7 +633,8 @@ mod tests {
                 signed.then(|| raw::Commit::from(&commit(row.height)).encode_to_vec())
             );
         }
-        // A bare row is one byte (the zero length) where a commit would be.
+        // A bare row is one byte (the zero length) where a commit would be,
+        // and the header parts are the same.
         let signed = segment(10, 5);
         let commits: usize = (10..15)
             .filter(|h| h % 2 == 0)
@@ -434,33 +644,60 @@ mod tests {
             })
             .sum();
         assert_eq!(s.value.len() + commits, signed.value.len());
+        assert_eq!(s.header_len, signed.header_len);
+        assert_eq!(s.value[..s.header_len], signed.value[..signed.header_len]);
     }
 
     #[test]
     fn every_truncation_and_bad_count_is_corrupt() {
-        let s = segment(1, 3);
-        let value = s.value.to_vec();
-        for cut in 0..value.len() {
-            let short = Segment::new(s.key.clone(), value[..cut].to_vec())
-                .unwrap_or_else(|e| panic!("{e}"));
+        let b = built(1, 3, |_| true);
+        let key: sled::IVec = b.key.to_vec().into();
+        let (headers, commits) = (b.headers, b.commits);
+        for cut in 0..headers.len() {
+            let short = from_parts(&key, &headers[..cut], &commits);
             assert!(matches!(short.rows(), Err(StoreError::Corrupt { .. })));
+            assert!(matches!(
+                Stored::rows(&*short),
+                Err(StoreError::Corrupt { .. })
+            ));
         }
-        let mut long = value.clone();
+        for cut in 0..commits.len() {
+            let short = from_parts(&key, &headers, &commits[..cut]);
+            assert!(matches!(short.rows(), Err(StoreError::Corrupt { .. })));
+            // The header part alone is intact.
+            assert_eq!(Stored::rows(&*short).map(|rows| rows.len()).ok(), Some(3));
+        }
+        let mut long = headers.clone();
         long.push(0);
-        let long = Segment::new(s.key.clone(), long).unwrap_or_else(|e| panic!("{e}"));
+        let long = from_parts(&key, &long, &commits);
         assert!(matches!(long.rows(), Err(StoreError::Corrupt { .. })));
-        let mut zero = value.clone();
+        assert!(matches!(
+            Stored::rows(&*long),
+            Err(StoreError::Corrupt { .. })
+        ));
+        let mut long = commits.clone();
+        long.push(0);
+        let long = from_parts(&key, &headers, &long);
+        assert!(matches!(long.rows(), Err(StoreError::Corrupt { .. })));
+        let mut zero = headers.clone();
         zero[..4].copy_from_slice(&0u32.to_be_bytes());
-        let zero = Segment::new(s.key.clone(), zero).unwrap_or_else(|e| panic!("{e}"));
+        let zero = from_parts(&key, &zero, &commits);
         assert!(matches!(zero.row(1), Err(StoreError::Corrupt { .. })));
-        let mut huge = value;
+        let mut huge = headers;
         huge[32 + 4 + 1] ^= 0xff; // inside the first header
-        let huge = Segment::new(s.key.clone(), huge).unwrap_or_else(|e| panic!("{e}"));
+        let huge = from_parts(&key, &huge, &commits);
         let result = huge
             .row(1)
             .and_then(|row| huge.header(&row).map(|_| ()))
             .and_then(|()| huge.rows().map(|_| ()));
         assert!(result.is_err());
-        assert!(Segment::new(vec![keys::HEADER_SEGMENT, 1].into(), Vec::new()).is_err());
+        assert!(
+            Segment::whole_from(BuiltSegment {
+                key: keys::by_u64(keys::HEADER_SEGMENT, 0),
+                headers: Vec::new(),
+                commits: Vec::new(),
+            })
+            .is_err()
+        );
     }
 }

@@ -19,7 +19,7 @@ use crate::header_log::{self, HeaderLog, TempDir};
 use crate::history::{self, Chunk, SledNodes, node_count_for_leaves};
 use crate::keys;
 use crate::restore::RestoreState;
-use crate::segment;
+use crate::segment::{self, Stored as _};
 
 /// Headway's persistent store: block store, history MMR, state and snapshots.
 ///

@@ -273,16 +273,21 @@ fn generated_blocks_execute_into_the_store() {
 }
 
 /// The header segments on disk (tag `0x07`, pointing into the header log
-/// since format 5): first height and row count.
+/// since format 5, headers apart from commits since format 6): first
+/// height and row count.
 fn segments_on_disk(dir: &std::path::Path) -> Vec<(u64, u32)> {
     let log = std::fs::read(dir.join("headers.log")).unwrap();
     let db = common::open_raw(dir);
     db.scan_prefix([0x07u8])
         .map(|row| {
             let (key, pointer) = row.unwrap();
-            assert_eq!(pointer.len(), 12, "be64(offset) || be32(length)");
+            assert_eq!(
+                pointer.len(),
+                16,
+                "be64(offset) || be32(header part length) || be32(commit part length)"
+            );
             let offset = u64::from_be_bytes(pointer[..8].try_into().unwrap()) as usize;
-            let len = u32::from_be_bytes(pointer[8..].try_into().unwrap()) as usize;
+            let len = u32::from_be_bytes(pointer[8..12].try_into().unwrap()) as usize;
             let segment = &log[offset..offset + len];
             (
                 u64::from_be_bytes(key[1..9].try_into().unwrap()),
@@ -323,7 +328,9 @@ fn long_batches_split_into_bounded_segments_and_ranges_read_across_them() {
     ] {
         let got = store.load_signed_headers(start, count).unwrap();
         // The undecoded encodings are exactly the encodings of the same headers.
-        let encoded = store.load_encoded_signed_headers(start, count).unwrap();
+        let encoded = store
+            .load_encoded_signed_headers(start, count, usize::MAX)
+            .unwrap();
         assert_eq!(encoded.len(), got.len(), "{start}+{count}");
         for (bytes, signed) in encoded.iter().zip(&got) {
             use prost::Message as _;
@@ -345,10 +352,15 @@ fn long_batches_split_into_bounded_segments_and_ranges_read_across_them() {
             );
         }
     }
-    assert!(store.load_encoded_signed_headers(0, 10).unwrap().is_empty());
     assert!(
         store
-            .load_encoded_signed_headers(652, 10)
+            .load_encoded_signed_headers(0, 10, usize::MAX)
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .load_encoded_signed_headers(652, 10, usize::MAX)
             .unwrap()
             .is_empty()
     );
@@ -550,7 +562,9 @@ fn check_mixed_store(
                 .map(|h| &headers[h as usize - 1])
                 .collect();
             assert_eq!(got.iter().collect::<Vec<_>>(), expected, "{start}+{count}");
-            let encoded = store.load_encoded_signed_headers(start, count).unwrap();
+            let encoded = store
+                .load_encoded_signed_headers(start, count, usize::MAX)
+                .unwrap();
             let want: Vec<Vec<u8>> = expected
                 .iter()
                 .map(|s| headway_wire::raw::SignedHeader::from(*s).encode_to_vec())
@@ -585,7 +599,9 @@ fn check_mixed_store(
             bare(&headers[start as usize - 1..end as usize]),
             "{start}+{count}"
         );
-        let encoded = store.load_encoded_bare_headers(start, count).unwrap();
+        let encoded = store
+            .load_encoded_bare_headers(start, count, usize::MAX)
+            .unwrap();
         assert_eq!(encoded.len(), got.len());
         for (bytes, expected) in encoded.iter().zip(&got) {
             let raw = headway_wire::raw::BareHeader::decode(bytes.as_slice()).unwrap();
@@ -595,12 +611,38 @@ fn check_mixed_store(
                 &headway_wire::raw::BareHeader::from(expected).encode_to_vec()
             );
         }
+        // A byte limit keeps the prefix whose encodings fit, and always
+        // the first header; signed ranges stop at it the same way.
+        let total = |e: &[Vec<u8>]| e.iter().map(Vec::len).sum::<usize>();
+        for max_bytes in [0, 1, encoded[0].len(), total(&encoded) / 2, total(&encoded)] {
+            let cut = store
+                .load_encoded_bare_headers(start, count, max_bytes)
+                .unwrap();
+            let fit = (1..=encoded.len())
+                .take_while(|&n| n == 1 || total(&encoded[..n]) <= max_bytes)
+                .last()
+                .unwrap();
+            assert_eq!(cut, encoded[..fit], "{start}+{count} within {max_bytes}");
+            let signed = store
+                .load_encoded_signed_headers(start, count, usize::MAX)
+                .unwrap();
+            if let Some(first) = signed.first() {
+                let within = store
+                    .load_encoded_signed_headers(start, count, max_bytes.max(first.len()))
+                    .unwrap();
+                assert!(!within.is_empty() && total(&within) <= max_bytes.max(first.len()));
+                assert_eq!(within, signed[..within.len()]);
+                if within.len() < signed.len() {
+                    assert!(total(&signed[..=within.len()]) > max_bytes.max(first.len()));
+                }
+            }
+        }
     }
     for (start, count) in [(0, 10), (top + 1, 10), (5, 0)] {
         assert!(store.load_bare_headers(start, count).unwrap().is_empty());
         assert!(
             store
-                .load_encoded_bare_headers(start, count)
+                .load_encoded_bare_headers(start, count, usize::MAX)
                 .unwrap()
                 .is_empty()
         );

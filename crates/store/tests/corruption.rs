@@ -39,12 +39,13 @@ fn peek(dir: &std::path::Path, key: &[u8]) -> Vec<u8> {
     db.get(key).unwrap().unwrap().to_vec()
 }
 
-/// Splits a header segment value (format 2: `be32(rows)`, then per row the
-/// hash (32), a length-delimited header and a length-delimited commit) into
-/// its rows: `(hash, header bytes, commit bytes)`.
-fn segment_rows(value: &[u8]) -> Vec<(Vec<u8>, Vec<u8>, Vec<u8>)> {
-    let count = u32::from_be_bytes(value[..4].try_into().unwrap());
-    let mut rest = &value[4..];
+/// Splits a header segment (format 6: a header part of `be32(rows)`, then
+/// per row the hash (32) and a length-delimited header; a commit part of a
+/// length-delimited commit per row) into its rows: `(hash, header bytes,
+/// commit bytes)`.
+fn segment_rows((headers, commits): &(Vec<u8>, Vec<u8>)) -> Vec<(Vec<u8>, Vec<u8>, Vec<u8>)> {
+    let count = u32::from_be_bytes(headers[..4].try_into().unwrap());
+    let (mut rest, mut commits) = (&headers[4..], &commits[..]);
     let mut rows = Vec::new();
     let delimited = |rest: &mut &[u8]| {
         let len = prost::encoding::decode_varint(rest).unwrap() as usize;
@@ -56,39 +57,49 @@ fn segment_rows(value: &[u8]) -> Vec<(Vec<u8>, Vec<u8>, Vec<u8>)> {
         let hash = rest[..32].to_vec();
         rest = &rest[32..];
         let header = delimited(&mut rest);
-        let commit = delimited(&mut rest);
+        let commit = delimited(&mut commits);
         rows.push((hash, header, commit));
     }
-    assert!(rest.is_empty());
+    assert!(rest.is_empty() && commits.is_empty());
     rows
 }
 
-/// The inverse of [`segment_rows`].
-fn segment_value(rows: &[(Vec<u8>, Vec<u8>, Vec<u8>)]) -> Vec<u8> {
-    let mut value = (rows.len() as u32).to_be_bytes().to_vec();
+/// The inverse of [`segment_rows`]: the header part and the commit part.
+fn segment_value(rows: &[(Vec<u8>, Vec<u8>, Vec<u8>)]) -> (Vec<u8>, Vec<u8>) {
+    let mut headers = (rows.len() as u32).to_be_bytes().to_vec();
+    let mut commits = Vec::new();
     for (hash, header, commit) in rows {
-        value.extend_from_slice(hash);
-        for message in [header, commit] {
-            prost::encoding::encode_varint(message.len() as u64, &mut value);
-            value.extend_from_slice(message);
-        }
+        headers.extend_from_slice(hash);
+        prost::encoding::encode_varint(header.len() as u64, &mut headers);
+        headers.extend_from_slice(header);
+        prost::encoding::encode_varint(commit.len() as u64, &mut commits);
+        commits.extend_from_slice(commit);
     }
-    value
+    (headers, commits)
 }
 
-/// The bytes of the header segment starting at `first`, from the header log
-/// its sled row points into (`be64(offset) || be32(length)`, format 5).
-fn peek_segment(dir: &std::path::Path, first: u64) -> Vec<u8> {
+/// The header part and the commit part of the header segment starting at
+/// `first`, from the header log its sled row points into
+/// (`be64(offset) || be32(header part length) || be32(commit part length)`,
+/// format 6).
+fn peek_segment(dir: &std::path::Path, first: u64) -> (Vec<u8>, Vec<u8>) {
     let pointer = peek(dir, &segment_key(first));
+    assert_eq!(pointer.len(), 16);
     let offset = u64::from_be_bytes(pointer[..8].try_into().unwrap()) as usize;
-    let len = u32::from_be_bytes(pointer[8..12].try_into().unwrap()) as usize;
-    std::fs::read(dir.join("headers.log")).unwrap()[offset..offset + len].to_vec()
+    let headers = u32::from_be_bytes(pointer[8..12].try_into().unwrap()) as usize;
+    let commits = u32::from_be_bytes(pointer[12..16].try_into().unwrap()) as usize;
+    let log = std::fs::read(dir.join("headers.log")).unwrap();
+    (
+        log[offset..offset + headers].to_vec(),
+        log[offset + headers..offset + headers + commits].to_vec(),
+    )
 }
 
-/// Replaces the header segment starting at `first`: appends `value` to the
-/// header log and points its sled row at it (`None`: removes the row).
-fn poke_segment(dir: &std::path::Path, first: u64, value: Option<&[u8]>) {
-    let Some(value) = value else {
+/// Replaces the header segment starting at `first`: appends its header part
+/// and commit part to the header log and points its sled row at them
+/// (`None`: removes the row).
+fn poke_segment(dir: &std::path::Path, first: u64, parts: Option<(&[u8], &[u8])>) {
+    let Some((headers, commits)) = parts else {
         return poke(dir, &segment_key(first), None);
     };
     use std::io::Write as _;
@@ -98,13 +109,15 @@ fn poke_segment(dir: &std::path::Path, first: u64, value: Option<&[u8]>) {
         .append(true)
         .open(&path)
         .unwrap();
-    log.write_all(value).unwrap();
+    log.write_all(headers).unwrap();
+    log.write_all(commits).unwrap();
     log.sync_all().unwrap();
     let mut pointer = offset.to_be_bytes().to_vec();
-    pointer.extend_from_slice(&(value.len() as u32).to_be_bytes());
+    pointer.extend_from_slice(&(headers.len() as u32).to_be_bytes());
+    pointer.extend_from_slice(&(commits.len() as u32).to_be_bytes());
     poke(dir, &segment_key(first), Some(&pointer));
     // As a committed batch would: the log's committed length follows.
-    let end = offset + value.len() as u64;
+    let end = offset + (headers.len() + commits.len()) as u64;
     poke(dir, b"\x00header_log_end", Some(&end.to_be_bytes()));
 }
 
@@ -164,7 +177,7 @@ fn format_marker_version_and_config_are_checked() {
         open(&dir),
         Err(StoreError::UnsupportedVersion {
             found: 9,
-            supported: 5
+            supported: 6
         })
     ));
 
@@ -183,7 +196,7 @@ fn format_marker_version_and_config_are_checked() {
             error,
             StoreError::UnsupportedVersion {
                 found: 1,
-                supported: 5
+                supported: 6
             }
         ),
         "{error}"
@@ -203,7 +216,7 @@ fn format_marker_version_and_config_are_checked() {
             error,
             StoreError::UnsupportedVersion {
                 found: 2,
-                supported: 5
+                supported: 6
             }
         ),
         "{error}"
@@ -219,27 +232,31 @@ fn format_marker_version_and_config_are_checked() {
             error,
             StoreError::UnsupportedVersion {
                 found: 3,
-                supported: 5
+                supported: 6
             }
         ),
         "{error}"
     );
 
-    // And a format-4 store, whose segments are sled values, not pointers
-    // into the header log.
-    let dir = populated("version-4");
-    poke(&dir, b"\x00format", Some(b"HEADWAY-STORE\x00\x00\x00\x04"));
-    let error = open(&dir).unwrap_err();
-    assert!(
-        matches!(
-            error,
-            StoreError::UnsupportedVersion {
-                found: 4,
-                supported: 5
-            }
-        ),
-        "{error}"
-    );
+    // And format-4 and format-5 stores: format 4 keeps segments as sled
+    // values, not pointers into the header log; format 5 keeps each row's
+    // commit next to its header.
+    for old in [4u8, 5] {
+        let dir = populated(&format!("version-{old}"));
+        poke(
+            &dir,
+            b"\x00format",
+            Some(&[&b"HEADWAY-STORE\x00\x00\x00"[..], &[old]].concat()),
+        );
+        let error = open(&dir).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                StoreError::UnsupportedVersion { found, supported: 6 } if found == u32::from(old)
+            ),
+            "{error}"
+        );
+    }
 
     let dir = populated("config");
     let error = Store::open(&dir, StoreConfig::new().with_snapshot_period(5)).unwrap_err();
@@ -287,7 +304,7 @@ fn garbage_values_are_typed_corruption_errors() {
 
     // The segment holding the top header does not decode: found at open.
     let dir = populated("top-header");
-    poke_segment(&dir, 1, Some(b"\xff\xff\xff"));
+    poke_segment(&dir, 1, Some((b"\xff\xff\xff", b"\x00")));
     let error = open(&dir).unwrap_err();
     assert!(
         matches!(error, StoreError::Corrupt { ref key, .. } if key == "070000000000000001"),
@@ -301,7 +318,8 @@ fn garbage_values_are_typed_corruption_errors() {
         let extra = rows[9].clone();
         rows.push(extra);
         rows.truncate(keep);
-        poke_segment(&dir, 1, Some(&segment_value(&rows)));
+        let (headers, commits) = segment_value(&rows);
+        poke_segment(&dir, 1, Some((&headers, &commits)));
         let error = open(&dir).unwrap_err();
         assert!(matches!(error, StoreError::Corrupt { .. }), "{error}");
     }
@@ -311,13 +329,15 @@ fn garbage_values_are_typed_corruption_errors() {
     // segments, a missing segment, body sizes that do not decode: found on
     // read, never a panic, and only where they are.
     let dir = populated_in_batches("lower-header", 3);
-    poke_segment(&dir, 1, Some(b"garbage"));
+    poke_segment(&dir, 1, Some((b"garbage", b"\x00")));
     let mut rows = segment_rows(&peek_segment(&dir, 4));
     rows[0].2 = b"\x0a\x02zz".to_vec();
-    poke_segment(&dir, 4, Some(&segment_value(&rows)));
+    let (headers, commits) = segment_value(&rows);
+    poke_segment(&dir, 4, Some((&headers, &commits)));
     let mut rows = segment_rows(&peek_segment(&dir, 7));
     rows[1].1 = rows[0].1.clone();
-    poke_segment(&dir, 7, Some(&segment_value(&rows)));
+    let (headers, commits) = segment_value(&rows);
+    poke_segment(&dir, 7, Some((&headers, &commits)));
     poke(
         &dir,
         &[&[0x08u8][..], &5u64.to_be_bytes()].concat(),
@@ -337,6 +357,19 @@ fn garbage_values_are_typed_corruption_errors() {
         Err(StoreError::Corrupt { .. })
     ));
     assert_eq!(store.load_header(4).unwrap().unwrap().height, 4);
+    // Headers alone are read from the header part, which is intact.
+    assert_eq!(store.load_bare_headers(4, 3).unwrap().len(), 3);
+    assert_eq!(
+        store
+            .load_encoded_bare_headers(4, 3, usize::MAX)
+            .unwrap()
+            .len(),
+        3
+    );
+    assert!(matches!(
+        store.load_signed_headers(4, 3),
+        Err(StoreError::Corrupt { .. })
+    ));
     assert!(matches!(
         store.load_header(8),
         Err(StoreError::Corrupt { .. })
@@ -487,7 +520,8 @@ fn bare_height_is_checked_against_the_rows() {
     let dir = populated("bare-dropped");
     let mut rows = segment_rows(&peek_segment(&dir, 1));
     rows[3].2 = Vec::new();
-    poke_segment(&dir, 1, Some(&segment_value(&rows)));
+    let (headers, commits) = segment_value(&rows);
+    poke_segment(&dir, 1, Some((&headers, &commits)));
     let store = open(&dir).unwrap();
     assert_eq!(store.load_commit(4).unwrap(), None);
     assert_eq!(store.load_signed_headers(1, 10).unwrap().len(), 3);
@@ -589,9 +623,23 @@ fn the_header_log_is_cut_to_its_segments_and_checked_against_them() {
         ("pointer-size", vec![0u8; 5]),
         (
             "pointer-past-end",
-            [&1u64.to_be_bytes()[..], &u32::MAX.to_be_bytes()].concat(),
+            [
+                &1u64.to_be_bytes()[..],
+                &(1u32 << 20).to_be_bytes(),
+                &1u32.to_be_bytes(),
+            ]
+            .concat(),
         ),
-        ("pointer-empty", [0u8; 12].to_vec()),
+        ("pointer-empty", [0u8; 16].to_vec()),
+        (
+            "pointer-no-commit-part",
+            [
+                &0u64.to_be_bytes()[..],
+                &40u32.to_be_bytes(),
+                &0u32.to_be_bytes(),
+            ]
+            .concat(),
+        ),
     ] {
         let dir = populated_in_batches(name, 4);
         poke(&dir, &segment_key(5), Some(&pointer));

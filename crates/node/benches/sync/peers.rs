@@ -1,5 +1,5 @@
 //! Serving peers: real `headway-net` nodes answering from the cached chain's
-//! store through `headway_node::serve::respond`, as the node's dispatch does
+//! store through `headway_node::serve::answer_queue`, as the node's dispatch does
 //! (header requests rate-limited per peer by `serve::rate_weight`, weighted by the
 //! headers asked for,
 //! with explicit `RATE_LIMITED` answers; store reads on the blocking pool),
@@ -56,6 +56,10 @@ impl ServingPeer {
             DEFAULT_RATE_WINDOW,
         )));
         let refusals = Arc::new(AtomicU64::new(0));
+        let answers = headway_node::serve::answer_queue(
+            store.clone(),
+            headway_node::answers::default_concurrency(),
+        );
         let task = tokio::spawn({
             let (net, refused) = (net.clone(), refusals.clone());
             async move {
@@ -87,10 +91,11 @@ impl ServingPeer {
                                     continue;
                                 }
                             }
-                            let store = store.clone();
-                            tokio::task::spawn_blocking(move || {
-                                headway_node::serve::respond(&store, &request, responder);
-                            });
+                            if let Err((_, responder)) =
+                                answers.submit(peer, responder.order(), (request, responder))
+                            {
+                                responder.respond(headway_node::serve::busy());
+                            }
                         }
                         _ => {}
                     }

@@ -1,0 +1,296 @@
+//! The queue of requests waiting to be answered from the store.
+//!
+//! Answers are computed on blocking threads (they read the store). Spawning
+//! one blocking task per request, as the node used to, let a burst of
+//! requests start that many threads, and answered a peer's pipelined
+//! requests in no particular order: a syncing peer asking for four ranges
+//! got all four late together instead of the first one early. Here:
+//!
+//! - each peer's requests are answered **one at a time, lowest order
+//!   first** (the order the peer opened their streams,
+//!   `headway_net::Responder::order`; requests read at the same moment reach
+//!   the queue in any order), so its first request is answered first and one
+//!   peer never holds more than one thread;
+//! - at most `concurrency` answers are computed at once, across peers;
+//! - at most [`MAX_QUEUED_PER_PEER`] requests wait per peer and
+//!   [`MAX_QUEUED_ANSWERS`] in all: beyond that [`AnswerQueue::submit`]
+//!   gives the job back, and the caller answers `BUSY`.
+//!
+//! The queue is generic over the job so that its ordering and bounds are
+//! tested without a network.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use headway_net::PeerId;
+use tokio::sync::Semaphore;
+
+/// Requests waiting for an answer, at most, over all peers.
+pub const MAX_QUEUED_ANSWERS: usize = 1024;
+
+/// Requests of one peer waiting for an answer, at most. The transport
+/// already bounds a peer's open streams; this bounds what it can queue here.
+pub const MAX_QUEUED_PER_PEER: usize = 64;
+
+/// Answers computed at once by default: the machine's cores, at least 2
+/// and at most 16.
+#[must_use]
+pub fn default_concurrency() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 16))
+}
+
+/// Per-peer FIFO queues of jobs run on blocking threads, with bounded
+/// concurrency and bounded length. Cloning gives another handle to the
+/// same queue.
+pub struct AnswerQueue<J> {
+    inner: Arc<Inner<J>>,
+}
+
+impl<J> Clone for AnswerQueue<J> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+struct Inner<J> {
+    run: Box<dyn Fn(J) + Send + Sync>,
+    slots: Arc<Semaphore>,
+    queues: Mutex<Queues<J>>,
+}
+
+struct Queues<J> {
+    /// A peer has an entry exactly while its worker task runs: its jobs
+    /// by ascending order (equal orders first in, first out).
+    by_peer: HashMap<PeerId, VecDeque<(u64, J)>>,
+    /// Jobs waiting in all queues (not counting the ones running).
+    waiting: usize,
+}
+
+impl<J: Send + 'static> AnswerQueue<J> {
+    /// A queue that runs each job with `run` on a blocking thread, at most
+    /// `concurrency` (at least 1) at once.
+    pub fn new(concurrency: usize, run: impl Fn(J) + Send + Sync + 'static) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                run: Box::new(run),
+                slots: Arc::new(Semaphore::new(concurrency.max(1))),
+                queues: Mutex::new(Queues {
+                    by_peer: HashMap::new(),
+                    waiting: 0,
+                }),
+            }),
+        }
+    }
+
+    /// Queues `job` among `peer`'s waiting ones by its `order` (lowest runs
+    /// first; equal orders in submission order). Must be called inside a
+    /// tokio runtime.
+    ///
+    /// # Errors
+    ///
+    /// Gives `job` back if the peer already has [`MAX_QUEUED_PER_PEER`]
+    /// waiting, or all peers [`MAX_QUEUED_ANSWERS`]: answer it `BUSY`.
+    pub fn submit(&self, peer: PeerId, order: u64, job: J) -> Result<(), J> {
+        let mut queues = self.inner.queues.lock().unwrap_or_else(|p| p.into_inner());
+        if queues.waiting >= MAX_QUEUED_ANSWERS {
+            return Err(job);
+        }
+        let start_worker = match queues.by_peer.get_mut(&peer) {
+            Some(queue) if queue.len() >= MAX_QUEUED_PER_PEER => return Err(job),
+            Some(queue) => {
+                let at = queue.partition_point(|(o, _)| *o <= order);
+                queue.insert(at, (order, job));
+                false
+            }
+            None => {
+                queues.by_peer.insert(peer, VecDeque::from([(order, job)]));
+                true
+            }
+        };
+        queues.waiting += 1;
+        drop(queues);
+        if start_worker {
+            tokio::spawn(self.clone().work(peer));
+        }
+        Ok(())
+    }
+
+    /// Jobs waiting (not yet running), over all peers.
+    #[must_use]
+    pub fn waiting(&self) -> usize {
+        self.inner
+            .queues
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .waiting
+    }
+
+    /// Runs `peer`'s jobs one after the other until its queue is empty,
+    /// then removes it (under the lock, so a job submitted meanwhile either
+    /// is seen here or starts a new worker). A job leaves its queue only
+    /// once it has a slot, so [`AnswerQueue::waiting`] counts every job not
+    /// running, and peers with an entry are at most the waiting jobs plus
+    /// the running ones.
+    async fn work(self, peer: PeerId) {
+        // Requests read together (a peer's pipelined streams) are submitted
+        // by separate tasks: let them queue before choosing the lowest.
+        tokio::task::yield_now().await;
+        loop {
+            // The semaphore is never closed.
+            let Ok(slot) = self.inner.slots.clone().acquire_owned().await else {
+                return;
+            };
+            let job = {
+                let mut queues = self.inner.queues.lock().unwrap_or_else(|p| p.into_inner());
+                match queues.by_peer.get_mut(&peer).and_then(VecDeque::pop_front) {
+                    Some((_, job)) => {
+                        queues.waiting -= 1;
+                        job
+                    }
+                    None => {
+                        queues.by_peer.remove(&peer);
+                        return;
+                    }
+                }
+            };
+            let inner = self.inner.clone();
+            // A job that panics loses its answer (the requester times out);
+            // the peer's later jobs still run.
+            let _ = tokio::task::spawn_blocking(move || {
+                let _slot = slot;
+                (inner.run)(job);
+            })
+            .await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    use super::*;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    fn peer(n: u8) -> PeerId {
+        PeerId([n; 32])
+    }
+
+    /// Each peer's jobs run in submission order, one at a time; at most
+    /// `concurrency` run at once overall; full queues give the job back.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn jobs_run_in_order_per_peer_within_the_bounds() {
+        let (done_tx, done_rx) = mpsc::channel::<(u8, usize)>();
+        let running = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let most = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let queue = AnswerQueue::new(2, {
+            let (running, most) = (running.clone(), most.clone());
+            move |(p, i): (u8, usize)| {
+                use std::sync::atomic::Ordering::SeqCst;
+                let now = running.fetch_add(1, SeqCst) + 1;
+                most.fetch_max(now, SeqCst);
+                std::thread::sleep(Duration::from_millis(1));
+                running.fetch_sub(1, SeqCst);
+                done_tx.send((p, i)).unwrap();
+            }
+        });
+        for i in 0..20 {
+            for p in 0..4u8 {
+                queue.submit(peer(p), i as u64, (p, i)).unwrap();
+            }
+        }
+        let mut next = [0usize; 4];
+        for _ in 0..80 {
+            let (p, i) = done_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+            assert_eq!(i, next[p as usize], "peer {p}'s jobs out of order");
+            next[p as usize] += 1;
+        }
+        assert_eq!(next, [20; 4]);
+        let most = most.load(std::sync::atomic::Ordering::SeqCst);
+        assert!((1..=2).contains(&most), "{most} jobs ran at once");
+        // Idle peers leave no queue behind.
+        for _ in 0..100 {
+            if queue.inner.queues.lock().unwrap().by_peer.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(queue.inner.queues.lock().unwrap().by_peer.is_empty());
+        assert_eq!(queue.waiting(), 0);
+    }
+
+    /// Jobs waiting together run lowest order first, whatever order they
+    /// were submitted in.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn waiting_jobs_run_lowest_order_first() {
+        let (done_tx, done_rx) = mpsc::channel::<u64>();
+        let (release_tx, release_rx) = mpsc::channel::<()>();
+        let release_rx = Mutex::new(release_rx);
+        let queue = AnswerQueue::new(1, move |order: u64| {
+            if order == 100 {
+                // Holds the only slot until the others are queued.
+                let _ = release_rx
+                    .lock()
+                    .unwrap()
+                    .recv_timeout(Duration::from_secs(10));
+            }
+            done_tx.send(order).unwrap();
+        });
+        queue.submit(peer(1), 100, 100).unwrap();
+        assert_eq!(done_rx.recv_timeout(Duration::from_millis(50)).ok(), None);
+        for order in [7, 3, 9, 3, 1, 8] {
+            queue.submit(peer(1), order, order).unwrap();
+        }
+        release_tx.send(()).unwrap();
+        let got: Vec<u64> = (0..7)
+            .map(|_| done_rx.recv_timeout(Duration::from_secs(10)).unwrap())
+            .collect();
+        assert_eq!(got, [100, 1, 3, 3, 7, 8, 9]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn full_queues_give_the_job_back() {
+        let (release_tx, release_rx) = mpsc::channel::<()>();
+        let release_rx = Mutex::new(release_rx);
+        let queue = AnswerQueue::new(1, move |_: usize| {
+            let _ = release_rx
+                .lock()
+                .unwrap()
+                .recv_timeout(Duration::from_secs(10));
+        });
+        // One peer: its first job may be running, the rest wait, up to the bound.
+        let mut accepted = 0;
+        let mut refused = 0;
+        for i in 0..MAX_QUEUED_PER_PEER + 10 {
+            match queue.submit(peer(1), 0, i) {
+                Ok(()) => accepted += 1,
+                Err(job) => {
+                    assert_eq!(job, i);
+                    refused += 1;
+                }
+            }
+        }
+        assert!((MAX_QUEUED_PER_PEER..=MAX_QUEUED_PER_PEER + 1).contains(&accepted));
+        assert_eq!(accepted + refused, MAX_QUEUED_PER_PEER + 10);
+        assert!(queue.waiting() <= MAX_QUEUED_PER_PEER);
+        // All peers together: refused at the global bound.
+        let mut total = queue.waiting();
+        let mut p = 2u8;
+        while total < MAX_QUEUED_ANSWERS {
+            for i in 0..MAX_QUEUED_PER_PEER / 2 {
+                if queue.submit(peer(p), 0, i).is_ok() {
+                    total = queue.waiting();
+                }
+            }
+            p += 1;
+        }
+        assert_eq!(queue.waiting(), MAX_QUEUED_ANSWERS);
+        assert_eq!(queue.submit(peer(250), 0, 0), Err(0));
+        for _ in 0..MAX_QUEUED_ANSWERS + MAX_QUEUED_PER_PEER + 10 {
+            let _ = release_tx.send(());
+        }
+    }
+}
