@@ -27,7 +27,7 @@ use tracing::{debug, warn};
 
 use crate::hash_index;
 use crate::header_log;
-use crate::history::{SledNodes, node_count_for_leaves};
+use crate::history::{FileNodes, node_count_for_leaves};
 use crate::keys;
 use crate::segment::{
     self, BuiltSegment, MAX_SEGMENT_HEADERS, Segment, SegmentBuilder, Stored, WholeSegment,
@@ -147,8 +147,10 @@ impl Store {
     }
 
     /// The one write path of header batches, signed or bare: checks and
-    /// stages the rows, the MMR chunk and the hash index run, then commits
-    /// them with the header and bare heights in one atomic, flushed batch.
+    /// stages the rows and the hash index run, writes the segments to the
+    /// header log and the MMR nodes to the node file (both synced), then
+    /// commits the rows with the header and bare heights in one atomic,
+    /// flushed sled batch.
     fn save_batch<H: BatchHeader>(
         &self,
         headers: &[H],
@@ -179,7 +181,7 @@ impl Store {
             self.append_segments(&staged.segments, &mut batch)?;
             Ok(staged)
         })
-        .and_then(|staged| writer.mmr.store().stage(&mut batch).map(|()| staged))
+        .and_then(|staged| writer.mmr.store().persist().map(|()| staged))
         .and_then(|staged| {
             let index = self
                 .inner
@@ -690,7 +692,7 @@ impl Store {
     }
 
     /// Brings the in-memory MMR back to `leaves` after a failed batch.
-    fn rewind_mmr(&self, mmr: &mut Mmr<SledNodes>, leaves: u64) {
+    fn rewind_mmr(&self, mmr: &mut Mmr<FileNodes>, leaves: u64) {
         if mmr.truncate(leaves).is_ok() {
             return;
         }
@@ -699,7 +701,7 @@ impl Store {
             "rewinding the history MMR failed; reloading it from disk"
         );
         let nodes = node_count_for_leaves(leaves).unwrap_or(0);
-        if let Ok(fresh) = Mmr::new(SledNodes::new(self.inner.db.clone(), nodes)) {
+        if let Ok(fresh) = Mmr::new(FileNodes::new(self.inner.nodes.clone(), nodes)) {
             *mmr = fresh;
         }
     }
@@ -820,7 +822,7 @@ struct Staged {
 /// a commit skips the commit's check and is stored without it.
 fn stage_headers<H: BatchHeader>(
     db: &sled::Db,
-    mmr: &mut Mmr<SledNodes>,
+    mmr: &mut Mmr<FileNodes>,
     mut last: Option<LastHeader>,
     expected: u64,
     headers: &[H],

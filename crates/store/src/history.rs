@@ -1,18 +1,40 @@
-//! The history MMR persisted in sled, and the proofs served from it.
+//! The history MMR persisted in its node file, and the proofs served from it.
 //!
 //! Leaf `i` is the hash of the header at height `i + 1`; `C(X)` is the root
 //! of the MMR over headers `1..=X` (the `history_root` of header `X + 1`).
-//! Nodes are appended in the same batch as the headers they come from, packed
-//! into chunks (one value per batch, see [`SledNodes`]), so after a restart
-//! every proof for any `X <= header_height` can be served.
+//! Nodes are written with the batch of headers they come from, so after a
+//! restart every proof for any `X <= header_height` can be served.
+//!
+//! Since format 7 the nodes live in a flat file next to the database
+//! (`mmr.nodes`): node `p` is the 32 bytes at offset `32 p`. Nodes are
+//! written once, in position order, and an MMR position never changes, so a
+//! file indexed by position needs no index at all; in sled, every batch's
+//! nodes were a 32 KB value or two rewritten with their B-tree leaf (~15% of
+//! the header writer's time in the header sync bench). The committed node
+//! count is not stored: it is the node count of the header height's leaves,
+//! and the header height is written in the same sled batch as everything
+//! else. Crash safety is by ordering, as for the header log: a batch's nodes
+//! are written and synced (`fdatasync`) **before** the sled batch that
+//! raises the header height; at open, bytes past the committed count (a
+//! batch that never reached sled) are cut off, and a file short of it is
+//! [`StoreError::Corrupt`].
 
 use std::cell::{Cell, RefCell};
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use headway_mmr::{Hash as NodeHash, MAX_LEAF_COUNT, Mmr, NodeStore, Proof};
 use headway_wire::Hash;
 
-use crate::keys;
+use crate::header_log::{read_exact_at, write_all_at};
 use crate::{Store, StoreError};
+
+/// The file name of the MMR node file inside the store's directory.
+pub(crate) const FILE_NAME: &str = "mmr.nodes";
+
+/// Bytes of one node.
+const NODE_BYTES: u64 = 32;
 
 /// The number of MMR nodes of `leaves` leaves (`2n - popcount(n)`), if in range.
 pub(crate) fn node_count_for_leaves(leaves: u64) -> Option<u64> {
@@ -24,164 +46,150 @@ pub(crate) fn node_count_for_leaves(leaves: u64) -> Option<u64> {
         .map(|n| n - u64::from(leaves.count_ones()))
 }
 
-/// The most nodes one MMR chunk holds (32 KiB), so that a lookup copies a
-/// bounded value. A batch's pending nodes are split into chunks this long.
-pub(crate) const MAX_CHUNK_NODES: usize = 1024;
-
-/// MMR nodes in sled, packed into chunks (format 2): positions below
-/// `persisted` are on disk, in values keyed `MMR_CHUNK || be64(first
-/// position)` holding up to [`MAX_CHUNK_NODES`] consecutive 32-byte nodes;
-/// the rest are the pending nodes of the batch being built. A header batch
-/// writes its nodes as one chunk (or a few), not one key per node.
-///
-/// [`Mmr`] keeps its peaks in memory, so appends read nothing from here;
-/// reads (roots at earlier counts, proofs, rewinds) find a position's chunk
-/// with one range lookup, and the last chunk read or written is cached so
-/// neighbouring reads do not repeat it.
-///
-/// The counters use interior mutability because [`Mmr`] only lends its store
-/// by shared reference once built.
-pub(crate) struct SledNodes {
-    db: sled::Db,
-    persisted: Cell<u64>,
-    pending: RefCell<Vec<NodeHash>>,
-    /// The last chunk read or persisted: first position and its bytes.
-    cached: RefCell<Option<Chunk>>,
-    /// The last chunk of the staged batch, cached once it is persisted.
-    staged: RefCell<Option<Chunk>>,
+/// The flat file of MMR nodes: node `p` at byte `32 p`.
+#[derive(Debug)]
+pub(crate) struct NodeFile {
+    file: File,
+    path: PathBuf,
 }
 
-/// A stored chunk: its first position and its nodes' bytes.
-#[derive(Clone)]
-pub(crate) struct Chunk {
-    first: u64,
-    bytes: sled::IVec,
+/// The key the node file's errors are reported under (it has no sled key).
+fn file_key() -> &'static [u8] {
+    FILE_NAME.as_bytes()
 }
 
-impl Chunk {
-    /// Checks a chunk row read from sled.
-    fn from_row(key: &[u8], bytes: sled::IVec) -> Result<Self, StoreError> {
-        let first = match (key.len(), keys::u64_at(key, 1)) {
-            // Every position of the chunk must fit in a u64.
-            (9, Some(first)) if first <= u64::MAX - MAX_CHUNK_NODES as u64 => first,
-            _ => return Err(StoreError::corrupt(key, "malformed MMR chunk key")),
-        };
-        if bytes.is_empty() || !bytes.len().is_multiple_of(32) || bytes.len() > MAX_CHUNK_NODES * 32
-        {
+impl NodeFile {
+    /// Opens (or creates) the node file at `path`, keeping exactly
+    /// `committed` nodes: a longer file is cut (nodes written by a batch
+    /// that never committed), a shorter one is corrupt.
+    pub(crate) fn open(path: &Path, committed: u64) -> Result<Self, StoreError> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(StoreError::log("opening the MMR node file"))?;
+        let len = file
+            .metadata()
+            .map_err(StoreError::log("reading the MMR node file's length"))?
+            .len();
+        let want = committed.saturating_mul(NODE_BYTES);
+        if len < want {
             return Err(StoreError::corrupt(
-                key,
+                file_key(),
                 format!(
-                    "MMR chunk is {} bytes, expected 1..={MAX_CHUNK_NODES} 32-byte nodes",
-                    bytes.len()
+                    "the MMR node file holds {len} bytes, short of the header height's {committed} nodes ({want} bytes)"
                 ),
             ));
         }
-        Ok(Self { first, bytes })
+        if len > want {
+            file.set_len(want)
+                .and_then(|()| file.sync_all())
+                .map_err(StoreError::log(
+                    "cutting uncommitted nodes off the MMR node file",
+                ))?;
+            tracing::info!(
+                dropped_bytes = len - want,
+                "cut uncommitted nodes off the MMR node file"
+            );
+        }
+        Ok(Self {
+            file,
+            path: path.to_owned(),
+        })
     }
 
-    /// The position after the chunk's last node.
-    pub(crate) fn end(&self) -> u64 {
-        self.first + (self.bytes.len() / 32) as u64
+    /// Writes `nodes` at positions `first..` and syncs them to disk. Only
+    /// positions at or above the committed count are ever written.
+    fn write_synced(&self, first: u64, nodes: &[NodeHash]) -> Result<(), StoreError> {
+        if nodes.is_empty() {
+            return Ok(());
+        }
+        let bytes = nodes.concat();
+        let offset = first
+            .checked_mul(NODE_BYTES)
+            .ok_or_else(|| StoreError::corrupt(file_key(), "MMR position out of range"))?;
+        write_all_at(&self.file, &bytes, offset)
+            .and_then(|()| self.file.sync_data())
+            .map_err(StoreError::log("writing the MMR node file"))
     }
 
-    /// The first position.
-    pub(crate) fn first(&self) -> u64 {
-        self.first
+    /// The node at `position` (below the committed count).
+    fn read(&self, position: u64) -> Result<NodeHash, StoreError> {
+        let mut node = [0u8; 32];
+        let offset = position
+            .checked_mul(NODE_BYTES)
+            .ok_or_else(|| StoreError::corrupt(file_key(), "MMR position out of range"))?;
+        read_exact_at(&self.file, &mut node, offset).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                StoreError::corrupt(
+                    file_key(),
+                    format!(
+                        "MMR node {position} lies past the end of {}",
+                        self.path.display()
+                    ),
+                )
+            } else {
+                StoreError::log("reading the MMR node file")(e)
+            }
+        })?;
+        Ok(node)
     }
 
-    /// The node at `position`, if the chunk holds it.
-    fn node(&self, position: u64) -> Option<NodeHash> {
-        let offset = usize::try_from(position.checked_sub(self.first)?).ok()?;
-        let at = offset.checked_mul(32)?;
-        self.bytes
-            .get(at..at.checked_add(32)?)
-            .and_then(|b| NodeHash::try_from(b).ok())
+    /// The file's length in nodes (whole nodes only).
+    pub(crate) fn len_nodes(&self) -> Result<u64, StoreError> {
+        self.file
+            .metadata()
+            .map(|m| m.len() / NODE_BYTES)
+            .map_err(StoreError::log("reading the MMR node file's length"))
     }
 }
 
-/// Every stored chunk in position order, checked one by one.
-pub(crate) fn chunks(db: &sled::Db) -> impl Iterator<Item = Result<Chunk, StoreError>> + '_ {
-    db.scan_prefix([keys::MMR_CHUNK]).map(|row| {
-        let (key, value) = row.map_err(StoreError::engine("reading the MMR"))?;
-        Chunk::from_row(&key, value)
-    })
+/// MMR nodes in the node file: positions below `persisted` are on disk (and
+/// committed, for a reader; possibly not yet committed for the writer
+/// between [`FileNodes::persist`] and [`FileNodes::mark_persisted`]); the
+/// rest are the pending nodes of the batch being built.
+///
+/// [`Mmr`] keeps its peaks in memory, so appends read nothing from here;
+/// reads (roots at earlier counts, proofs) read 32 bytes at a position.
+///
+/// The counters use interior mutability because [`Mmr`] only lends its store
+/// by shared reference once built.
+pub(crate) struct FileNodes {
+    file: Arc<NodeFile>,
+    persisted: Cell<u64>,
+    pending: RefCell<Vec<NodeHash>>,
 }
 
-/// The last stored chunk, if any.
-pub(crate) fn last_chunk(db: &sled::Db) -> Result<Option<Chunk>, StoreError> {
-    let Some(row) = db.scan_prefix([keys::MMR_CHUNK]).next_back() else {
-        return Ok(None);
-    };
-    let (key, value) = row.map_err(StoreError::engine("reading the MMR"))?;
-    Chunk::from_row(&key, value).map(Some)
-}
-
-impl SledNodes {
-    pub(crate) fn new(db: sled::Db, persisted: u64) -> Self {
+impl FileNodes {
+    pub(crate) fn new(file: Arc<NodeFile>, persisted: u64) -> Self {
         Self {
-            db,
+            file,
             persisted: Cell::new(persisted),
             pending: RefCell::new(Vec::new()),
-            cached: RefCell::new(None),
-            staged: RefCell::new(None),
         }
     }
 
-    /// As [`SledNodes::new`], with a chunk already read (the last one, at open).
-    pub(crate) fn with_cached(db: sled::Db, persisted: u64, chunk: Option<Chunk>) -> Self {
-        let nodes = Self::new(db, persisted);
-        *nodes.cached.borrow_mut() = chunk;
-        nodes
+    /// Writes the pending nodes to the file, synced: before the sled batch
+    /// that commits them. A batch that fails after this leaves them past the
+    /// committed count, to be overwritten by the next batch or cut at open.
+    pub(crate) fn persist(&self) -> Result<(), StoreError> {
+        self.file
+            .write_synced(self.persisted.get(), &self.pending.borrow())
     }
 
-    /// Stages the pending nodes into `batch` as chunks of at most
-    /// [`MAX_CHUNK_NODES`], removing any chunk left at or above the first
-    /// pending position (only a batch that reached sled but whose flush
-    /// failed can leave one).
-    pub(crate) fn stage(&self, batch: &mut sled::Batch) -> Result<(), StoreError> {
-        let persisted = self.persisted.get();
-        let from = keys::by_u64(keys::MMR_CHUNK, persisted).to_vec();
-        for stale in self.db.range(from..vec![keys::MMR_CHUNK + 1]).keys() {
-            batch.remove(stale.map_err(StoreError::engine("reading the MMR"))?);
-        }
-        let pending = self.pending.borrow();
-        let mut first = persisted;
-        let mut last = None;
-        for nodes in pending.chunks(MAX_CHUNK_NODES) {
-            let bytes: sled::IVec = nodes.concat().into();
-            batch.insert(&keys::by_u64(keys::MMR_CHUNK, first)[..], bytes.clone());
-            last = Some(Chunk { first, bytes });
-            first += nodes.len() as u64;
-        }
-        *self.staged.borrow_mut() = last;
-        Ok(())
-    }
-
-    /// The staged nodes are on disk now.
+    /// The pending nodes are committed now.
     pub(crate) fn mark_persisted(&self) {
         let mut pending = self.pending.borrow_mut();
         // pending.len() is bounded by memory, so it fits in u64.
         self.persisted
             .set(self.persisted.get() + pending.len() as u64);
         pending.clear();
-        if let Some(chunk) = self.staged.borrow_mut().take() {
-            *self.cached.borrow_mut() = Some(chunk);
-        }
-    }
-
-    /// The stored chunk holding `position`, if any.
-    fn chunk_at(&self, position: u64) -> Result<Option<Chunk>, StoreError> {
-        let from = keys::by_u64(keys::MMR_CHUNK, 0);
-        let to = keys::by_u64(keys::MMR_CHUNK, position);
-        let Some(row) = self.db.range(from..=to).next_back() else {
-            return Ok(None);
-        };
-        let (key, value) = row.map_err(StoreError::engine("reading an MMR node"))?;
-        Chunk::from_row(&key, value).map(Some)
     }
 }
 
-impl NodeStore for SledNodes {
+impl NodeStore for FileNodes {
     type Error = StoreError;
 
     fn node_count(&self) -> u64 {
@@ -194,15 +202,7 @@ impl NodeStore for SledNodes {
             let offset = usize::try_from(position - persisted).unwrap_or(usize::MAX);
             return Ok(self.pending.borrow().get(offset).copied());
         }
-        if let Some(node) = self.cached.borrow().as_ref().and_then(|c| c.node(position)) {
-            return Ok(Some(node));
-        }
-        let Some(chunk) = self.chunk_at(position)? else {
-            return Ok(None);
-        };
-        let node = chunk.node(position);
-        *self.cached.borrow_mut() = Some(chunk);
-        Ok(node)
+        self.file.read(position).map(Some)
     }
 
     fn append_nodes(&mut self, nodes: &[NodeHash]) -> Result<(), StoreError> {
@@ -214,13 +214,64 @@ impl NodeStore for SledNodes {
         let persisted = self.persisted.get();
         if node_count < persisted {
             return Err(StoreError::corrupt(
-                &keys::by_u64(keys::MMR_CHUNK, node_count),
-                "rewinding the stored history MMR is not supported",
+                file_key(),
+                format!(
+                    "rewinding the stored history MMR below its {persisted} committed nodes is not supported"
+                ),
             ));
         }
         let keep = usize::try_from(node_count - persisted).unwrap_or(usize::MAX);
         self.pending.get_mut().truncate(keep);
-        *self.staged.get_mut() = None;
+        Ok(())
+    }
+}
+
+/// A [`NodeStore`] that checks every node appended to it against the node
+/// file instead of storing it: rebuilding the MMR from the stored header
+/// hashes through it proves every stored node ([`Store::check_integrity`]).
+pub(crate) struct CheckingNodes {
+    file: Arc<NodeFile>,
+    count: u64,
+    /// The first position whose stored node differs, if any.
+    pub(crate) mismatch: Option<u64>,
+}
+
+impl CheckingNodes {
+    pub(crate) fn new(file: Arc<NodeFile>) -> Self {
+        Self {
+            file,
+            count: 0,
+            mismatch: None,
+        }
+    }
+}
+
+impl NodeStore for CheckingNodes {
+    type Error = StoreError;
+
+    fn node_count(&self) -> u64 {
+        self.count
+    }
+
+    fn get_node(&self, position: u64) -> Result<Option<NodeHash>, StoreError> {
+        if position >= self.count {
+            return Ok(None);
+        }
+        self.file.read(position).map(Some)
+    }
+
+    fn append_nodes(&mut self, nodes: &[NodeHash]) -> Result<(), StoreError> {
+        for node in nodes {
+            if self.mismatch.is_none() && self.file.read(self.count)? != *node {
+                self.mismatch = Some(self.count);
+            }
+            self.count += 1;
+        }
+        Ok(())
+    }
+
+    fn truncate(&mut self, node_count: u64) -> Result<(), StoreError> {
+        self.count = self.count.min(node_count);
         Ok(())
     }
 }
@@ -228,10 +279,10 @@ impl NodeStore for SledNodes {
 impl Store {
     /// A read-only MMR over the persisted nodes of the first
     /// `header_height()` leaves; its reads never block writers.
-    fn history_view(&self) -> Result<Mmr<SledNodes>, StoreError> {
+    fn history_view(&self) -> Result<Mmr<FileNodes>, StoreError> {
         let leaves = self.header_height();
         let nodes = node_count_for_leaves(leaves).unwrap_or(u64::MAX);
-        Ok(Mmr::new(SledNodes::new(self.inner.db.clone(), nodes))?)
+        Ok(Mmr::new(FileNodes::new(self.inner.nodes.clone(), nodes))?)
     }
 
     /// `C(x)`: the root of the MMR over the hashes of headers `1..=x`, which

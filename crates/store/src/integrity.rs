@@ -7,11 +7,12 @@ use headway_ellipticsum::{Checksum, PrefixChecksums};
 use headway_wire::Hash;
 
 use crate::header_log;
-use crate::history::{self, node_count_for_leaves};
+use crate::history::{self, CheckingNodes, node_count_for_leaves};
 use crate::keys;
 use crate::segment::{Stored as _, WholeSegment};
 use crate::store::{load_checksum_rows, read_u64};
 use crate::{Store, StoreError};
+use headway_mmr::Mmr;
 
 /// What [`Store::check_integrity`] found (everything consistent).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,7 +80,7 @@ impl Store {
             }
         }
 
-        // Headers and commits (segments), hash index, history MMR (chunks).
+        // Headers and commits (segments), hash index, history MMR (node file).
         for tag in keys::RETIRED {
             if let Some(row) = db.scan_prefix([tag]).keys().next() {
                 let key = row.map_err(StoreError::engine("scanning retired tables"))?;
@@ -99,30 +100,18 @@ impl Store {
                 "MMR leaf count is not the header height",
             ));
         }
-        let mut position = 0u64;
-        for chunk in history::chunks(db) {
-            let chunk = chunk?;
-            let key = keys::by_u64(keys::MMR_CHUNK, chunk.first());
-            if chunk.first() != position {
-                return Err(StoreError::corrupt(
-                    &key,
-                    format!("MMR chunk starts at {}, expected {position}", chunk.first()),
-                ));
-            }
-            if chunk.end() > nodes {
-                return Err(StoreError::corrupt(
-                    &key,
-                    "MMR node stored beyond the header height",
-                ));
-            }
-            position = chunk.end();
-        }
-        if position != nodes {
+        let stored_nodes = self.inner.nodes.len_nodes()?;
+        if stored_nodes < nodes {
             return Err(StoreError::corrupt(
-                &keys::by_u64(keys::MMR_CHUNK, position),
-                format!("MMR nodes {position}..{nodes} missing"),
+                history::FILE_NAME.as_bytes(),
+                format!(
+                    "the MMR node file holds {stored_nodes} nodes, short of the header height's {nodes}"
+                ),
             ));
         }
+        // The MMR rebuilt from the stored header hashes, each node compared
+        // with the stored one as it is appended.
+        let mut rebuilt = Mmr::new(CheckingNodes::new(self.inner.nodes.clone()))?;
         let mut previous: Option<Hash> = None;
         let mut next = 1u64;
         let mut bare_rows_top = 0u64;
@@ -189,15 +178,32 @@ impl Store {
                         format!("header {height} does not link to the previous header"),
                     ));
                 }
-                if Hash(writer.mmr.root_at(height - 1)?) != header.history_root {
+                if Hash(rebuilt.root()) != header.history_root {
                     return Err(StoreError::corrupt(
                         &segment.key,
-                        format!("history_root of header {height} is not the stored MMR's root"),
+                        format!(
+                            "history_root of header {height} is not the root of the MMR of the headers below it"
+                        ),
+                    ));
+                }
+                rebuilt.append(&hash.0)?;
+                if let Some(position) = rebuilt.store().mismatch {
+                    return Err(StoreError::corrupt(
+                        history::FILE_NAME.as_bytes(),
+                        format!(
+                            "MMR node {position} in the node file is not the one the stored headers give"
+                        ),
                     ));
                 }
                 previous = Some(hash);
                 next = height + 1;
             }
+        }
+        if rebuilt.leaf_count() == header_height && rebuilt.root() != writer.mmr.root() {
+            return Err(StoreError::corrupt(
+                history::FILE_NAME.as_bytes(),
+                "the writer's MMR is not the one the stored headers give",
+            ));
         }
         let committed = read_u64(db, keys::LOG_END)?.unwrap_or(0);
         if log_end > committed {

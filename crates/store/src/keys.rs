@@ -11,7 +11,8 @@
 //! segments' bytes out of sled into the append-only header log, so that a
 //! segment is written once instead of with every rewrite of its B-tree leaf.
 //! Format 6 keeps a segment's headers apart from its commits, so that
-//! readers of headers alone read a sixth of the bytes.
+//! readers of headers alone read a sixth of the bytes. Format 7 moves the
+//! MMR nodes out of sled into a flat file indexed by position.
 //!
 //! | tag | key after the tag | value |
 //! |---|---|---|
@@ -20,7 +21,7 @@
 //! | `0x05` | `be64(height)` | raw `Block` (body with its header) |
 //! | `0x07` | `be64(first height)` | header segment: `be64(offset) ‖ be32(header part length) ‖ be32(commit part length)` of its bytes in the header log, up to `segment::MAX_SEGMENT_HEADERS` (256) consecutive rows of hash and header, then their commits, a commit empty for a header stored without it (encoding in `segment.rs`); written once |
 //! | `0x08` | `be64(height)` | body sizes: `be64(block_size) ‖ be64(num_txs)`, written with the body |
-//! | `0x09` | `be64(first position)` | MMR node chunk: up to `history::MAX_CHUNK_NODES` (1024) consecutive 32-byte nodes |
+//! | `0x09` | | retired: MMR node chunks (formats 2–6), now in the MMR node file (`history.rs`) |
 //! | `0x0A` | `be64(run)` ‖ `be64(page)` | hash index page: up to 4096 sorted entries `be64(hash fingerprint) ‖ be64(height)` |
 //! | `0x0B` | `be64(run)` | hash index run: `be64(entries)` ‖ the first fingerprint of each page |
 //! | `0x10` | state key | value (live state) |
@@ -30,18 +31,19 @@
 //! | `0x14` | prefix (1) | restore progress of the prefix |
 //!
 //! Tags `0x01` (per-height block meta), `0x02` (per-height commit) and
-//! `0x06` (one MMR node per key) were format 1's, and `0x03` (one hash index
-//! key per header) format 1's and 2's; formats 3 to 5 never write them
-//! ([`RETIRED`]), and older databases (formats 1 to 4) are refused at open
+//! `0x06` (one MMR node per key) were format 1's, `0x03` (one hash index
+//! key per header) format 1's and 2's, and `0x09` (MMR node chunks) formats
+//! 2 to 6's; later formats never write them ([`RETIRED`]), and older
+//! databases (formats 1 to 6) are refused at open
 //! ([`crate::StoreError::UnsupportedVersion`]).
 
 pub(crate) const VALIDATOR_SET: u8 = 0x04;
 pub(crate) const BODY: u8 = 0x05;
 pub(crate) const HEADER_SEGMENT: u8 = 0x07;
 pub(crate) const BODY_SIZE: u8 = 0x08;
-pub(crate) const MMR_CHUNK: u8 = 0x09;
-/// Earlier formats' tags (nothing may be stored under them).
-pub(crate) const RETIRED: [u8; 4] = [0x01, 0x02, 0x03, 0x06];
+/// Earlier formats' tags (nothing may be stored under them); `0x09` held
+/// MMR node chunks until format 7 moved the nodes to their own file.
+pub(crate) const RETIRED: [u8; 5] = [0x01, 0x02, 0x03, 0x06, 0x09];
 pub(crate) const STATE: u8 = 0x10;
 pub(crate) const ANCESTRAL: u8 = 0x11;
 pub(crate) const CHECKSUM: u8 = 0x12;
@@ -87,7 +89,9 @@ pub(crate) const MAGIC: &[u8] = b"HEADWAY-STORE";
 /// 6: a segment keeps its headers apart from its commits (a header part,
 /// then a commit part), and the pointer gives both lengths, so that readers
 /// of headers alone do not read the commits.
-pub(crate) const FORMAT_VERSION: u32 = 6;
+/// 7: MMR nodes live in their own flat file (`mmr.nodes`, node `p` at byte
+/// `32 p`) instead of sled chunks.
+pub(crate) const FORMAT_VERSION: u32 = 7;
 
 /// `tag || be64(n)`.
 pub(crate) fn by_u64(tag: u8, n: u64) -> [u8; 9] {

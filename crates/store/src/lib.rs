@@ -8,15 +8,15 @@
 //!   [`Store::load_bare_headers`]), packed into
 //!   header segments of up to 256 consecutive rows so that a batch costs few
 //!   sled keys, their bytes appended to a header log file next to the
-//!   database (on-disk format 6); a header height apart from the contiguous
+//!   database (on-disk format 7); a header height apart from the contiguous
 //!   block height, which only bodies advance ([`Store::save_block`]);
 //!   [`Store::load_block`] returns `None` when the body is missing even though
 //!   the meta exists; [`Store::load_signed_headers`] reads a range segment by
 //!   segment; a hash index kept as a few sorted runs (an LSM: a batch adds
 //!   one run, runs of a size merge four at a time); validator sets stored where they change, with the
 //!   set in force at any height ([`Store::validator_set_at`]).
-//! - **History MMR**: its nodes are persisted with the headers (one packed
-//!   chunk per batch), so inclusion,
+//! - **History MMR**: its nodes are persisted with the headers (in a flat
+//!   file indexed by position, `mmr.nodes`), so inclusion,
 //!   range and ancestry proofs can be served for any height after a restart
 //!   ([`Store::prove_header`], [`Store::prove_header_range`],
 //!   [`Store::prove_history_ancestry`]).

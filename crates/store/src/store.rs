@@ -16,7 +16,7 @@ use crate::config::{StatePrefixes, StoreConfig};
 use crate::error::hex_string;
 use crate::hash_index::HashIndex;
 use crate::header_log::{self, HeaderLog, TempDir};
-use crate::history::{self, Chunk, SledNodes, node_count_for_leaves};
+use crate::history::{self, FileNodes, NodeFile, node_count_for_leaves};
 use crate::keys;
 use crate::restore::RestoreState;
 use crate::segment::{self, Stored as _};
@@ -65,6 +65,8 @@ pub(crate) struct Inner {
     pub(crate) hash_index: RwLock<HashIndex>,
     /// The bytes of the header segments (`header_log.rs`).
     pub(crate) log: HeaderLog,
+    /// The history MMR's nodes (`history.rs`), shared with read-only views.
+    pub(crate) nodes: Arc<NodeFile>,
     /// The directory of a temporary store, deleted after the database and
     /// the log are closed (fields drop in order).
     _temporary: Option<TempDir>,
@@ -72,7 +74,7 @@ pub(crate) struct Inner {
 
 /// What only the writer touches.
 pub(crate) struct Writer {
-    pub(crate) mmr: Mmr<SledNodes>,
+    pub(crate) mmr: Mmr<FileNodes>,
     pub(crate) last_header: Option<LastHeader>,
     pub(crate) checksums: PrefixChecksums,
     pub(crate) counts: Box<[u64; 256]>,
@@ -127,7 +129,7 @@ impl Store {
                 Err(e) => return Err(StoreError::engine("opening the database")(e)),
             }
         };
-        Self::from_db(db, &path.as_ref().join(header_log::FILE_NAME), None, config)
+        Self::from_db(db, path.as_ref(), None, config)
     }
 
     /// A store in a temporary directory, deleted when the last handle is dropped.
@@ -144,18 +146,20 @@ impl Store {
             .cache_capacity(config.cache_capacity)
             .open()
             .map_err(StoreError::engine("opening a temporary database"))?;
-        let log = dir.path().join(header_log::FILE_NAME);
-        Self::from_db(db, &log, Some(dir), config)
+        let files = dir.path().to_owned();
+        Self::from_db(db, &files, Some(dir), config)
     }
 
+    /// Opens the store around its sled database, with the header log and
+    /// the MMR node file in `files`.
     fn from_db(
         db: sled::Db,
-        log: &Path,
+        files: &Path,
         temporary: Option<TempDir>,
         config: StoreConfig,
     ) -> Result<Self, StoreError> {
         check_format(&db, &config)?;
-        let log = HeaderLog::open(log)?;
+        let log = HeaderLog::open(&files.join(header_log::FILE_NAME))?;
         // Cut the bytes of a batch that reached the log but not sled: the
         // committed length is written in every header batch.
         let log_end = read_u64(&db, keys::LOG_END)?.unwrap_or(0);
@@ -190,28 +194,11 @@ impl Store {
                 "header height is beyond the MMR's capacity",
             )
         })?;
-        let last_chunk = history::last_chunk(&db)?;
-        let stored_nodes = last_chunk.as_ref().map_or(0, Chunk::end);
-        if stored_nodes != nodes {
-            let key = keys::by_u64(keys::MMR_CHUNK, last_chunk.as_ref().map_or(0, Chunk::first));
-            return Err(StoreError::corrupt(
-                &key,
-                if stored_nodes > nodes {
-                    format!(
-                        "MMR nodes stored up to position {stored_nodes}, beyond the header height's {nodes}"
-                    )
-                } else {
-                    format!(
-                        "MMR nodes stored up to position {stored_nodes}, short of the header height's {nodes}"
-                    )
-                },
-            ));
-        }
-        let mmr = Mmr::new(SledNodes::with_cached(db.clone(), nodes, last_chunk)).map_err(|e| {
-            StoreError::corrupt(
-                &keys::by_u64(keys::MMR_CHUNK, 0),
-                format!("history MMR: {e}"),
-            )
+        // Cut the nodes of a batch that reached the file but not sled; a
+        // file short of the header height's nodes is corrupt.
+        let node_file = Arc::new(NodeFile::open(&files.join(history::FILE_NAME), nodes)?);
+        let mmr = Mmr::new(FileNodes::new(node_file.clone(), nodes)).map_err(|e| {
+            StoreError::corrupt(history::FILE_NAME.as_bytes(), format!("history MMR: {e}"))
         })?;
         let last_header = read_last_header(&db, &log, header_height)?;
         let restore = RestoreState::load(&db, &config.state_prefixes)?;
@@ -235,6 +222,7 @@ impl Store {
             config,
             db,
             log,
+            nodes: node_file,
             _temporary: temporary,
         };
         let store = Store {

@@ -177,7 +177,7 @@ fn format_marker_version_and_config_are_checked() {
         open(&dir),
         Err(StoreError::UnsupportedVersion {
             found: 9,
-            supported: 6
+            supported: 7
         })
     ));
 
@@ -196,7 +196,7 @@ fn format_marker_version_and_config_are_checked() {
             error,
             StoreError::UnsupportedVersion {
                 found: 1,
-                supported: 6
+                supported: 7
             }
         ),
         "{error}"
@@ -216,7 +216,7 @@ fn format_marker_version_and_config_are_checked() {
             error,
             StoreError::UnsupportedVersion {
                 found: 2,
-                supported: 6
+                supported: 7
             }
         ),
         "{error}"
@@ -232,16 +232,16 @@ fn format_marker_version_and_config_are_checked() {
             error,
             StoreError::UnsupportedVersion {
                 found: 3,
-                supported: 6
+                supported: 7
             }
         ),
         "{error}"
     );
 
-    // And format-4 and format-5 stores: format 4 keeps segments as sled
-    // values, not pointers into the header log; format 5 keeps each row's
-    // commit next to its header.
-    for old in [4u8, 5] {
+    // And formats 4 to 6: format 4 keeps segments as sled values, not
+    // pointers into the header log; format 5 keeps each row's commit next to
+    // its header; format 6 keeps MMR nodes in sled chunks.
+    for old in [4u8, 5, 6] {
         let dir = populated(&format!("version-{old}"));
         poke(
             &dir,
@@ -252,7 +252,7 @@ fn format_marker_version_and_config_are_checked() {
         assert!(
             matches!(
                 error,
-                StoreError::UnsupportedVersion { found, supported: 6 } if found == u32::from(old)
+                StoreError::UnsupportedVersion { found, supported: 7 } if found == u32::from(old)
             ),
             "{error}"
         );
@@ -406,36 +406,64 @@ fn garbage_values_are_typed_corruption_errors() {
     ));
     drop(store);
 
-    // MMR chunks: a chunk that is not whole nodes, or one missing, at open.
-    let dir = populated_in_batches("mmr-chunk", 4);
-    let last_chunk = [&[0x09u8][..], &node_count(8).to_be_bytes()].concat();
-    let mut value = peek(&dir, &last_chunk);
-    value.pop();
-    poke(&dir, &last_chunk, Some(&value));
+    // The MMR node file: short of the header height's nodes (by one byte,
+    // or missing), corrupt at open; longer (nodes of a batch that never
+    // committed), cut at open.
+    let nodes_len = |dir: &std::path::Path| std::fs::metadata(dir.join("mmr.nodes")).unwrap().len();
+    let dir = populated_in_batches("mmr-short", 4);
+    let len = nodes_len(&dir);
+    assert_eq!(len, 32 * node_count(10));
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(dir.join("mmr.nodes"))
+        .unwrap();
+    file.set_len(len - 1).unwrap();
+    drop(file);
     let error = open(&dir).unwrap_err();
     assert!(
         matches!(error, StoreError::Corrupt { .. }) && error.to_string().contains("MMR"),
         "{error}"
     );
-    poke(&dir, &last_chunk, None);
+    assert_eq!(nodes_len(&dir), len - 1, "a short file is not cut further");
+    std::fs::remove_file(dir.join("mmr.nodes")).unwrap();
     let error = open(&dir).unwrap_err();
     assert!(
         matches!(error, StoreError::Corrupt { .. }) && error.to_string().contains("MMR"),
         "{error}"
     );
-    // A lower chunk with a bad length: found when a proof needs it.
-    let dir = populated_in_batches("mmr-lower-chunk", 4);
-    poke(
-        &dir,
-        &[&[0x09u8][..], &0u64.to_be_bytes()].concat(),
-        Some(&[7; 33]),
-    );
+    let dir = populated_in_batches("mmr-long", 4);
+    {
+        use std::io::Write as _;
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(dir.join("mmr.nodes"))
+            .unwrap();
+        file.write_all(&[0xA5; 100]).unwrap();
+    }
     let store = open(&dir).unwrap();
-    assert!(store.prove_header(1, 10).is_err());
-    assert!(matches!(
-        store.check_integrity(),
-        Err(StoreError::Corrupt { .. })
-    ));
+    assert_eq!(nodes_len(&dir), len);
+    store.check_integrity().unwrap();
+    let (more, _) = common::simple_chain(1, 12);
+    store.save_headers(&more[10..]).unwrap();
+    store.check_integrity().unwrap();
+    drop(store);
+    // A lower node changed behind the store's back: the integrity check
+    // rebuilds the MMR from the stored headers and names it.
+    let dir = populated_in_batches("mmr-lower-node", 4);
+    {
+        use std::os::unix::fs::FileExt as _;
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(dir.join("mmr.nodes"))
+            .unwrap();
+        file.write_all_at(&[7; 32], 32).unwrap();
+    }
+    let store = open(&dir).unwrap();
+    let error = store.check_integrity().unwrap_err();
+    assert!(
+        matches!(error, StoreError::Corrupt { .. }) && error.to_string().contains("MMR node 1 "),
+        "{error}"
+    );
     drop(store);
 
     // A checksum that is not a canonical ristretto255 encoding.
@@ -557,11 +585,16 @@ fn keys_starting_near_u64_max_are_corrupt() {
     let error = open(&dir).unwrap_err();
     assert!(matches!(error, StoreError::Corrupt { .. }), "{error}");
 
+    // A key under the retired MMR chunk tag (format 7 keeps nodes in their
+    // own file): the integrity check names it.
     let dir = populated("chunk-at-max");
     let chunk_key = [&[0x09u8][..], &(u64::MAX - 3).to_be_bytes()].concat();
     poke(&dir, &chunk_key, Some(&[7u8; 64]));
-    let error = open(&dir).unwrap_err();
-    assert!(matches!(error, StoreError::Corrupt { .. }), "{error}");
+    let error = open(&dir).unwrap().check_integrity().unwrap_err();
+    assert!(
+        matches!(&error, StoreError::Corrupt { key, .. } if key.starts_with("09")),
+        "{error}"
+    );
 }
 
 /// The header log: bytes past the last stored segment (a batch appended but
