@@ -19,9 +19,9 @@ pub enum StoreError {
         #[source]
         source: sled::Error,
     },
-    /// Reading or writing the header log (the file of header segments next
-    /// to the database) failed.
-    #[error("header log I/O failed while {context}")]
+    /// Reading or writing one of the store's files next to its database
+    /// (the header log of header segments, the MMR node file) failed.
+    #[error("store file I/O failed while {context}")]
     Log {
         /// What the store was doing.
         context: &'static str,
@@ -319,7 +319,7 @@ impl StoreError {
         move |source| StoreError::Engine { context, source }
     }
 
-    /// Wraps a header log I/O error with what the store was doing.
+    /// Wraps an I/O error on the store's files with what the store was doing.
     pub(crate) fn log(context: &'static str) -> impl FnOnce(std::io::Error) -> StoreError {
         move |source| StoreError::Log { context, source }
     }

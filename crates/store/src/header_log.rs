@@ -141,17 +141,7 @@ impl HeaderLog {
     /// Opens (or creates) the log at `path`. Call [`HeaderLog::cut_after`]
     /// once the last stored segment is known.
     pub(crate) fn open(path: &Path) -> Result<Self, StoreError> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .map_err(StoreError::log("opening the header log"))?;
-        let end = file
-            .metadata()
-            .map_err(StoreError::log("reading the header log's length"))?
-            .len();
+        let (file, end) = open_file(path).map_err(StoreError::log("opening the header log"))?;
         Ok(Self {
             file,
             path: path.to_owned(),
@@ -180,12 +170,9 @@ impl HeaderLog {
             ));
         }
         if len > end {
-            self.file
-                .set_len(end)
-                .and_then(|()| self.file.sync_all())
-                .map_err(StoreError::log(
-                    "cutting an uncommitted tail off the header log",
-                ))?;
+            cut_file(&self.file, end).map_err(StoreError::log(
+                "cutting an uncommitted tail off the header log",
+            ))?;
             tracing::info!(
                 dropped_bytes = len - end,
                 "cut an uncommitted tail off the header log"
@@ -250,6 +237,24 @@ impl HeaderLog {
             .map_err(StoreError::log("reading the header log"))?;
         Ok((pointer, bytes))
     }
+}
+
+/// Opens (or creates) one of the store's files next to its database for
+/// reading and writing, with its length.
+pub(crate) fn open_file(path: &Path) -> std::io::Result<(File, u64)> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)?;
+    let len = file.metadata()?.len();
+    Ok((file, len))
+}
+
+/// Cuts `file` back to its first `keep` bytes, synced.
+pub(crate) fn cut_file(file: &File, keep: u64) -> std::io::Result<()> {
+    file.set_len(keep).and_then(|()| file.sync_all())
 }
 
 #[cfg(unix)]

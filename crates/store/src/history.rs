@@ -20,14 +20,14 @@
 //! [`StoreError::Corrupt`].
 
 use std::cell::{Cell, RefCell};
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use headway_mmr::{Hash as NodeHash, MAX_LEAF_COUNT, Mmr, NodeStore, Proof};
 use headway_wire::Hash;
 
-use crate::header_log::{read_exact_at, write_all_at};
+use crate::header_log::{cut_file, open_file, read_exact_at, write_all_at};
 use crate::{Store, StoreError};
 
 /// The file name of the MMR node file inside the store's directory.
@@ -63,17 +63,7 @@ impl NodeFile {
     /// `committed` nodes: a longer file is cut (nodes written by a batch
     /// that never committed), a shorter one is corrupt.
     pub(crate) fn open(path: &Path, committed: u64) -> Result<Self, StoreError> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .map_err(StoreError::log("opening the MMR node file"))?;
-        let len = file
-            .metadata()
-            .map_err(StoreError::log("reading the MMR node file's length"))?
-            .len();
+        let (file, len) = open_file(path).map_err(StoreError::log("opening the MMR node file"))?;
         let want = committed.saturating_mul(NODE_BYTES);
         if len < want {
             return Err(StoreError::corrupt(
@@ -84,11 +74,9 @@ impl NodeFile {
             ));
         }
         if len > want {
-            file.set_len(want)
-                .and_then(|()| file.sync_all())
-                .map_err(StoreError::log(
-                    "cutting uncommitted nodes off the MMR node file",
-                ))?;
+            cut_file(&file, want).map_err(StoreError::log(
+                "cutting uncommitted nodes off the MMR node file",
+            ))?;
             tracing::info!(
                 dropped_bytes = len - want,
                 "cut uncommitted nodes off the MMR node file"
