@@ -20,6 +20,7 @@
 //! tested without a network.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use headway_net::PeerId;
@@ -39,6 +40,49 @@ pub fn default_concurrency() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 16))
 }
 
+/// The queue's counters, exported by the node in Prometheus text format.
+#[derive(Debug, Default)]
+pub struct AnswerMetrics {
+    /// Jobs run (answers computed).
+    pub answered: AtomicU64,
+    /// Jobs given back because a queue was full (answered `BUSY`).
+    pub refused: AtomicU64,
+    /// Jobs waiting now.
+    pub waiting: AtomicU64,
+}
+
+impl AnswerMetrics {
+    /// Appends the counters in Prometheus text format.
+    pub fn render_prometheus(&self, out: &mut String) {
+        let rows = [
+            (
+                "headway_answers_total",
+                "counter",
+                "Peer requests answered from the store.",
+                &self.answered,
+            ),
+            (
+                "headway_answers_refused_total",
+                "counter",
+                "Peer requests answered BUSY because the answer queue was full.",
+                &self.refused,
+            ),
+            (
+                "headway_answers_waiting",
+                "gauge",
+                "Peer requests waiting for an answer.",
+                &self.waiting,
+            ),
+        ];
+        for (name, kind, help, value) in rows {
+            let value = value.load(Ordering::Relaxed);
+            out.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+            ));
+        }
+    }
+}
+
 /// Per-peer FIFO queues of jobs run on blocking threads, with bounded
 /// concurrency and bounded length. Cloning gives another handle to the
 /// same queue.
@@ -56,6 +100,7 @@ impl<J> Clone for AnswerQueue<J> {
 
 struct Inner<J> {
     run: Box<dyn Fn(J) + Send + Sync>,
+    metrics: Arc<AnswerMetrics>,
     slots: Arc<Semaphore>,
     queues: Mutex<Queues<J>>,
 }
@@ -75,6 +120,7 @@ impl<J: Send + 'static> AnswerQueue<J> {
         Self {
             inner: Arc::new(Inner {
                 run: Box::new(run),
+                metrics: Arc::default(),
                 slots: Arc::new(Semaphore::new(concurrency.max(1))),
                 queues: Mutex::new(Queues {
                     by_peer: HashMap::new(),
@@ -94,11 +140,15 @@ impl<J: Send + 'static> AnswerQueue<J> {
     /// waiting, or all peers [`MAX_QUEUED_ANSWERS`]: answer it `BUSY`.
     pub fn submit(&self, peer: PeerId, order: u64, job: J) -> Result<(), J> {
         let mut queues = self.inner.queues.lock().unwrap_or_else(|p| p.into_inner());
+        let refuse = |job| {
+            self.inner.metrics.refused.fetch_add(1, Ordering::Relaxed);
+            Err(job)
+        };
         if queues.waiting >= MAX_QUEUED_ANSWERS {
-            return Err(job);
+            return refuse(job);
         }
         let start_worker = match queues.by_peer.get_mut(&peer) {
-            Some(queue) if queue.len() >= MAX_QUEUED_PER_PEER => return Err(job),
+            Some(queue) if queue.len() >= MAX_QUEUED_PER_PEER => return refuse(job),
             Some(queue) => {
                 let at = queue.partition_point(|(o, _)| *o <= order);
                 queue.insert(at, (order, job));
@@ -110,11 +160,21 @@ impl<J: Send + 'static> AnswerQueue<J> {
             }
         };
         queues.waiting += 1;
+        self.inner
+            .metrics
+            .waiting
+            .store(queues.waiting as u64, Ordering::Relaxed);
         drop(queues);
         if start_worker {
             tokio::spawn(self.clone().work(peer));
         }
         Ok(())
+    }
+
+    /// The queue's counters.
+    #[must_use]
+    pub fn metrics(&self) -> &Arc<AnswerMetrics> {
+        &self.inner.metrics
     }
 
     /// Jobs waiting (not yet running), over all peers.
@@ -147,6 +207,10 @@ impl<J: Send + 'static> AnswerQueue<J> {
                 match queues.by_peer.get_mut(&peer).and_then(VecDeque::pop_front) {
                     Some((_, job)) => {
                         queues.waiting -= 1;
+                        self.inner
+                            .metrics
+                            .waiting
+                            .store(queues.waiting as u64, Ordering::Relaxed);
                         job
                     }
                     None => {
@@ -161,6 +225,7 @@ impl<J: Send + 'static> AnswerQueue<J> {
             let _ = tokio::task::spawn_blocking(move || {
                 let _slot = slot;
                 (inner.run)(job);
+                inner.metrics.answered.fetch_add(1, Ordering::Relaxed);
             })
             .await;
         }
@@ -220,6 +285,16 @@ mod tests {
         }
         assert!(queue.inner.queues.lock().unwrap().by_peer.is_empty());
         assert_eq!(queue.waiting(), 0);
+        let metrics = queue.metrics();
+        assert_eq!(
+            metrics.answered.load(std::sync::atomic::Ordering::SeqCst),
+            80
+        );
+        assert_eq!(metrics.refused.load(std::sync::atomic::Ordering::SeqCst), 0);
+        let mut text = String::new();
+        metrics.render_prometheus(&mut text);
+        assert!(text.contains("headway_answers_total 80\n"), "{text}");
+        assert!(text.contains("headway_answers_waiting 0\n"), "{text}");
     }
 
     /// Jobs waiting together run lowest order first, whatever order they
@@ -289,6 +364,18 @@ mod tests {
         }
         assert_eq!(queue.waiting(), MAX_QUEUED_ANSWERS);
         assert_eq!(queue.submit(peer(250), 0, 0), Err(0));
+        let refused_total = queue
+            .metrics()
+            .refused
+            .load(std::sync::atomic::Ordering::SeqCst);
+        assert!(refused_total > refused as u64);
+        assert_eq!(
+            queue
+                .metrics()
+                .waiting
+                .load(std::sync::atomic::Ordering::SeqCst),
+            MAX_QUEUED_ANSWERS as u64
+        );
         for _ in 0..MAX_QUEUED_ANSWERS + MAX_QUEUED_PER_PEER + 10 {
             let _ = release_tx.send(());
         }

@@ -12,6 +12,8 @@ use std::{
 use headway_headersync::HeaderSyncMetrics;
 use headway_net::Network;
 use headway_store::Store;
+
+use crate::answers::AnswerMetrics;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpListener,
@@ -50,6 +52,8 @@ pub struct MetricsSources {
     pub net: Network,
     /// Store heights.
     pub store: Store,
+    /// The queue of peer requests being answered.
+    pub answers: Arc<AnswerMetrics>,
 }
 
 impl MetricsSources {
@@ -93,6 +97,7 @@ impl MetricsSources {
         }
         self.headersync.render_prometheus(&mut out);
         self.net.metrics().render_prometheus(&mut out);
+        self.answers.render_prometheus(&mut out);
         out
     }
 }

@@ -142,6 +142,8 @@ pub async fn run(
     );
     let node_metrics = Arc::new(NodeMetrics::default());
 
+    // Peer requests are answered from the store through one bounded queue.
+    let answers = serve::answer_queue(store.clone(), crate::answers::default_concurrency());
     let metrics_task = match config.node.metrics {
         Some(addr) => {
             let listener = metrics::bind(addr).await?;
@@ -150,6 +152,7 @@ pub async fn run(
                 headersync: headersync.metrics().clone(),
                 net: net.clone(),
                 store: store.clone(),
+                answers: answers.metrics().clone(),
             };
             Some(tokio::spawn(metrics::serve(listener, sources)))
         }
@@ -176,7 +179,6 @@ pub async fn run(
         headway_headersync::server::DEFAULT_RATE_WINDOW,
     )));
     let strikes = Mutex::new(Strikes::new());
-    let answers = serve::answer_queue(store.clone(), crate::answers::default_concurrency());
     let dispatch_ctx = Dispatch {
         answers: &answers,
         headersync: &headersync,

@@ -479,6 +479,15 @@ async fn producer_and_follower_processes_connect_exchange_status_and_serve_heade
             home.dir.display()
         );
     }
+    // The producer answered both followers' requests through its answer
+    // queue, and refused none.
+    let answered = metric(producer.metrics, "headway_answers_total").await;
+    assert!(
+        answered.is_some_and(|n| n >= 2.0),
+        "the producer answered the followers: {answered:?}"
+    );
+    let refused = metric(producer.metrics, "headway_answers_refused_total").await;
+    assert_eq!(refused, Some(0.0), "no request was refused");
     let v2_rounds = metric(follower_v2.metrics, "headway_headersync_bootstrap_rounds").await;
     assert!(
         v2_rounds.is_some_and(|r| r >= 1.0),
