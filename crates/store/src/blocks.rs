@@ -27,7 +27,7 @@ use tracing::{debug, warn};
 
 use crate::hash_index;
 use crate::header_log;
-use crate::history::{FileNodes, node_count_for_leaves};
+use crate::history::{self, FileNodes, node_count_for_leaves};
 use crate::keys;
 use crate::segment::{
     self, BuiltSegment, MAX_SEGMENT_HEADERS, Segment, SegmentBuilder, Stored, WholeSegment,
@@ -199,6 +199,17 @@ impl Store {
             }
         };
         let top = expected + headers.len() as u64 - 1;
+        // Every SYNC_EVERY_LEAVES leaves the node file is synced, before
+        // the batch that records the new mark (see `history.rs`).
+        let mut mmr_synced = writer.mmr_synced;
+        if top - mmr_synced >= history::SYNC_EVERY_LEAVES {
+            if let Err(error) = writer.mmr.store().file().sync() {
+                self.rewind_mmr(&mut writer.mmr, start_leaves);
+                return Err(error);
+            }
+            mmr_synced = top;
+            batch.insert(keys::MMR_SYNCED, &top.to_be_bytes()[..]);
+        }
         let bare = staged.bare_top.unwrap_or_else(|| self.bare_height());
         batch.insert(keys::HEADER_HEIGHT, &top.to_be_bytes()[..]);
         // Written with every batch, not only bare ones, so that a batch that
@@ -218,6 +229,7 @@ impl Store {
             return Err(error);
         }
         writer.mmr.store().mark_persisted();
+        writer.mmr_synced = mmr_synced;
         writer.last_header = Some(staged.last);
         // The bare height first: see `bare_height`.
         self.inner.bare_height.store(bare, Ordering::SeqCst);

@@ -13,10 +13,18 @@
 //! the header writer's time in the header sync bench). The committed node
 //! count is not stored: it is the node count of the header height's leaves,
 //! and the header height is written in the same sled batch as everything
-//! else. Crash safety is by ordering, as for the header log: a batch's nodes
-//! are written and synced (`fdatasync`) **before** the sled batch that
-//! raises the header height; at open, bytes past the committed count (a
-//! batch that never reached sled) are cut off, and a file short of it is
+//! else.
+//!
+//! Syncing the node file with every batch cost a second `fdatasync` per
+//! batch (a quarter of the store's speed with 50-header batches on disk),
+//! so the file is synced only every [`SYNC_EVERY_LEAVES`] leaves: the batch
+//! that crosses the mark syncs the file **before** the sled batch that
+//! records the new mark (`keys::MMR_SYNCED`, a leaf count). Nodes above the
+//! mark are a cache of the stored header hashes: at open they are rebuilt
+//! from the headers' segments (at most [`SYNC_EVERY_LEAVES`] headers'
+//! worth, whatever a crash left there: nothing, a short tail or garbage),
+//! written, synced, and the mark raised. Bytes past the committed count are
+//! cut off; a file short of the synced mark's nodes is
 //! [`StoreError::Corrupt`].
 
 use std::cell::{Cell, RefCell};
@@ -27,7 +35,8 @@ use std::sync::Arc;
 use headway_mmr::{Hash as NodeHash, MAX_LEAF_COUNT, Mmr, NodeStore, Proof};
 use headway_wire::Hash;
 
-use crate::header_log::{cut_file, open_file, read_exact_at, write_all_at};
+use crate::header_log::{HeaderLog, cut_file, open_file, read_exact_at, write_all_at};
+use crate::segment::{self, Segment, Stored as _};
 use crate::{Store, StoreError};
 
 /// The file name of the MMR node file inside the store's directory.
@@ -35,6 +44,11 @@ pub(crate) const FILE_NAME: &str = "mmr.nodes";
 
 /// Bytes of one node.
 const NODE_BYTES: u64 = 32;
+
+/// Leaves between two syncs of the node file: nodes above the last synced
+/// mark are rebuilt at open from the stored header hashes, so this bounds
+/// that work (4 096 headers: ~8 000 node hashes).
+pub(crate) const SYNC_EVERY_LEAVES: u64 = 4096;
 
 /// The number of MMR nodes of `leaves` leaves (`2n - popcount(n)`), if in range.
 pub(crate) fn node_count_for_leaves(leaves: u64) -> Option<u64> {
@@ -59,20 +73,23 @@ fn file_key() -> &'static [u8] {
 }
 
 impl NodeFile {
-    /// Opens (or creates) the node file at `path`, keeping exactly
-    /// `committed` nodes: a longer file is cut (nodes written by a batch
-    /// that never committed), a shorter one is corrupt.
-    pub(crate) fn open(path: &Path, committed: u64) -> Result<Self, StoreError> {
+    /// Opens (or creates) the node file at `path`, whose first `synced`
+    /// nodes are durable, keeping at most `committed` nodes: a longer file
+    /// is cut (nodes written by a batch that never committed), one short of
+    /// `synced` nodes is corrupt. Nodes from `synced` on are rebuilt by the
+    /// caller.
+    pub(crate) fn open(path: &Path, synced: u64, committed: u64) -> Result<Self, StoreError> {
         let (file, len) = open_file(path).map_err(StoreError::log("opening the MMR node file"))?;
-        let want = committed.saturating_mul(NODE_BYTES);
-        if len < want {
+        let durable = synced.saturating_mul(NODE_BYTES);
+        if len < durable {
             return Err(StoreError::corrupt(
                 file_key(),
                 format!(
-                    "the MMR node file holds {len} bytes, short of the header height's {committed} nodes ({want} bytes)"
+                    "the MMR node file holds {len} bytes, short of its {synced} synced nodes ({durable} bytes)"
                 ),
             ));
         }
+        let want = committed.saturating_mul(NODE_BYTES);
         if len > want {
             cut_file(&file, want).map_err(StoreError::log(
                 "cutting uncommitted nodes off the MMR node file",
@@ -88,9 +105,17 @@ impl NodeFile {
         })
     }
 
-    /// Writes `nodes` at positions `first..` and syncs them to disk. Only
-    /// positions at or above the committed count are ever written.
-    fn write_synced(&self, first: u64, nodes: &[NodeHash]) -> Result<(), StoreError> {
+    /// Syncs what was written to disk.
+    pub(crate) fn sync(&self) -> Result<(), StoreError> {
+        self.file
+            .sync_data()
+            .map_err(StoreError::log("syncing the MMR node file"))
+    }
+
+    /// Writes `nodes` at positions `first..` (not synced: see
+    /// [`NodeFile::sync`]). Only positions at or above the committed count
+    /// are ever written.
+    fn write(&self, first: u64, nodes: &[NodeHash]) -> Result<(), StoreError> {
         if nodes.is_empty() {
             return Ok(());
         }
@@ -99,7 +124,6 @@ impl NodeFile {
             .checked_mul(NODE_BYTES)
             .ok_or_else(|| StoreError::corrupt(file_key(), "MMR position out of range"))?;
         write_all_at(&self.file, &bytes, offset)
-            .and_then(|()| self.file.sync_data())
             .map_err(StoreError::log("writing the MMR node file"))
     }
 
@@ -159,12 +183,18 @@ impl FileNodes {
         }
     }
 
-    /// Writes the pending nodes to the file, synced: before the sled batch
-    /// that commits them. A batch that fails after this leaves them past the
-    /// committed count, to be overwritten by the next batch or cut at open.
+    /// Writes the pending nodes to the file (unsynced: [`NodeFile::sync`]
+    /// before recording a higher synced mark). A batch that fails after
+    /// this leaves them past the committed count, to be overwritten by the
+    /// next batch or cut at open.
     pub(crate) fn persist(&self) -> Result<(), StoreError> {
         self.file
-            .write_synced(self.persisted.get(), &self.pending.borrow())
+            .write(self.persisted.get(), &self.pending.borrow())
+    }
+
+    /// The node file.
+    pub(crate) fn file(&self) -> &Arc<NodeFile> {
+        &self.file
     }
 
     /// The pending nodes are committed now.
@@ -212,6 +242,43 @@ impl NodeStore for FileNodes {
         self.pending.get_mut().truncate(keep);
         Ok(())
     }
+}
+
+/// Rebuilds the MMR's nodes above its current leaf count up to `to` leaves
+/// from the stored hashes of headers `leaf_count + 1 ..= to` (read from
+/// their segments' header parts), writes them and syncs the file: what
+/// [`Store::open`] does with the nodes above the synced mark.
+pub(crate) fn rebuild_tail(
+    db: &sled::Db,
+    log: &HeaderLog,
+    mmr: &mut Mmr<FileNodes>,
+    to: u64,
+) -> Result<(), StoreError> {
+    let mut next = mmr.leaf_count() + 1;
+    while next <= to {
+        let segment: Segment = segment::find_stored(db, log, next)?;
+        let before = next;
+        for row in segment.rows()? {
+            if row.height < next {
+                continue;
+            }
+            if row.height > to {
+                break;
+            }
+            mmr.append(&row.hash.0)?;
+            next = row.height + 1;
+        }
+        if next == before {
+            return Err(StoreError::corrupt(
+                &crate::keys::by_u64(crate::keys::HEADER_SEGMENT, next),
+                format!("header {next} missing below the header height {to}"),
+            ));
+        }
+    }
+    mmr.store().persist()?;
+    mmr.store().file().sync()?;
+    mmr.store().mark_persisted();
+    Ok(())
 }
 
 /// A [`NodeStore`] that checks every node appended to it against the node

@@ -64,6 +64,9 @@ pub(crate) const BARE_HEIGHT: &[u8] = b"\x00bare_height";
 /// Meta key of the header log's committed length: where the bytes of the
 /// last committed header batch end (absent: 0).
 pub(crate) const LOG_END: &[u8] = b"\x00header_log_end";
+/// Meta key: the leaf count whose MMR nodes are synced in the node file
+/// (`history.rs`); nodes above it are rebuilt at open.
+pub(crate) const MMR_SYNCED: &[u8] = b"\x00mmr_synced_leaves";
 /// Meta key of the contiguous block height.
 pub(crate) const BLOCK_HEIGHT: &[u8] = b"\x00block_height";
 /// Meta key of the state height.

@@ -75,6 +75,8 @@ pub(crate) struct Inner {
 /// What only the writer touches.
 pub(crate) struct Writer {
     pub(crate) mmr: Mmr<FileNodes>,
+    /// Leaves whose nodes are synced in the node file (`keys::MMR_SYNCED`).
+    pub(crate) mmr_synced: u64,
     pub(crate) last_header: Option<LastHeader>,
     pub(crate) checksums: PrefixChecksums,
     pub(crate) counts: Box<[u64; 256]>,
@@ -194,12 +196,32 @@ impl Store {
                 "header height is beyond the MMR's capacity",
             )
         })?;
-        // Cut the nodes of a batch that reached the file but not sled; a
-        // file short of the header height's nodes is corrupt.
-        let node_file = Arc::new(NodeFile::open(&files.join(history::FILE_NAME), nodes)?);
-        let mmr = Mmr::new(FileNodes::new(node_file.clone(), nodes)).map_err(|e| {
+        // The nodes up to the synced mark are durable; the ones above it
+        // (at most SYNC_EVERY_LEAVES headers' worth) are rebuilt from the
+        // stored header hashes, whatever a crash left of them.
+        let mmr_synced = read_u64(&db, keys::MMR_SYNCED)?.unwrap_or(0);
+        if mmr_synced > header_height {
+            return Err(StoreError::corrupt(
+                keys::MMR_SYNCED,
+                format!(
+                    "MMR synced up to {mmr_synced} leaves, above the header height {header_height}"
+                ),
+            ));
+        }
+        let synced_nodes = node_count_for_leaves(mmr_synced).unwrap_or(u64::MAX);
+        let node_file = Arc::new(NodeFile::open(
+            &files.join(history::FILE_NAME),
+            synced_nodes,
+            nodes,
+        )?);
+        let mut mmr = Mmr::new(FileNodes::new(node_file.clone(), synced_nodes)).map_err(|e| {
             StoreError::corrupt(history::FILE_NAME.as_bytes(), format!("history MMR: {e}"))
         })?;
+        if mmr_synced < header_height {
+            history::rebuild_tail(&db, &log, &mut mmr, header_height)?;
+            db.insert(keys::MMR_SYNCED, &header_height.to_be_bytes()[..])
+                .map_err(StoreError::engine("recording the synced MMR nodes"))?;
+        }
         let last_header = read_last_header(&db, &log, header_height)?;
         let restore = RestoreState::load(&db, &config.state_prefixes)?;
         let hash_index = RwLock::new(HashIndex::load(&db)?);
@@ -214,6 +236,7 @@ impl Store {
             state_generation: AtomicU64::new(0),
             writer: Mutex::new(Writer {
                 mmr,
+                mmr_synced: header_height,
                 last_header,
                 checksums,
                 counts,

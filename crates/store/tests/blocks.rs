@@ -921,3 +921,54 @@ fn hashed_batches_store_the_same_and_are_checked_the_same() {
     }
     hashed.check_integrity().unwrap();
 }
+
+/// The MMR node file is synced once every 4 096 leaves, not every batch: the
+/// batch that crosses the mark records it; below it nothing is recorded, and
+/// a restart rebuilds the unsynced nodes from the stored header hashes.
+#[test]
+fn the_node_file_is_synced_every_4096_leaves() {
+    let (headers, _) = common::build_chain(9, 4300, false);
+    let dir = common::fresh_dir("node-sync-mark");
+    let synced = |dir: &std::path::Path| {
+        common::open_raw(dir)
+            .get(b"\x00mmr_synced_leaves")
+            .unwrap()
+            .map(|v| u64::from_be_bytes(v.as_ref().try_into().unwrap()))
+    };
+    {
+        let store = Store::open(&dir, StoreConfig::new()).unwrap();
+        store.save_headers(&headers[..4000]).unwrap();
+    }
+    assert_eq!(synced(&dir), None, "4 000 leaves: not synced yet");
+    {
+        // The open rebuilt (and synced) the 4 000 leaves' nodes.
+        let store = Store::open(&dir, StoreConfig::new()).unwrap();
+        store.save_headers(&headers[4000..4050]).unwrap();
+    }
+    assert_eq!(synced(&dir), Some(4000));
+    {
+        let store = Store::open(&dir, StoreConfig::new()).unwrap();
+        assert_eq!(store.header_height(), 4050);
+        for chunk in headers[4050..].chunks(50) {
+            store.save_headers(chunk).unwrap();
+        }
+        store.check_integrity().unwrap();
+    }
+    // 4 050 + 4 096 > 4 300: only the open recorded a mark (4 050).
+    assert_eq!(synced(&dir), Some(4050));
+    let (more, _) = common::build_chain(9, 9000, false);
+    assert_eq!(more[..4300], headers[..]);
+    {
+        let store = Store::open(&dir, StoreConfig::new()).unwrap();
+        for chunk in more[4300..].chunks(500) {
+            store.save_headers(chunk).unwrap();
+        }
+        store.check_integrity().unwrap();
+    }
+    // The open recorded 4 300; the batch ending at 8 800 is the first to
+    // reach 4 300 + 4 096 and synced; the one ending at 9 000 did not.
+    assert_eq!(synced(&dir), Some(8800));
+    let store = Store::open(&dir, StoreConfig::new()).unwrap();
+    assert_eq!(store.header_height(), 9000);
+    store.check_integrity().unwrap();
+}

@@ -11,8 +11,19 @@ fn populated(name: &str) -> std::path::PathBuf {
 }
 
 /// A store with 10 headers saved `batch` at a time (so header segments start
-/// at heights 1, 1 + batch, ...), 10 executed blocks and 3 stored bodies.
+/// at heights 1, 1 + batch, ...), 10 executed blocks and 3 stored bodies,
+/// closed and opened once more, as after a restart: that syncs its MMR nodes
+/// (the open rebuilds the nodes above the synced mark from every header
+/// segment above it; below the mark, a damaged segment is found on read).
 fn populated_in_batches(name: &str, batch: usize) -> std::path::PathBuf {
+    let dir = populated_unsynced(name, batch);
+    drop(open(&dir).unwrap());
+    dir
+}
+
+/// As [`populated_in_batches`], without the second open: no MMR node is
+/// synced yet.
+fn populated_unsynced(name: &str, batch: usize) -> std::path::PathBuf {
     let dir = common::fresh_dir(name);
     let store = Store::open(&dir, StoreConfig::new().with_snapshot_period(4)).unwrap();
     let (headers, blocks) = common::simple_chain(1, 10);
@@ -406,31 +417,66 @@ fn garbage_values_are_typed_corruption_errors() {
     ));
     drop(store);
 
-    // The MMR node file: short of the header height's nodes (by one byte,
-    // or missing), corrupt at open; longer (nodes of a batch that never
-    // committed), cut at open.
+    // The MMR node file. Nodes above the synced mark (here all of them: 10
+    // headers are far below a sync) are rebuilt at open from the stored
+    // header hashes, whatever a crash left: a short file, a missing one, a
+    // zeroed tail.
     let nodes_len = |dir: &std::path::Path| std::fs::metadata(dir.join("mmr.nodes")).unwrap().len();
-    let dir = populated_in_batches("mmr-short", 4);
+    let set_len = |dir: &std::path::Path, len: u64| {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(dir.join("mmr.nodes"))
+            .unwrap()
+            .set_len(len)
+            .unwrap()
+    };
+    let write_at = |dir: &std::path::Path, bytes: &[u8], offset: u64| {
+        use std::os::unix::fs::FileExt as _;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(dir.join("mmr.nodes"))
+            .unwrap()
+            .write_all_at(bytes, offset)
+            .unwrap()
+    };
+    let synced_key = b"\x00mmr_synced_leaves";
+    let dir = populated_unsynced("mmr-rebuilt", 4);
+    assert!(common::open_raw(&dir).get(synced_key).unwrap().is_none());
     let len = nodes_len(&dir);
     assert_eq!(len, 32 * node_count(10));
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .open(dir.join("mmr.nodes"))
-        .unwrap();
-    file.set_len(len - 1).unwrap();
-    drop(file);
-    let error = open(&dir).unwrap_err();
-    assert!(
-        matches!(error, StoreError::Corrupt { .. }) && error.to_string().contains("MMR"),
-        "{error}"
+    let intact = std::fs::read(dir.join("mmr.nodes")).unwrap();
+    set_len(&dir, len - 1);
+    open(&dir).unwrap().check_integrity().unwrap();
+    assert_eq!(std::fs::read(dir.join("mmr.nodes")).unwrap(), intact);
+    assert_eq!(
+        peek(&dir, synced_key),
+        10u64.to_be_bytes(),
+        "rebuilt and synced"
     );
-    assert_eq!(nodes_len(&dir), len - 1, "a short file is not cut further");
+    poke(&dir, synced_key, Some(&0u64.to_be_bytes()));
+    write_at(&dir, &[0; 96], len - 96);
+    open(&dir).unwrap().check_integrity().unwrap();
+    assert_eq!(std::fs::read(dir.join("mmr.nodes")).unwrap(), intact);
+    poke(&dir, synced_key, Some(&0u64.to_be_bytes()));
     std::fs::remove_file(dir.join("mmr.nodes")).unwrap();
+    open(&dir).unwrap().check_integrity().unwrap();
+    assert_eq!(std::fs::read(dir.join("mmr.nodes")).unwrap(), intact);
+    // Short of the synced nodes: corrupt at open, and not cut further. A
+    // mark above the header height: corrupt.
+    set_len(&dir, len - 1);
     let error = open(&dir).unwrap_err();
     assert!(
         matches!(error, StoreError::Corrupt { .. }) && error.to_string().contains("MMR"),
         "{error}"
     );
+    assert_eq!(nodes_len(&dir), len - 1);
+    poke(&dir, synced_key, Some(&11u64.to_be_bytes()));
+    let error = open(&dir).unwrap_err();
+    assert!(
+        matches!(&error, StoreError::Corrupt { key, .. } if key == "006d6d725f73796e6365645f6c6561766573"),
+        "{error}"
+    );
+    // Longer (nodes of a batch that never committed): cut at open.
     let dir = populated_in_batches("mmr-long", 4);
     {
         use std::io::Write as _;
@@ -447,17 +493,10 @@ fn garbage_values_are_typed_corruption_errors() {
     store.save_headers(&more[10..]).unwrap();
     store.check_integrity().unwrap();
     drop(store);
-    // A lower node changed behind the store's back: the integrity check
+    // A synced node changed behind the store's back: the integrity check
     // rebuilds the MMR from the stored headers and names it.
     let dir = populated_in_batches("mmr-lower-node", 4);
-    {
-        use std::os::unix::fs::FileExt as _;
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .open(dir.join("mmr.nodes"))
-            .unwrap();
-        file.write_all_at(&[7; 32], 32).unwrap();
-    }
+    write_at(&dir, &[7; 32], 32);
     let store = open(&dir).unwrap();
     let error = store.check_integrity().unwrap_err();
     assert!(
