@@ -843,6 +843,9 @@ fn stage_headers<H: BatchHeader>(
 ) -> Result<Staged, StoreError> {
     let mut segments = Vec::with_capacity(headers.len().div_ceil(MAX_SEGMENT_HEADERS));
     segment::remove_from(db, expected, batch)?;
+    // A validator set row above the header height is as stale: without this,
+    // a batch with no set change at its height would leave it in force.
+    keys::remove_from(db, keys::VALIDATOR_SET, expected, batch)?;
     let mut segment = SegmentBuilder::new(expected);
     let mut bare_top = None;
     for (index, item) in headers.iter().enumerate() {

@@ -2,15 +2,15 @@
 
 use std::sync::atomic::Ordering;
 
-use headway_chain::HeaderExt as _;
+use headway_chain::{HeaderExt as _, ValidatorSetExt as _};
 use headway_ellipticsum::{Checksum, PrefixChecksums};
-use headway_wire::Hash;
+use headway_wire::{Hash, ValidatorSet, raw};
 
 use crate::header_log;
 use crate::history::{self, CheckingNodes, node_count_for_leaves};
 use crate::keys;
 use crate::segment::{Stored as _, WholeSegment};
-use crate::store::{load_checksum_rows, read_u64};
+use crate::store::{decode_raw, load_checksum_rows, read_u64};
 use crate::{Store, StoreError};
 use headway_mmr::Mmr;
 
@@ -113,6 +113,8 @@ impl Store {
         // with the stored one as it is appended.
         let mut rebuilt = Mmr::new(CheckingNodes::new(self.inner.nodes.clone()))?;
         let mut previous: Option<Hash> = None;
+        let mut previous_validators: Option<Hash> = None;
+        let mut sets = db.scan_prefix([keys::VALIDATOR_SET]).peekable();
         let mut next = 1u64;
         let mut bare_rows_top = 0u64;
         // Segments lie in the header log in height order, without overlap.
@@ -195,9 +197,57 @@ impl Store {
                         ),
                     ));
                 }
+                // A validator set row exactly where the set changes (and at
+                // height 1), holding the set the header names.
+                let changes = previous_validators != Some(header.validators_hash);
+                let set_row = sets
+                    .next_if(|row| {
+                        row.as_ref()
+                            .map_or(true, |(key, _)| keys::u64_at(key, 1) <= Some(height))
+                    })
+                    .transpose()
+                    .map_err(StoreError::engine("scanning validator sets"))?;
+                match (set_row, changes) {
+                    (Some((key, value)), true) if keys::u64_at(&key, 1) == Some(height) => {
+                        let set = decode_raw::<raw::ValidatorSet, ValidatorSet>(
+                            &key,
+                            &value,
+                            "validator set",
+                        )?;
+                        if set.hash() != header.validators_hash {
+                            return Err(StoreError::corrupt(
+                                &key,
+                                format!(
+                                    "validator set stored at {height} is not the one header {height} names"
+                                ),
+                            ));
+                        }
+                    }
+                    (Some((key, _)), _) => {
+                        return Err(StoreError::corrupt(
+                            &key,
+                            "validator set stored where the set does not change",
+                        ));
+                    }
+                    (None, true) => {
+                        return Err(StoreError::corrupt(
+                            &keys::by_u64(keys::VALIDATOR_SET, height),
+                            format!("validator set missing where it changes, at {height}"),
+                        ));
+                    }
+                    (None, false) => {}
+                }
+                previous_validators = Some(header.validators_hash);
                 previous = Some(hash);
                 next = height + 1;
             }
+        }
+        if let Some(row) = sets.next() {
+            let (key, _) = row.map_err(StoreError::engine("scanning validator sets"))?;
+            return Err(StoreError::corrupt(
+                &key,
+                "validator set stored above the header height",
+            ));
         }
         if rebuilt.leaf_count() == header_height && rebuilt.root() != writer.mmr.root() {
             return Err(StoreError::corrupt(

@@ -96,6 +96,24 @@ pub(crate) const MAGIC: &[u8] = b"HEADWAY-STORE";
 /// `32 p`) instead of sled chunks.
 pub(crate) const FORMAT_VERSION: u32 = 7;
 
+/// Stages into `batch` the removal of every key `tag || be64(n)` with
+/// `n >= first`: rows of a table keyed by height above the header height,
+/// which only a header batch that reached sled but whose flush failed can
+/// leave behind. Normally one range seek that finds nothing. Inserts staged
+/// later in the same batch win over these removals.
+pub(crate) fn remove_from(
+    db: &sled::Db,
+    tag: u8,
+    first: u64,
+    batch: &mut sled::Batch,
+) -> Result<(), crate::StoreError> {
+    let from = by_u64(tag, first).to_vec();
+    for stale in db.range(from..vec![tag + 1]).keys() {
+        batch.remove(stale.map_err(crate::StoreError::engine("reading stale rows"))?);
+    }
+    Ok(())
+}
+
 /// `tag || be64(n)`.
 pub(crate) fn by_u64(tag: u8, n: u64) -> [u8; 9] {
     let mut key = [0u8; 9];

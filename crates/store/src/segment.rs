@@ -475,11 +475,7 @@ pub(crate) fn remove_from(
     first: u64,
     batch: &mut sled::Batch,
 ) -> Result<(), StoreError> {
-    let from = keys::by_u64(keys::HEADER_SEGMENT, first).to_vec();
-    for stale in db.range(from..vec![keys::HEADER_SEGMENT + 1]).keys() {
-        batch.remove(stale.map_err(StoreError::engine("reading a header segment"))?);
-    }
-    Ok(())
+    keys::remove_from(db, keys::HEADER_SEGMENT, first, batch)
 }
 
 /// The key and pointer of the last stored segment, if any.
