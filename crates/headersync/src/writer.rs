@@ -13,7 +13,7 @@ use std::sync::{Arc, atomic::Ordering};
 
 use headway_chain::{Hashed, HeaderExt as _};
 use headway_store::{Store, StoreError};
-use headway_wire::{BareHeader, Hash, Header, SignedHeader};
+use headway_wire::{BareHeader, Header, SignedHeader};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, error, warn};
 
@@ -69,16 +69,6 @@ impl HeaderBatch {
     #[must_use]
     pub fn last_header(&self) -> Option<&Header> {
         self.header(self.len().checked_sub(1)?)
-    }
-
-    /// Appends `other` if it is of the same kind; gives it back otherwise.
-    fn append(&mut self, other: HeaderBatch) -> Option<HeaderBatch> {
-        match (self, other) {
-            (HeaderBatch::Signed(a), HeaderBatch::Signed(b)) => a.extend(b),
-            (HeaderBatch::Bare(a), HeaderBatch::Bare(b)) => a.extend(b),
-            (_, other) => return Some(other),
-        }
-        None
     }
 }
 
@@ -235,139 +225,144 @@ impl HeaderWriter {
 
 /// Stores the batches, each run of batches of one kind in one write; if
 /// that fails, one by one, so every batch before a bad one is kept and the
-/// error names the bad one.
+/// error names the bad one. A run is handed to the store as parts, not
+/// copied into one vector: moving every header of a run once more cost about
+/// as much as encoding it for the store.
 fn write_group(
     store: &Store,
     metrics: &HeaderSyncMetrics,
     batches: Vec<HeaderBatch>,
 ) -> Result<(), StoreError> {
-    let mut runs: Vec<(HeaderBatch, Vec<usize>)> = Vec::new();
-    for batch in batches {
-        let len = batch.len();
-        let rejected = match runs.last_mut() {
-            Some((run, lengths)) => {
-                let back = run.append(batch);
-                if back.is_none() {
-                    lengths.push(len);
-                }
-                back
-            }
-            None => Some(batch),
-        };
-        if let Some(batch) = rejected {
-            runs.push((batch, vec![len]));
+    let mut batches = batches.as_slice();
+    while let Some(first) = batches.first() {
+        let signed = matches!(first, HeaderBatch::Signed(_));
+        let run = batches
+            .iter()
+            .take_while(|b| matches!(b, HeaderBatch::Signed(_)) == signed)
+            .count();
+        let (this, rest) = batches.split_at(run);
+        if signed {
+            write_run(store, metrics, &signed_parts(this))?;
+        } else {
+            write_run(store, metrics, &bare_parts(this))?;
         }
-    }
-    for (group, lengths) in runs {
-        write_run(store, metrics, group, &lengths)?;
+        batches = rest;
     }
     Ok(())
 }
 
-fn write_run(
+fn signed_parts(batches: &[HeaderBatch]) -> Vec<&[Hashed<SignedHeader>]> {
+    batches
+        .iter()
+        .filter_map(|b| match b {
+            HeaderBatch::Signed(h) => Some(&h[..]),
+            HeaderBatch::Bare(_) => None,
+        })
+        .collect()
+}
+
+fn bare_parts(batches: &[HeaderBatch]) -> Vec<&[Hashed<BareHeader>]> {
+    batches
+        .iter()
+        .filter_map(|b| match b {
+            HeaderBatch::Bare(h) => Some(&h[..]),
+            HeaderBatch::Signed(_) => None,
+        })
+        .collect()
+}
+
+fn write_run<T: Stored>(
     store: &Store,
     metrics: &HeaderSyncMetrics,
-    group: HeaderBatch,
-    lengths: &[usize],
+    parts: &[&[Hashed<T>]],
 ) -> Result<(), StoreError> {
-    let Err(error) = write(store, metrics, group.slice(0, group.len())) else {
+    let Err(error) = write(store, metrics, parts) else {
         return Ok(());
     };
-    if lengths.len() == 1 {
+    if parts.len() == 1 {
         return Err(error);
     }
-    warn!(%error, batches = lengths.len(), "storing a group of batches failed; storing them one by one");
-    let mut at = 0;
-    for &length in lengths {
-        write(store, metrics, group.slice(at, length))?;
-        at += length;
+    warn!(%error, batches = parts.len(), "storing a group of batches failed; storing them one by one");
+    for part in parts {
+        write(store, metrics, &[part])?;
     }
     Ok(())
 }
 
-/// Part of a [`HeaderBatch`].
-#[derive(Clone, Copy)]
-enum BatchRef<'a> {
-    Signed(&'a [Hashed<SignedHeader>]),
-    Bare(&'a [Hashed<BareHeader>]),
+/// What the writer stores: signed or bare headers.
+trait Stored: Sized {
+    /// Headers-only (bare) batches.
+    const BARE: bool;
+    fn header(item: &Hashed<Self>) -> &Header;
+    fn save(store: &Store, parts: &[&[Hashed<Self>]]) -> Result<(), StoreError>;
 }
 
-impl BatchRef<'_> {
-    fn len(&self) -> usize {
-        match self {
-            BatchRef::Signed(h) => h.len(),
-            BatchRef::Bare(h) => h.len(),
-        }
+impl Stored for SignedHeader {
+    const BARE: bool = false;
+    fn header(item: &Hashed<Self>) -> &Header {
+        &item.header
     }
-
-    /// The first header's height and hash.
-    fn first(&self) -> Option<(u64, Hash)> {
-        match self {
-            BatchRef::Signed(h) => h.first().map(|s| (s.header.height, s.hash())),
-            BatchRef::Bare(h) => h.first().map(|b| (b.header.height, b.hash())),
-        }
-    }
-
-    fn rest(self) -> Self {
-        match self {
-            BatchRef::Signed(h) => BatchRef::Signed(h.get(1..).unwrap_or_default()),
-            BatchRef::Bare(h) => BatchRef::Bare(h.get(1..).unwrap_or_default()),
-        }
+    fn save(store: &Store, parts: &[&[Hashed<Self>]]) -> Result<(), StoreError> {
+        store.save_hashed_header_parts(parts)
     }
 }
 
-impl HeaderBatch {
-    /// `len` headers from index `at` (clamped to the batch).
-    fn slice(&self, at: usize, len: usize) -> BatchRef<'_> {
-        fn part<T>(items: &[T], at: usize, len: usize) -> &[T] {
-            let at = at.min(items.len());
-            &items[at..at + len.min(items.len() - at)]
-        }
-        match self {
-            HeaderBatch::Signed(h) => BatchRef::Signed(part(h, at, len)),
-            HeaderBatch::Bare(h) => BatchRef::Bare(part(h, at, len)),
-        }
+impl Stored for BareHeader {
+    const BARE: bool = true;
+    fn header(item: &Hashed<Self>) -> &Header {
+        &item.header
+    }
+    fn save(store: &Store, parts: &[&[Hashed<Self>]]) -> Result<(), StoreError> {
+        store.save_hashed_bare_header_parts(parts)
     }
 }
 
-/// Stores `headers`. Headers already stored (another writer got there first,
-/// e.g. after a v2 run that ended abnormally) are skipped when they are the
-/// same headers, and are an error when they are not.
-fn write(
+/// Stores the concatenation of `parts`. Headers already stored (another
+/// writer got there first, e.g. after a v2 run that ended abnormally) are
+/// skipped when they are the same headers, and are an error when they are
+/// not.
+fn write<T: Stored>(
     store: &Store,
     metrics: &HeaderSyncMetrics,
-    mut headers: BatchRef<'_>,
+    parts: &[&[Hashed<T>]],
 ) -> Result<(), StoreError> {
     let stored = store.header_height();
-    while let Some((height, first_hash)) = headers.first()
-        && height <= stored
+    let mut parts: Vec<&[Hashed<T>]> = parts.iter().copied().filter(|p| !p.is_empty()).collect();
+    while let Some(first) = parts.first().and_then(|p| p.first())
+        && T::header(first).height <= stored
     {
+        let height = T::header(first).height;
         let same = store
             .load_header(height)?
-            .is_some_and(|h| h.hash() == first_hash);
+            .is_some_and(|h| h.hash() == first.hash());
         if !same {
             return Err(StoreError::HeaderHeightGap {
                 expected: stored + 1,
                 got: height,
             });
         }
-        headers = headers.rest();
+        match parts[0].get(1..) {
+            Some(rest) if !rest.is_empty() => parts[0] = rest,
+            _ => {
+                parts.remove(0);
+            }
+        }
     }
-    match headers {
-        _ if headers.len() == 0 => return Ok(()),
-        BatchRef::Signed(h) => store.save_hashed_headers(h)?,
-        BatchRef::Bare(h) => store.save_hashed_bare_headers(h)?,
+    let count: usize = parts.iter().map(|p| p.len()).sum();
+    if count == 0 {
+        return Ok(());
     }
+    T::save(store, &parts)?;
     metrics
         .headers_synced
-        .fetch_add(headers.len() as u64, Ordering::Relaxed);
+        .fetch_add(count as u64, Ordering::Relaxed);
     metrics
         .header_height
         .store(store.header_height(), Ordering::Relaxed);
     debug!(
-        count = headers.len(),
+        count,
         height = store.header_height(),
-        bare = matches!(headers, BatchRef::Bare(_)),
+        bare = T::BARE,
         "stored a group of headers"
     );
     Ok(())
@@ -455,6 +450,67 @@ mod tests {
         assert!(reason.contains("15"), "{reason}");
         assert_eq!(store.header_height(), 20);
         assert_eq!(store.load_header(15).unwrap().unwrap(), headers[14].header);
+    }
+
+    /// A group mixes kinds, overlaps what is stored across its parts, and
+    /// fails in its last batch: runs of one kind go to the store as parts,
+    /// the overlap is skipped part by part, and the one-by-one retry keeps
+    /// every batch before the bad one.
+    #[test]
+    fn groups_are_stored_as_parts_by_kind_and_retried_one_by_one() {
+        let headers = chain(60);
+        let reference = store();
+        reference.save_headers(&headers).unwrap();
+        let bare = |from: usize, to: usize| {
+            HeaderBatch::from(
+                reference
+                    .load_bare_headers(from as u64 + 1, (to - from) as u64)
+                    .unwrap(),
+            )
+        };
+        let signed = |from: usize, to: usize| HeaderBatch::from(headers[from..to].to_vec());
+        let store = store();
+        let metrics = HeaderSyncMetrics::default();
+        store.save_headers(&headers[..12]).unwrap();
+        // Heights 6..=10 and 11..=15 (signed, 12 stored already), 16..=30
+        // bare in two parts, 31..=40 signed.
+        let group = vec![
+            signed(5, 10),
+            signed(10, 15),
+            bare(15, 22),
+            bare(22, 30),
+            signed(30, 40),
+        ];
+        write_group(&store, &metrics, group).unwrap();
+        assert_eq!(store.header_height(), 40);
+        assert_eq!(store.bare_height(), 30);
+        assert_eq!(metrics.headers_synced.load(Ordering::Relaxed), 28);
+        assert_eq!(
+            store.load_bare_headers(1, 40).unwrap(),
+            reference.load_bare_headers(1, 40).unwrap()
+        );
+        assert!(store.load_commit(20).unwrap().is_none());
+        assert_eq!(
+            store.load_commit(35).unwrap(),
+            reference.load_commit(35).unwrap()
+        );
+
+        // 41..=45 good, then a batch that skips 46: the run fails as a
+        // whole, and the retry stores the good batch before failing.
+        let group = vec![bare(40, 45), bare(46, 50)];
+        let error = write_group(&store, &metrics, group).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                StoreError::HeaderHeightGap {
+                    expected: 46,
+                    got: 47
+                }
+            ),
+            "{error}"
+        );
+        assert_eq!(store.header_height(), 45);
+        store.check_integrity().unwrap();
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

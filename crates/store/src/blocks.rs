@@ -93,7 +93,7 @@ impl Store {
     /// gaps and overlaps; the binding errors listed on [`StoreError`]. Nothing
     /// is stored when an error is returned.
     pub fn save_headers(&self, headers: &[SignedHeader]) -> Result<(), StoreError> {
-        self.save_batch(headers, "storing headers")
+        self.save_batch(&[headers], "storing headers")
     }
 
     /// Stores a batch of headers *without their commits* (headers-only sync:
@@ -119,7 +119,7 @@ impl Store {
     /// As [`Store::save_headers`] (never [`StoreError::CommitMismatch`]).
     /// Nothing is stored when an error is returned.
     pub fn save_bare_headers(&self, headers: &[BareHeader]) -> Result<(), StoreError> {
-        self.save_batch(headers, "storing bare headers")
+        self.save_batch(&[headers], "storing bare headers")
     }
 
     /// [`Store::save_headers`] for headers hashed already (by verification):
@@ -129,7 +129,22 @@ impl Store {
     ///
     /// As [`Store::save_headers`].
     pub fn save_hashed_headers(&self, headers: &[Hashed<SignedHeader>]) -> Result<(), StoreError> {
-        self.save_batch(headers, "storing headers")
+        self.save_batch(&[headers], "storing headers")
+    }
+
+    /// [`Store::save_hashed_headers`] for a batch given in consecutive parts
+    /// (say, ranges as they were downloaded): stored exactly as their
+    /// concatenation would be, in one atomic, flushed batch, without the
+    /// caller copying them into one slice first.
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::save_headers`], with indexes counted across the parts.
+    pub fn save_hashed_header_parts(
+        &self,
+        parts: &[&[Hashed<SignedHeader>]],
+    ) -> Result<(), StoreError> {
+        self.save_batch(parts, "storing headers")
     }
 
     /// [`Store::save_bare_headers`] for headers hashed already (by
@@ -143,20 +158,34 @@ impl Store {
         &self,
         headers: &[Hashed<BareHeader>],
     ) -> Result<(), StoreError> {
-        self.save_batch(headers, "storing bare headers")
+        self.save_batch(&[headers], "storing bare headers")
+    }
+
+    /// [`Store::save_hashed_bare_headers`] for a batch given in consecutive
+    /// parts, as [`Store::save_hashed_header_parts`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::save_bare_headers`], with indexes counted across the parts.
+    pub fn save_hashed_bare_header_parts(
+        &self,
+        parts: &[&[Hashed<BareHeader>]],
+    ) -> Result<(), StoreError> {
+        self.save_batch(parts, "storing bare headers")
     }
 
     /// The one write path of header batches, signed or bare: checks and
     /// stages the rows and the hash index run, writes the segments to the
     /// header log and the MMR nodes to the node file (both synced), then
     /// commits the rows with the header and bare heights in one atomic,
-    /// flushed sled batch.
+    /// flushed sled batch. The batch is the concatenation of `parts`.
     fn save_batch<H: BatchHeader>(
         &self,
-        headers: &[H],
+        parts: &[&[H]],
         context: &'static str,
     ) -> Result<(), StoreError> {
-        let first = headers.first().ok_or(StoreError::EmptyBatch)?;
+        let headers = Parts(parts);
+        let first = headers.iter().next().ok_or(StoreError::EmptyBatch)?;
         let writer = &mut *self.inner.writer()?;
         let expected = self.header_height() + 1;
         if first.header().height != expected {
@@ -828,6 +857,27 @@ struct Staged {
     segments: Vec<BuiltSegment>,
 }
 
+/// A header batch in consecutive parts, read as their concatenation.
+struct Parts<'a, H>(&'a [&'a [H]]);
+
+// Not derived: that would ask `H: Copy`.
+impl<H> Clone for Parts<'_, H> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<H> Copy for Parts<'_, H> {}
+
+impl<'a, H> Parts<'a, H> {
+    fn len(self) -> usize {
+        self.0.iter().map(|part| part.len()).sum()
+    }
+
+    fn iter(self) -> impl Iterator<Item = &'a H> {
+        self.0.iter().flat_map(|part| part.iter())
+    }
+}
+
 /// Checks and stages the rows of a header batch starting at `expected`
 /// (header segments, hash index entries, validator sets); appends to the MMR
 /// (pending nodes). The one path of signed and bare batches: a header without
@@ -835,9 +885,9 @@ struct Staged {
 fn stage_headers<H: BatchHeader>(
     db: &sled::Db,
     mmr: &mut Mmr<FileNodes>,
-    mut last: Option<LastHeader>,
+    last: Option<LastHeader>,
     expected: u64,
-    headers: &[H],
+    headers: Parts<'_, H>,
     batch: &mut sled::Batch,
     entries: &mut Vec<hash_index::Entry>,
 ) -> Result<Staged, StoreError> {
@@ -848,6 +898,11 @@ fn stage_headers<H: BatchHeader>(
     keys::remove_from(db, keys::VALIDATOR_SET, expected, batch)?;
     let mut segment = SegmentBuilder::new(expected);
     let mut bare_top = None;
+    // The previous header's hash, validator set hash and chain id: borrowed,
+    // so that a batch clones no chain id per header.
+    let mut prev: Option<(Hash, Hash, &str)> = last
+        .as_ref()
+        .map(|l| (l.hash, l.validators_hash, l.chain_id.as_str()));
     for (index, item) in headers.iter().enumerate() {
         let header = item.header();
         let height = expected + index as u64;
@@ -872,25 +927,25 @@ fn stage_headers<H: BatchHeader>(
             Some(_) => {}
             None => bare_top = Some(height),
         }
-        let set_changes = match &last {
+        let set_changes = match prev {
             None => true,
-            Some(prev) => {
+            Some((prev_hash, prev_validators_hash, prev_chain_id)) => {
                 let linked = header.last_block_id.map(|id| id.hash).unwrap_or(Hash::ZERO);
-                if linked != prev.hash {
+                if linked != prev_hash {
                     return Err(StoreError::BrokenLinkage {
                         height,
-                        expected: prev.hash,
+                        expected: prev_hash,
                         got: linked,
                     });
                 }
-                if header.chain_id != prev.chain_id {
+                if header.chain_id != prev_chain_id {
                     return Err(StoreError::ChainIdMismatch {
                         height,
-                        expected: prev.chain_id.clone(),
+                        expected: prev_chain_id.to_owned(),
                         got: header.chain_id.clone(),
                     });
                 }
-                header.validators_hash != prev.validators_hash
+                header.validators_hash != prev_validators_hash
             }
         };
         match item.validator_set() {
@@ -920,19 +975,24 @@ fn stage_headers<H: BatchHeader>(
         }
         mmr.append(&hash.0)?;
         if segment.len() == MAX_SEGMENT_HEADERS {
-            let full = std::mem::replace(&mut segment, SegmentBuilder::new(height));
+            // Room for another segment like the full one, with some slack.
+            let (headers, commits) = segment.part_lens();
+            let next =
+                SegmentBuilder::with_capacity(height, headers + headers / 8, commits + commits / 8);
+            let full = std::mem::replace(&mut segment, next);
             segments.extend(full.finish());
         }
         segment.push(&hash, header, commit);
         entries.push((hash_index::fingerprint(&hash.0), height));
-        last = Some(LastHeader {
-            hash,
-            validators_hash: header.validators_hash,
-            chain_id: header.chain_id.clone(),
-        });
+        prev = Some((hash, header.validators_hash, &header.chain_id));
     }
     segments.extend(segment.finish());
-    let last = last.ok_or(StoreError::EmptyBatch)?;
+    let (hash, validators_hash, chain_id) = prev.ok_or(StoreError::EmptyBatch)?;
+    let last = LastHeader {
+        hash,
+        validators_hash,
+        chain_id: chain_id.to_owned(),
+    };
     Ok(Staged {
         last,
         bare_top,

@@ -63,14 +63,26 @@ pub(crate) struct BuiltSegment {
 impl SegmentBuilder {
     /// An empty segment whose first row will be the header at `first`.
     pub(crate) fn new(first: u64) -> Self {
-        let mut headers = Vec::with_capacity(1024);
-        headers.extend_from_slice(&0u32.to_be_bytes());
+        Self::with_capacity(first, 1024, 0)
+    }
+
+    /// As [`SegmentBuilder::new`], with room for parts of these sizes: the
+    /// previous segment of a batch is a good guess, and a 256-row part
+    /// would otherwise grow through seven reallocations.
+    pub(crate) fn with_capacity(first: u64, headers: usize, commits: usize) -> Self {
+        let mut header_part = Vec::with_capacity(headers.max(COUNT_LEN));
+        header_part.extend_from_slice(&0u32.to_be_bytes());
         Self {
             first,
             rows: 0,
-            headers,
-            commits: Vec::new(),
+            headers: header_part,
+            commits: Vec::with_capacity(commits),
         }
+    }
+
+    /// The bytes of each part so far (header part, commit part).
+    pub(crate) fn part_lens(&self) -> (usize, usize) {
+        (self.headers.len(), self.commits.len())
     }
 
     /// Rows so far.

@@ -1,0 +1,114 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
+//! Header batches given in parts (`save_hashed_header_parts`,
+//! `save_hashed_bare_header_parts`): stored exactly as their concatenation,
+//! errors indexed across the parts, nothing stored on an error.
+
+use headway_chain::{ChainGenerator, GeneratorConfig, Hashed};
+use headway_store::{Store, StoreConfig, StoreError};
+use headway_wire::{BareHeader, SignedHeader};
+
+fn chain(n: usize) -> Vec<SignedHeader> {
+    ChainGenerator::new(GeneratorConfig::small(5))
+        .unwrap()
+        .take(n)
+        .map(|b| b.signed_header)
+        .collect()
+}
+
+fn bare(headers: &[SignedHeader], with_sets: &Store) -> Vec<BareHeader> {
+    with_sets
+        .load_bare_headers(headers[0].header.height, headers.len() as u64)
+        .unwrap()
+}
+
+/// Everything a reader sees of the first `n` headers.
+fn view(store: &Store, n: u64) -> impl PartialEq + std::fmt::Debug {
+    (
+        store.header_height(),
+        store.bare_height(),
+        store.load_signed_headers(1, n).unwrap(),
+        store.load_bare_headers(1, n).unwrap(),
+        (0..=n)
+            .map(|x| store.history_root(x).unwrap())
+            .collect::<Vec<_>>(),
+    )
+}
+
+#[test]
+fn signed_parts_are_stored_as_their_concatenation() {
+    let headers = Hashed::all(chain(700));
+    let whole = Store::open_temporary(StoreConfig::new()).unwrap();
+    whole.save_hashed_headers(&headers[..300]).unwrap();
+    whole.save_hashed_headers(&headers[300..]).unwrap();
+
+    let parts = Store::open_temporary(StoreConfig::new()).unwrap();
+    // Empty parts anywhere, and parts that do not end on segment boundaries.
+    parts
+        .save_hashed_header_parts(&[
+            &[],
+            &headers[..1],
+            &headers[1..257],
+            &[],
+            &headers[257..300],
+        ])
+        .unwrap();
+    parts
+        .save_hashed_header_parts(&[&headers[300..650], &headers[650..], &[]])
+        .unwrap();
+    assert_eq!(view(&parts, 700), view(&whole, 700));
+    parts.check_integrity().unwrap();
+}
+
+#[test]
+fn bare_parts_are_stored_as_their_concatenation() {
+    let signed = chain(600);
+    let reference = Store::open_temporary(StoreConfig::new()).unwrap();
+    reference.save_headers(&signed).unwrap();
+    let headers = Hashed::all(bare(&signed, &reference));
+
+    let whole = Store::open_temporary(StoreConfig::new()).unwrap();
+    whole.save_hashed_bare_headers(&headers).unwrap();
+    let parts = Store::open_temporary(StoreConfig::new()).unwrap();
+    let split: Vec<&[Hashed<BareHeader>]> = headers.chunks(97).collect();
+    parts.save_hashed_bare_header_parts(&split).unwrap();
+    assert_eq!(parts.bare_height(), 600);
+    assert_eq!(view(&parts, 600), view(&whole, 600));
+    parts.check_integrity().unwrap();
+}
+
+#[test]
+fn an_error_in_a_later_part_is_indexed_across_parts_and_stores_nothing() {
+    let headers = Hashed::all(chain(40));
+    let store = Store::open_temporary(StoreConfig::new()).unwrap();
+    store.save_hashed_headers(&headers[..10]).unwrap();
+    // Heights 11..=20, then 22..: the gap is the 11th header of the batch.
+    let error = store
+        .save_hashed_header_parts(&[&headers[10..15], &headers[15..20], &headers[21..]])
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            StoreError::NonContiguousBatch {
+                index: 10,
+                expected: 21,
+                got: 22
+            }
+        ),
+        "{error}"
+    );
+    assert_eq!(store.header_height(), 10);
+    assert_eq!(
+        store
+            .save_hashed_header_parts(&[&[], &[]])
+            .unwrap_err()
+            .to_string(),
+        StoreError::EmptyBatch.to_string()
+    );
+    store.check_integrity().unwrap();
+    // The same parts without the gap go in.
+    store
+        .save_hashed_header_parts(&[&headers[10..15], &headers[15..]])
+        .unwrap();
+    assert_eq!(store.header_height(), 40);
+    store.check_integrity().unwrap();
+}
