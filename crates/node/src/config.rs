@@ -85,7 +85,15 @@ pub struct P2pSection {
     pub bootstrap: Vec<String>,
     /// Most inbound connections.
     pub max_inbound: Option<usize>,
+    /// Requests answered at once, across peers; the rest wait in per-peer
+    /// queues (default: the core count, clamped to 2..=16; at most
+    /// [`MAX_ANSWER_CONCURRENCY`]).
+    pub answer_concurrency: Option<usize>,
 }
+
+/// Largest accepted `p2p.answer_concurrency`: each answer holds a blocking
+/// thread and a response's buffers while it runs.
+pub const MAX_ANSWER_CONCURRENCY: usize = 256;
 
 /// `[sync]`: which protocols the node syncs with.
 #[derive(Debug, Clone, Deserialize)]
@@ -317,6 +325,16 @@ impl Config {
                 what: format!("sync.checkpoint: {what}"),
             })?;
         }
+        if let Some(n) = config.p2p.answer_concurrency
+            && !(1..=MAX_ANSWER_CONCURRENCY).contains(&n)
+        {
+            return Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                what: format!(
+                    "p2p.answer_concurrency is {n}; it must be between 1 and {MAX_ANSWER_CONCURRENCY}"
+                ),
+            });
+        }
         if config.sync.request_timeout_ms == 0 {
             return Err(ConfigError::Invalid {
                 path: path.to_path_buf(),
@@ -421,7 +439,9 @@ pub fn template(
          # Peers to stay connected to, as \"<peer id>@<host:port>\".\n\
          bootstrap = [{peers}]\n\
          # Most inbound connections.\n\
-         max_inbound = 64\n\n\
+         max_inbound = 64\n\
+         # Peer requests answered at once (default: the core count, 2 to 16).\n\
+         # answer_concurrency = 4\n\n\
          [sync]\n\
          # Header sync protocol: \"v1\" (batches of 50, R1-R8) or \"v2\" (parallel MMR ranges).\n\
          header_sync = \"{sync}\"\n\
@@ -497,6 +517,48 @@ mod tests {
             assert_eq!(result.is_ok(), ok, "rate {rate}: {result:?}");
             if let Err(e) = result {
                 assert!(e.to_string().contains("get_headers_per_second"), "{e}");
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn answer_concurrency_out_of_range_is_refused() {
+        let dir = std::env::temp_dir().join(format!("headway-answers-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let text = template(
+            "127.0.0.1:1".parse().unwrap(),
+            None,
+            &[],
+            None,
+            HeaderSyncMode::V1,
+        );
+        assert_eq!(
+            toml::from_str::<Config>(&text)
+                .unwrap()
+                .p2p
+                .answer_concurrency,
+            None,
+            "the template leaves the default"
+        );
+        for (n, ok) in [
+            (0, false),
+            (1, true),
+            (MAX_ANSWER_CONCURRENCY, true),
+            (MAX_ANSWER_CONCURRENCY + 1, false),
+        ] {
+            let path = dir.join(format!("answers-{n}.toml"));
+            let edited = text.replace(
+                "# answer_concurrency = 4",
+                &format!("answer_concurrency = {n}"),
+            );
+            assert_ne!(edited, text, "the template mentions the setting");
+            std::fs::write(&path, edited).unwrap();
+            let result = Config::load(&path);
+            assert_eq!(result.is_ok(), ok, "concurrency {n}: {result:?}");
+            match result {
+                Ok(config) => assert_eq!(config.p2p.answer_concurrency, Some(n)),
+                Err(e) => assert!(e.to_string().contains("answer_concurrency is"), "{e}"),
             }
         }
         let _ = std::fs::remove_dir_all(&dir);

@@ -143,7 +143,11 @@ pub async fn run(
     let node_metrics = Arc::new(NodeMetrics::default());
 
     // Peer requests are answered from the store through one bounded queue.
-    let answers = serve::answer_queue(store.clone(), crate::answers::default_concurrency());
+    let concurrency = config
+        .p2p
+        .answer_concurrency
+        .unwrap_or_else(crate::answers::default_concurrency);
+    let answers = serve::answer_queue(store.clone(), concurrency);
     let metrics_task = match config.node.metrics {
         Some(addr) => {
             let listener = metrics::bind(addr).await?;
