@@ -19,7 +19,12 @@
 //! A lookup yields *candidate* heights; the caller keeps the one whose stored
 //! header has the hash (so fingerprint collisions, and entries left by a
 //! batch whose flush failed, can never give a wrong answer). The index never
-//! deletes entries, so runs need no order among themselves.
+//! deletes a header's entry, so runs need no order among themselves. What
+//! such a batch left is dropped by merges: entries of older runs at or above
+//! the new batch's first height, and all but one of identical entries (its
+//! entries for the heights the next batch indexes again). `check_integrity`
+//! reads every entry ([`HashIndex::visit_entries`]): each header must have
+//! its own, the others are stale.
 //!
 //! Keys: `0x0A ‖ be64(run) ‖ be64(page)` → entries; `0x0B ‖ be64(run)` →
 //! `be64(entries) ‖ be64(first fingerprint of each page)…`. A run, its pages
@@ -172,16 +177,32 @@ impl Run {
         Ok(())
     }
 
-    fn read_all(&self, db: &sled::Db, out: &mut Vec<Entry>) -> Result<(), StoreError> {
+    /// Gives `visit` each page's number and entries, in order, holding one
+    /// page in memory at a time.
+    fn read_pages(
+        &self,
+        db: &sled::Db,
+        mut visit: impl FnMut(usize, &[Entry]) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let mut entries = Vec::with_capacity(PAGE_ENTRIES);
         for page in 0..self.firsts.len() {
             let bytes = self.read_page(db, page)?;
-            out.extend(
+            entries.clear();
+            entries.extend(
                 bytes
                     .chunks_exact(ENTRY)
                     .filter_map(|e| Some((keys::u64_at(e, 0)?, keys::u64_at(e, 8)?))),
             );
+            visit(page, &entries)?;
         }
         Ok(())
+    }
+
+    fn read_all(&self, db: &sled::Db, out: &mut Vec<Entry>) -> Result<(), StoreError> {
+        self.read_pages(db, |_, page| {
+            out.extend_from_slice(page);
+            Ok(())
+        })
     }
 }
 
@@ -203,6 +224,7 @@ impl HashIndex {
     }
 
     /// Entries in every run.
+    #[cfg(test)]
     pub(crate) fn entries(&self) -> u64 {
         self.runs.iter().map(|r| r.entries).sum()
     }
@@ -211,6 +233,67 @@ impl HashIndex {
     #[cfg(test)]
     pub(crate) fn runs(&self) -> usize {
         self.runs.len()
+    }
+
+    /// Whether both hold the same runs, in whatever order.
+    pub(crate) fn same_runs(&self, other: &HashIndex) -> bool {
+        fn by_id(index: &HashIndex) -> Vec<&Run> {
+            let mut runs: Vec<&Run> = index.runs.iter().collect();
+            runs.sort_unstable_by_key(|run| run.id);
+            runs
+        }
+        by_id(self) == by_id(other)
+    }
+
+    /// Gives `visit` every entry of every run, run by run and in each run's
+    /// order, reading one page at a time. Checks what lookups rely on to
+    /// find each entry: every run is sorted, and its directory holds the
+    /// first fingerprint of each of its pages.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Corrupt`] if a page is missing, of the wrong length,
+    /// out of order, or does not start with the fingerprint its run's
+    /// directory gives.
+    pub(crate) fn visit_entries(
+        &self,
+        db: &sled::Db,
+        mut visit: impl FnMut(Entry),
+    ) -> Result<(), StoreError> {
+        for run in &self.runs {
+            let mut previous: Option<Entry> = None;
+            run.read_pages(db, |page, entries| {
+                let key = page_key(run.id, page);
+                let first = entries.first().map(|&(fp, _)| fp);
+                let listed = run.firsts.get(page).copied();
+                if first != listed {
+                    return Err(StoreError::corrupt(
+                        &key,
+                        format!(
+                            "hash index page {page} of run {} starts with fingerprint {:#018x}, its directory says {:#018x}",
+                            run.id,
+                            first.unwrap_or(0),
+                            listed.unwrap_or(0)
+                        ),
+                    ));
+                }
+                for &entry in entries {
+                    if let Some(before) = previous.filter(|&before| entry < before) {
+                        return Err(StoreError::corrupt(
+                            &key,
+                            format!(
+                                "hash index entry ({:#018x}, {}) of run {} after ({:#018x}, {}): the run is not sorted",
+                                entry.0, entry.1, run.id, before.0, before.1
+                            ),
+                        ));
+                    }
+                    previous = Some(entry);
+                    visit(entry);
+                }
+                Ok(())
+            })?;
+        }
+        Ok(())
     }
 
     /// Candidate heights of `hash`, newest runs first.
@@ -231,7 +314,8 @@ impl HashIndex {
     /// `first_height`) as a new run, then the merges it triggers; returns the
     /// index as it is once `batch` is applied. Entries of older runs at or
     /// above `first_height` can only come from a batch whose flush failed;
-    /// merges drop them.
+    /// merges drop them. Merges also keep one of identical entries: such a
+    /// batch and the one that stores its heights again give two.
     pub(crate) fn stage(
         &self,
         db: &sled::Db,
@@ -269,6 +353,7 @@ impl HashIndex {
                 remove_run(batch, run);
             }
             all.sort_unstable();
+            all.dedup();
             if all.is_empty() {
                 continue;
             }
@@ -431,6 +516,64 @@ mod tests {
         assert!(index.entries() < stale + MERGE_FANIN as u64 * 100);
         assert!(index.candidates(&db, &hash_of(350)).unwrap().is_empty());
         assert!(index.candidates(&db, &hash_of(200)).unwrap().contains(&200));
+    }
+
+    #[test]
+    fn merges_keep_one_of_identical_entries() {
+        let db = db();
+        // Heights 1..=40, a batch "whose flush failed" at 35..=60 (six
+        // heights stored already), the next batch storing 41..=70 again, and
+        // a fourth level-0 run: the merge of the four keeps one entry each.
+        let mut index = add(&db, HashIndex::default(), 1, 40);
+        index = add(&db, index, 35, 26);
+        index = add(&db, index, 41, 30);
+        assert_eq!(index.entries(), 96);
+        index = add(&db, index, 71, 10);
+        assert_eq!(index.runs(), 1);
+        assert_eq!(index.entries(), 80);
+        let mut seen = Vec::new();
+        index.visit_entries(&db, |entry| seen.push(entry)).unwrap();
+        let mut expected: Vec<Entry> = (1..=80).map(|h| (fingerprint(&hash_of(h)), h)).collect();
+        expected.sort_unstable();
+        assert_eq!(seen, expected);
+    }
+
+    #[test]
+    fn visiting_gives_every_entry_and_checks_the_runs() {
+        let db = db();
+        let mut index = add(&db, HashIndex::default(), 1, 5_000);
+        index = add(&db, index, 5_001, 30);
+        let mut seen = Vec::new();
+        index.visit_entries(&db, |entry| seen.push(entry)).unwrap();
+        assert_eq!(seen.len(), 5_030);
+        // Run by run, each sorted.
+        assert!(seen[..5_000].is_sorted() && seen[5_000..].is_sorted());
+        seen.sort_unstable_by_key(|&(_, h)| h);
+        assert!(
+            seen.iter()
+                .zip(1..)
+                .all(|(&(fp, h), at)| h == at && fp == fingerprint(&hash_of(h)))
+        );
+
+        // A page out of order (same length, same first entry).
+        let page = db.get(page_key(1, 0)).unwrap().unwrap();
+        let mut swapped = page.to_vec();
+        swapped[ENTRY..2 * ENTRY].copy_from_slice(&page[2 * ENTRY..3 * ENTRY]);
+        swapped[2 * ENTRY..3 * ENTRY].copy_from_slice(&page[ENTRY..2 * ENTRY]);
+        db.insert(page_key(1, 0), swapped).unwrap();
+        let error = index.visit_entries(&db, |_| {}).unwrap_err();
+        assert!(error.to_string().contains("not sorted"), "{error}");
+        db.insert(page_key(1, 0), page).unwrap();
+
+        // A directory naming another first fingerprint for page 1 of run 0.
+        let mut run = index.runs[0].clone();
+        run.firsts[1] -= 1;
+        db.insert(keys::by_u64(RUN_META, 0), run.encode()).unwrap();
+        let error = HashIndex::load(&db)
+            .unwrap()
+            .visit_entries(&db, |_| {})
+            .unwrap_err();
+        assert!(error.to_string().contains("directory says"), "{error}");
     }
 
     #[test]

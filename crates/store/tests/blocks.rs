@@ -1019,3 +1019,208 @@ fn stale_rows_above_the_header_height_do_not_outlive_the_next_batch() {
     );
     store.check_integrity().unwrap();
 }
+
+/// Hash index keys (see `hash_index.rs`): `0x0A ‖ be64(run) ‖ be64(page)`
+/// → sorted entries `be64(fingerprint) ‖ be64(height)`, `0x0B ‖ be64(run)`
+/// → `be64(entries) ‖ be64(first fingerprint of each page)…`.
+const RUN_PAGE: u8 = 0x0A;
+const RUN_META: u8 = 0x0B;
+
+/// The hash index fingerprint of a header: its hash's first 8 bytes.
+fn fingerprint(header: &SignedHeader) -> u64 {
+    u64::from_be_bytes(header.header.hash().0[..8].try_into().unwrap())
+}
+
+fn run_page_key(run: u64, page: u64) -> Vec<u8> {
+    [&[RUN_PAGE][..], &run.to_be_bytes(), &page.to_be_bytes()].concat()
+}
+
+fn run_meta_key(run: u64) -> Vec<u8> {
+    [&[RUN_META][..], &run.to_be_bytes()].concat()
+}
+
+fn decode_entries(page: &[u8]) -> Vec<(u64, u64)> {
+    page.chunks_exact(16)
+        .map(|e| {
+            (
+                u64::from_be_bytes(e[..8].try_into().unwrap()),
+                u64::from_be_bytes(e[8..].try_into().unwrap()),
+            )
+        })
+        .collect()
+}
+
+fn encode_entries(entries: &[(u64, u64)]) -> Vec<u8> {
+    entries
+        .iter()
+        .flat_map(|(fp, height)| [fp.to_be_bytes(), height.to_be_bytes()])
+        .flatten()
+        .collect()
+}
+
+/// Writes a one-page hash index run behind the store's back, under the
+/// next free run id, as a batch that reached sled but whose flush failed
+/// leaves it.
+fn write_stale_run(db: &sled::Db, mut entries: Vec<(u64, u64)>) {
+    entries.sort_unstable();
+    assert!(!entries.is_empty() && entries.len() <= 4096);
+    let run = db
+        .scan_prefix([RUN_META])
+        .keys()
+        .map(|key| u64::from_be_bytes(key.unwrap()[1..9].try_into().unwrap()) + 1)
+        .max()
+        .unwrap_or(0);
+    db.insert(run_page_key(run, 0), encode_entries(&entries))
+        .unwrap();
+    let mut directory = (entries.len() as u64).to_be_bytes().to_vec();
+    directory.extend_from_slice(&entries[0].0.to_be_bytes());
+    db.insert(run_meta_key(run), directory).unwrap();
+}
+
+/// Rewrites, behind the store's back, the hash index page holding the
+/// entry of `height` with `tamper` applied to its entries (then sorted), and
+/// its run's directory to match (entry count, the page's first fingerprint).
+fn tamper_index_page(db: &sled::Db, height: u64, tamper: impl FnOnce(&mut Vec<(u64, u64)>)) {
+    let (key, page) = db
+        .scan_prefix([RUN_PAGE])
+        .map(Result::unwrap)
+        .find(|(_, page)| decode_entries(page).iter().any(|&(_, h)| h == height))
+        .unwrap();
+    let run = u64::from_be_bytes(key[1..9].try_into().unwrap());
+    let page_no = usize::try_from(u64::from_be_bytes(key[9..17].try_into().unwrap())).unwrap();
+    let mut entries = decode_entries(&page);
+    let before = entries.len() as u64;
+    tamper(&mut entries);
+    entries.sort_unstable();
+    db.insert(&key, encode_entries(&entries)).unwrap();
+    let mut directory = db.get(run_meta_key(run)).unwrap().unwrap().to_vec();
+    let count =
+        u64::from_be_bytes(directory[..8].try_into().unwrap()) - before + entries.len() as u64;
+    directory[..8].copy_from_slice(&count.to_be_bytes());
+    let first = 8 + 8 * page_no;
+    directory[first..first + 8].copy_from_slice(&entries[0].0.to_be_bytes());
+    db.insert(run_meta_key(run), directory).unwrap();
+}
+
+/// Every header of `headers` is found by its hash, at its height.
+fn assert_all_found(store: &Store, headers: &[SignedHeader]) {
+    for signed in headers {
+        assert_eq!(
+            store.height_of(&signed.header.hash()).unwrap(),
+            Some(signed.header.height),
+            "height_of header {}",
+            signed.header.height
+        );
+    }
+}
+
+/// What a header batch applied to sled whose flush failed leaves in the
+/// hash index (a run for heights the header height does not cover, some
+/// of them stored already), here written behind the store's back, is
+/// tolerated by `check_integrity` and counted as stale: entries above the
+/// header height, repeats of entries (once the next batch indexes those
+/// heights again) and an entry with another header's fingerprint. Merges
+/// then drop the repeats, and every entry at or above the first height of
+/// the batch that merges them: when that batch is the one storing those
+/// heights again, nothing stale is left; when it comes later, only the
+/// entry with the wrong fingerprint.
+#[test]
+fn stale_hash_index_entries_of_a_failed_flush_are_tolerated_and_merged_away() {
+    let (headers, _) = common::build_chain(17, 80, false);
+    // (Ends of the batches before the stale run; stale entries once 41..=70,
+    // then 71..=80, are stored.) The run of 1..=40, the stale run and the
+    // run of 41..=70 are three level-0 runs: the fourth (71..=80) merges
+    // them, its first height above every stale entry. After two runs of 20
+    // headers and the stale run, the run of 41..=70 is the fourth: its
+    // merge drops the stale entries at or above 41.
+    for (before, stale_after) in [(&[40][..], [27, 1]), (&[20, 40][..], [0, 0])] {
+        let dir = common::fresh_dir("stale-hash-index");
+        {
+            let store = Store::open(&dir, StoreConfig::new()).unwrap();
+            let mut at = 0;
+            for &end in before {
+                store.save_headers(&headers[at..end]).unwrap();
+                at = end;
+            }
+        }
+        {
+            // Heights 35..=60: six stored already, twenty above the header
+            // height, and one more entry at 50 with another fingerprint.
+            let db = common::open_raw(&dir);
+            let mut entries: Vec<(u64, u64)> = (35..=60)
+                .map(|h| (fingerprint(&headers[h as usize - 1]), h))
+                .collect();
+            entries.push((fingerprint(&headers[49]) ^ 1, 50));
+            write_stale_run(&db, entries);
+            db.flush().unwrap();
+        }
+        let mut store = Store::open(&dir, StoreConfig::new()).unwrap();
+        let report = store.check_integrity().unwrap();
+        assert_eq!(report.header_height, 40);
+        assert_eq!(report.stale_hash_index_entries, 27, "{before:?}");
+        assert_all_found(&store, &headers[..40]);
+        assert_eq!(store.height_of(&headers[44].header.hash()).unwrap(), None);
+
+        for (range, stale) in [40..70, 70..80].into_iter().zip(stale_after) {
+            store.save_headers(&headers[range.clone()]).unwrap();
+            let report = store.check_integrity().unwrap();
+            assert_eq!(report.header_height, range.end as u64);
+            assert_eq!(
+                report.stale_hash_index_entries, stale,
+                "{before:?}, after storing {range:?}"
+            );
+            assert_all_found(&store, &headers[..range.end]);
+        }
+        drop(store);
+        store = Store::open(&dir, StoreConfig::new()).unwrap();
+        let report = store.check_integrity().unwrap();
+        assert_eq!(report.stale_hash_index_entries, stale_after[1]);
+        assert_all_found(&store, &headers);
+    }
+}
+
+/// A header's hash index entry removed, or replaced (the entry count
+/// unchanged) by one with another fingerprint or by a copy of another
+/// header's entry, behind the store's back: lookups no longer find that
+/// header, and `check_integrity` says which one is missing.
+#[test]
+fn a_missing_or_replaced_hash_index_entry_is_corrupt_naming_its_height() {
+    let (headers, _) = common::build_chain(19, 70, false);
+    let fp50 = fingerprint(&headers[49]);
+    let fp49 = fingerprint(&headers[48]);
+    for what in ["removed", "another fingerprint", "header 49's entry again"] {
+        let dir = common::fresh_dir("tampered-hash-index");
+        {
+            let store = Store::open(&dir, StoreConfig::new()).unwrap();
+            store.save_headers(&headers[..40]).unwrap();
+            store.save_headers(&headers[40..]).unwrap();
+            assert_eq!(store.check_integrity().unwrap().stale_hash_index_entries, 0);
+        }
+        {
+            let db = common::open_raw(&dir);
+            tamper_index_page(&db, 50, |entries| {
+                let at = entries.iter().position(|&(_, h)| h == 50).unwrap();
+                match what {
+                    "removed" => drop(entries.remove(at)),
+                    "another fingerprint" => entries[at].0 = fp50 ^ 1,
+                    _ => entries[at] = (fp49, 49),
+                }
+            });
+            db.flush().unwrap();
+        }
+        let store = Store::open(&dir, StoreConfig::new()).unwrap();
+        assert_eq!(
+            store.height_of(&headers[49].header.hash()).unwrap(),
+            None,
+            "{what}"
+        );
+        assert_all_found(&store, &headers[..49]);
+        assert_all_found(&store, &headers[50..]);
+        let error = store.check_integrity().unwrap_err();
+        assert!(
+            matches!(&error, StoreError::Corrupt { key, what }
+                if key == "0b" && what.contains("no hash index entry for header 50 ")),
+            "{what}: {error}"
+        );
+    }
+}
