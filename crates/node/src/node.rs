@@ -14,7 +14,7 @@ use headway_headersync::{
     v2::RangeSyncConfig,
 };
 use headway_net::{NetConfig, NetEvent, Network, NodeKey, PeerId, Responder};
-use headway_store::{Store, StoreConfig};
+use headway_store::{Store, StoreConfig, StoreError};
 use headway_wire::{Push, Request};
 use tracing::{info, warn};
 
@@ -108,11 +108,17 @@ pub async fn run(
 
     let db_dir = resolve(home, &config.node.db_dir);
     // A producer writes many blocks and flushes at its own commit points.
-    let store = tokio::task::spawn_blocking(move || {
-        Store::open(&db_dir, StoreConfig::new().with_sync_on_commit(!producer))
-    })
-    .await?
-    .context("opening the store")?;
+    let store = {
+        let db_dir = db_dir.clone();
+        tokio::task::spawn_blocking(move || {
+            Store::open(&db_dir, StoreConfig::new().with_sync_on_commit(!producer))
+        })
+        .await?
+    }
+    .map_err(|e| {
+        let context = store_open_context(&e, &db_dir);
+        anyhow::Error::new(e).context(context)
+    })?;
     let trusted = init_store(&store, &genesis, genesis_trust)?;
     info!(
         peer_id = %key.peer_id(),
@@ -402,5 +408,56 @@ pub async fn shutdown_signal() -> &'static str {
     {
         let _ = tokio::signal::ctrl_c().await;
         "SIGINT"
+    }
+}
+
+/// What failing to open the store at `dir` with `error` tells the operator:
+/// where, and for a store of another format version, what to do about it
+/// (this build does not migrate stores; everything in one is synced again
+/// from peers or rebuilt by the producer).
+fn store_open_context(error: &StoreError, dir: &std::path::Path) -> String {
+    let place = format!("opening the store at {}", dir.display());
+    match error {
+        StoreError::UnsupportedVersion { found, supported } => format!(
+            "{place}: it was written by a build of store format {found}, and this build reads \
+             format {supported} only. Move the directory away (or delete it) and start again: \
+             the node syncs it again from its peers"
+        ),
+        _ => place,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_store_of_another_format_says_where_and_what_to_do() {
+        let dir = std::path::Path::new("/var/lib/headway/data");
+        let old = StoreError::UnsupportedVersion {
+            found: 6,
+            supported: 7,
+        };
+        let message = format!(
+            "{:#}",
+            anyhow::Error::new(old).context(store_open_context(
+                &StoreError::UnsupportedVersion {
+                    found: 6,
+                    supported: 7
+                },
+                dir
+            ))
+        );
+        for part in [
+            "/var/lib/headway/data",
+            "format 6",
+            "format 7",
+            "Move the directory away",
+            "store format version 6 is not supported",
+        ] {
+            assert!(message.contains(part), "{part:?} missing from {message:?}");
+        }
+        let other = store_open_context(&StoreError::EmptyBatch, dir);
+        assert_eq!(other, "opening the store at /var/lib/headway/data");
     }
 }
