@@ -1,6 +1,9 @@
 //! Answers to peers' requests, from the store.
 
-use headway_headersync::{SignedHeaderSource, answer_get_headers, server::get_headers_weight};
+use headway_headersync::{
+    SignedHeaderSource, answer_get_headers,
+    server::{bare_headers_weight, get_headers_weight},
+};
 use headway_net::Responder;
 
 use crate::answers::AnswerQueue;
@@ -64,12 +67,15 @@ impl SignedHeaderSource for StoreSource<'_> {
 }
 
 /// What `request` costs in the per-peer serving rate limit (R2.7), or `None`
-/// when it is not limited there. Header requests cost `1 + count / 10` units
-/// whichever protocol asks (a `GetHeaders` of 50 costs 6, a v2 range of 250
-/// costs 26); a skip chain, many reads, costs a full batch.
+/// when it is not limited there. Signed header requests cost `1 + count /
+/// 10` units whichever protocol asks (a `GetHeaders` of 50 costs 6, a v2
+/// range of 250 costs 26); headers-only v2 ranges cost a sixth of that per
+/// header, as their bytes do (`bare_headers_weight`: 1000 cost 17); a skip
+/// chain, many reads, costs a full batch.
 pub fn rate_weight(request: &Request) -> Option<usize> {
     match request {
         Request::GetHeaders(q) => Some(get_headers_weight(q.count)),
+        Request::GetHeadersV2(q) if q.headers_only => Some(bare_headers_weight(q.count)),
         Request::GetHeadersV2(q) => Some(get_headers_weight(q.count)),
         Request::GetSkipChain(_) => Some(get_headers_weight(
             headway_wire::limits::MAX_HEADERS_PER_BATCH,
@@ -455,4 +461,43 @@ fn snapshot(store: &Store, q: &GetSnapshot) -> Result<Response, StoreError> {
         SNAPSHOT_CHUNK_BUDGET,
     )?;
     Ok(Response::SnapshotData(data))
+}
+
+#[cfg(test)]
+mod tests {
+    use headway_wire::{GetHeaders, GetHeadersV2, GetSkipChain, GetValidatorSet, Hash, ProofKind};
+
+    use super::*;
+
+    fn v2(count: u32, headers_only: bool) -> Request {
+        Request::GetHeadersV2(GetHeadersV2 {
+            start_height: 1,
+            count,
+            end_height: 5000,
+            commitment: Hash::ZERO,
+            proof_kind: ProofKind::LastLeaf,
+            headers_only,
+        })
+    }
+
+    #[test]
+    fn headers_only_ranges_cost_what_their_bytes_do() {
+        let batch = Request::GetHeaders(GetHeaders {
+            start_height: 1,
+            count: 50,
+        });
+        assert_eq!(rate_weight(&batch), Some(6));
+        assert_eq!(rate_weight(&v2(250, false)), Some(26));
+        assert_eq!(rate_weight(&v2(1000, false)), Some(101));
+        // A sixth per header: 267 bytes against 1 750.
+        assert_eq!(rate_weight(&v2(1000, true)), Some(17));
+        assert_eq!(rate_weight(&v2(1, true)), Some(1));
+        let skip = Request::GetSkipChain(GetSkipChain {
+            trusted_height: 1,
+            target_height: 9000,
+        });
+        assert_eq!(rate_weight(&skip), Some(6));
+        let set = Request::GetValidatorSet(GetValidatorSet { height: 3 });
+        assert_eq!(rate_weight(&set), None);
+    }
 }
