@@ -133,6 +133,15 @@ impl Responder {
         self.order
     }
 
+    /// Whether nobody will read the answer any more: the requester stopped
+    /// the stream (its request timed out or was dropped), the connection is
+    /// gone, or the transport gave up waiting. An application with a queue
+    /// of requests skips these instead of computing answers for nobody.
+    #[must_use]
+    pub fn is_abandoned(&self) -> bool {
+        self.tx.is_closed()
+    }
+
     /// Sends the response (it is validated and framed by the transport).
     pub fn respond(self, response: Response) {
         // The receiver is gone only if the stream already failed: nothing to do.
@@ -161,6 +170,9 @@ pub struct NetMetrics {
     pub requests_received: AtomicU64,
     /// Requests answered `BUSY` because the application queue was full.
     pub requests_busy: AtomicU64,
+    /// Requests whose requester stopped the stream or lost the connection
+    /// before the application answered (the answer was not sent).
+    pub requests_abandoned: AtomicU64,
     /// Frames refused (too large or malformed).
     pub bad_frames: AtomicU64,
     /// Bans imposed.
@@ -170,7 +182,7 @@ pub struct NetMetrics {
 impl NetMetrics {
     /// Appends the counters in Prometheus text format.
     pub fn render_prometheus(&self, out: &mut String) {
-        let counters: [(&str, &str, &AtomicU64); 8] = [
+        let counters: [(&str, &str, &AtomicU64); 9] = [
             (
                 "headway_net_connections_established_total",
                 "Connections established.",
@@ -200,6 +212,11 @@ impl NetMetrics {
                 "headway_net_requests_busy_total",
                 "Requests answered BUSY.",
                 &self.requests_busy,
+            ),
+            (
+                "headway_net_requests_abandoned_total",
+                "Requests the requester gave up on before they were answered.",
+                &self.requests_abandoned,
             ),
             (
                 "headway_net_bad_frames_total",
@@ -857,7 +874,19 @@ async fn serve_request(
             .await;
         }
     }
-    let response = match tokio::time::timeout(inner.config.response_deadline, rx).await {
+    // The requester may give up first (its request timed out, or the
+    // connection is gone): then `rx` is dropped at once, which the
+    // application sees as `Responder::is_abandoned`, rather than at the
+    // deadline.
+    let stopped = send.stopped();
+    let answer = tokio::select! {
+        answer = tokio::time::timeout(inner.config.response_deadline, rx) => answer,
+        _ = stopped => {
+            inner.metrics.requests_abandoned.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+    };
+    let response = match answer {
         Ok(Ok(Answer::Response(response))) => response,
         Ok(Ok(Answer::Encoded(frame))) => {
             // Handed to quinn as it is: a chunk is queued without a copy.

@@ -387,3 +387,77 @@ async fn bootstrap_peers_are_dialled_and_redialled() {
     .await;
     let _: PeerId = client.peer_id();
 }
+
+async fn next_responder(events: &mut mpsc::Receiver<NetEvent>) -> headway_net::Responder {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let NetEvent::Request { responder, .. } = events.recv().await.unwrap() {
+                return responder;
+            }
+        }
+    })
+    .await
+    .expect("a request arrives")
+}
+
+async fn eventually_abandoned(responder: &headway_net::Responder) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !responder.is_abandoned() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the responder never saw the requester give up"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A request whose requester gives up (its timeout, or its connection
+/// closing) is seen as abandoned by the application holding its responder,
+/// at once rather than at the response deadline.
+#[tokio::test]
+async fn a_request_given_up_by_its_requester_is_abandoned() {
+    let (server, mut events) = node(1).await;
+    let (client, _client_events) = node(2).await;
+    client
+        .connect(server.local_addr().unwrap(), server.peer_id())
+        .await
+        .unwrap();
+    // 1. The request times out at the requester.
+    let peer = server.peer_id();
+    let asking = tokio::spawn({
+        let client = client.clone();
+        async move {
+            client
+                .request_with_timeout(peer, &get_headers(1), Duration::from_millis(200))
+                .await
+        }
+    });
+    let responder = next_responder(&mut events).await;
+    assert!(!responder.is_abandoned(), "the requester is still waiting");
+    assert!(asking.await.unwrap().is_err(), "the request timed out");
+    eventually_abandoned(&responder).await;
+    let abandoned = || {
+        server
+            .metrics()
+            .requests_abandoned
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    assert_eq!(abandoned(), 1);
+    // Answering it anyway is harmless.
+    responder.respond(Response::Headers(HeadersResponse {
+        start_height: 1,
+        headers: vec![],
+    }));
+
+    // 2. The requester's connection closes.
+    let asking = tokio::spawn({
+        let client = client.clone();
+        async move { client.request(peer, &get_headers(2)).await }
+    });
+    let responder = next_responder(&mut events).await;
+    assert!(!responder.is_abandoned());
+    client.disconnect(peer, "leaving");
+    assert!(asking.await.unwrap().is_err());
+    eventually_abandoned(&responder).await;
+    assert_eq!(abandoned(), 2);
+}

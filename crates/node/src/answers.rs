@@ -14,7 +14,13 @@
 //! - at most `concurrency` answers are computed at once, across peers;
 //! - at most [`MAX_QUEUED_PER_PEER`] requests wait per peer and
 //!   [`MAX_QUEUED_ANSWERS`] in all: beyond that [`AnswerQueue::submit`]
-//!   gives the job back, and the caller answers `BUSY`.
+//!   gives the job back, and the caller answers `BUSY`;
+//! - a job whose requester gave up (for requests,
+//!   `headway_net::Responder::is_abandoned`: the request timed out at the
+//!   requester, or its connection closed) is dropped unrun when its turn
+//!   comes, and a full queue first drops those before refusing a new job:
+//!   a peer that reconnects, or that asks and cancels, costs no store reads
+//!   for answers nobody reads and cannot fill the queue with them.
 //!
 //! The queue is generic over the job so that its ordering and bounds are
 //! tested without a network.
@@ -47,6 +53,8 @@ pub struct AnswerMetrics {
     pub answered: AtomicU64,
     /// Jobs given back because a queue was full (answered `BUSY`).
     pub refused: AtomicU64,
+    /// Jobs dropped unrun because their requester gave up.
+    pub abandoned: AtomicU64,
     /// Jobs waiting now.
     pub waiting: AtomicU64,
 }
@@ -66,6 +74,12 @@ impl AnswerMetrics {
                 "counter",
                 "Peer requests answered BUSY because the answer queue was full.",
                 &self.refused,
+            ),
+            (
+                "headway_answers_abandoned_total",
+                "counter",
+                "Peer requests dropped unanswered because the requester gave up.",
+                &self.abandoned,
             ),
             (
                 "headway_answers_waiting",
@@ -100,6 +114,7 @@ impl<J> Clone for AnswerQueue<J> {
 
 struct Inner<J> {
     run: Box<dyn Fn(J) + Send + Sync>,
+    abandoned: Box<dyn Fn(&J) -> bool + Send + Sync>,
     metrics: Arc<AnswerMetrics>,
     slots: Arc<Semaphore>,
     queues: Mutex<Queues<J>>,
@@ -117,9 +132,21 @@ impl<J: Send + 'static> AnswerQueue<J> {
     /// A queue that runs each job with `run` on a blocking thread, at most
     /// `concurrency` (at least 1) at once.
     pub fn new(concurrency: usize, run: impl Fn(J) + Send + Sync + 'static) -> Self {
+        Self::shedding(concurrency, run, |_| false)
+    }
+
+    /// As [`AnswerQueue::new`], dropping unrun every job for which
+    /// `abandoned` says its requester gave up (checked when its turn comes,
+    /// and over the queues before a full one refuses a job).
+    pub fn shedding(
+        concurrency: usize,
+        run: impl Fn(J) + Send + Sync + 'static,
+        abandoned: impl Fn(&J) -> bool + Send + Sync + 'static,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 run: Box::new(run),
+                abandoned: Box::new(abandoned),
                 metrics: Arc::default(),
                 slots: Arc::new(Semaphore::new(concurrency.max(1))),
                 queues: Mutex::new(Queues {
@@ -145,7 +172,17 @@ impl<J: Send + 'static> AnswerQueue<J> {
             Err(job)
         };
         if queues.waiting >= MAX_QUEUED_ANSWERS {
-            return refuse(job);
+            self.drop_abandoned(&mut queues, None);
+            if queues.waiting >= MAX_QUEUED_ANSWERS {
+                return refuse(job);
+            }
+        }
+        if queues
+            .by_peer
+            .get(&peer)
+            .is_some_and(|queue| queue.len() >= MAX_QUEUED_PER_PEER)
+        {
+            self.drop_abandoned(&mut queues, Some(peer));
         }
         let start_worker = match queues.by_peer.get_mut(&peer) {
             Some(queue) if queue.len() >= MAX_QUEUED_PER_PEER => return refuse(job),
@@ -169,6 +206,29 @@ impl<J: Send + 'static> AnswerQueue<J> {
             tokio::spawn(self.clone().work(peer));
         }
         Ok(())
+    }
+
+    /// Drops the waiting jobs of `peer` (of every peer if `None`) whose
+    /// requester gave up, counting them.
+    fn drop_abandoned(&self, queues: &mut Queues<J>, peer: Option<PeerId>) {
+        let abandoned = &self.inner.abandoned;
+        let mut dropped = 0;
+        for (p, queue) in &mut queues.by_peer {
+            if peer.is_none_or(|peer| peer == *p) {
+                let before = queue.len();
+                queue.retain(|(_, job)| !abandoned(job));
+                dropped += before - queue.len();
+            }
+        }
+        queues.waiting -= dropped;
+        self.inner
+            .metrics
+            .abandoned
+            .fetch_add(dropped as u64, Ordering::Relaxed);
+        self.inner
+            .metrics
+            .waiting
+            .store(queues.waiting as u64, Ordering::Relaxed);
     }
 
     /// The queue's counters.
@@ -219,6 +279,10 @@ impl<J: Send + 'static> AnswerQueue<J> {
                     }
                 }
             };
+            if (self.inner.abandoned)(&job) {
+                self.inner.metrics.abandoned.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
             let inner = self.inner.clone();
             // A job that panics loses its answer (the requester times out);
             // the peer's later jobs still run.
@@ -324,6 +388,85 @@ mod tests {
             .map(|_| done_rx.recv_timeout(Duration::from_secs(10)).unwrap())
             .collect();
         assert_eq!(got, [100, 1, 3, 3, 7, 8, 9]);
+    }
+
+    /// Jobs whose requester gave up are dropped unrun when their turn
+    /// comes, and a full queue drops them before refusing a new job.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn abandoned_jobs_are_dropped_unrun_and_make_room() {
+        use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+        type Job = (u64, Arc<AtomicBool>);
+        let (done_tx, done_rx) = mpsc::channel::<u64>();
+        let (release_tx, release_rx) = mpsc::channel::<()>();
+        let release_rx = Mutex::new(release_rx);
+        let queue = AnswerQueue::shedding(
+            1,
+            move |(order, _): Job| {
+                if order == 0 {
+                    // Holds the only slot while the test fills the queue.
+                    let _ = release_rx
+                        .lock()
+                        .unwrap()
+                        .recv_timeout(Duration::from_secs(10));
+                }
+                done_tx.send(order).unwrap();
+            },
+            |(_, gone): &Job| gone.load(SeqCst),
+        );
+        let live = || Arc::new(AtomicBool::new(false));
+        queue.submit(peer(1), 0, (0, live())).unwrap();
+        // Let job 0 take the slot, so the queue below holds waiting jobs only.
+        for _ in 0..200 {
+            if queue.waiting() == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(queue.waiting(), 0);
+        // Fill peer 1's queue: every third job's requester gives up.
+        let flags: Vec<Arc<AtomicBool>> = (0..MAX_QUEUED_PER_PEER).map(|_| live()).collect();
+        for (i, flag) in flags.iter().enumerate() {
+            queue
+                .submit(peer(1), i as u64 + 1, (i as u64 + 1, flag.clone()))
+                .unwrap();
+        }
+        assert_eq!(queue.waiting(), MAX_QUEUED_PER_PEER);
+        let extra = (MAX_QUEUED_PER_PEER as u64 + 1, live());
+        let back = queue.submit(peer(1), extra.0, extra).unwrap_err();
+        // Now a third of them are abandoned: the next submission makes room.
+        let mut gone = 0;
+        for flag in flags.iter().step_by(3) {
+            flag.store(true, SeqCst);
+            gone += 1;
+        }
+        queue.submit(peer(1), back.0, back).unwrap();
+        assert_eq!(queue.waiting(), MAX_QUEUED_PER_PEER - gone + 1);
+        // A job abandoned while waiting is dropped when its turn comes.
+        flags[1].store(true, SeqCst);
+        release_tx.send(()).unwrap();
+        let expected: Vec<u64> = (0..=MAX_QUEUED_PER_PEER as u64 + 1)
+            .filter(|&o| {
+                o == 0 || o == MAX_QUEUED_PER_PEER as u64 + 1 || {
+                    let i = (o - 1) as usize;
+                    !i.is_multiple_of(3) && i != 1
+                }
+            })
+            .collect();
+        let got: Vec<u64> = (0..expected.len())
+            .map(|_| done_rx.recv_timeout(Duration::from_secs(10)).unwrap())
+            .collect();
+        assert_eq!(got, expected);
+        assert_eq!(done_rx.recv_timeout(Duration::from_millis(100)).ok(), None);
+        let metrics = queue.metrics();
+        assert_eq!(metrics.abandoned.load(SeqCst), gone as u64 + 1);
+        assert_eq!(metrics.answered.load(SeqCst), expected.len() as u64);
+        assert_eq!(metrics.refused.load(SeqCst), 1);
+        let mut text = String::new();
+        metrics.render_prometheus(&mut text);
+        assert!(
+            text.contains(&format!("headway_answers_abandoned_total {}\n", gone + 1)),
+            "{text}"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

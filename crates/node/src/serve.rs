@@ -29,14 +29,15 @@ const V2_READ_CHUNK: u64 = 256;
 pub const SNAPSHOT_CHUNK_BUDGET: usize = MAX_SNAPSHOT_DATA_FRAME / 2;
 
 /// The queue that answers peers' requests from `store` ([`respond`]): in
-/// order per peer, at most `concurrency` at once
-/// ([`crate::answers::AnswerQueue`]).
+/// order per peer, at most `concurrency` at once, skipping requests whose
+/// requester gave up ([`crate::answers::AnswerQueue::shedding`]).
 pub fn answer_queue(store: Store, concurrency: usize) -> AnswerQueue<(Request, Responder)> {
-    AnswerQueue::new(
+    AnswerQueue::shedding(
         concurrency,
         move |(request, responder): (Request, Responder)| {
             respond(&store, &request, responder);
         },
+        |(_, responder): &(Request, Responder)| responder.is_abandoned(),
     )
 }
 
