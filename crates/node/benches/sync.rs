@@ -12,7 +12,12 @@
 //!    peers alone.
 //! 2. **Issue 9**: every contender on the same chain with 1, 4 and 8 serving
 //!    peers, over loopback and with 50 ms added round-trip time (an in-process
-//!    UDP delay relay per serving peer, real QUIC on both sides).
+//!    UDP delay relay per serving peer, real QUIC on both sides). Loopback
+//!    cells are the median of 3 runs (their spread is printed and kept);
+//!    delayed cells, paced by round trips, run once. Each run reports the
+//!    CPU of the syncing node and of the serving peers apart (by thread
+//!    name), and the loopback v2 cells are set against the v2 hash-only
+//!    bound of the same run, per header of CPU as well as in headers/s.
 //! 3. Writes `results.json` (every figure and every 20 ms height sample) to
 //!    the bench directory and the plot to `docs/bench/header-sync.png`.
 //!
@@ -180,7 +185,8 @@ fn main() {
         results["issue8"] = issue8(&client, &env, reps, &dir);
     }
     if part("issue9") {
-        results["issue9"] = issue9(&client, &env, &chain);
+        let v2_bound = results["issue8"]["v2_hash_only_bound"]["headers_per_s"].as_f64();
+        results["issue9"] = issue9(&client, &env, &chain, reps, v2_bound);
     }
     if only.is_none() {
         let json_path = dir.join("results.json");
@@ -310,9 +316,15 @@ fn v1_runs(
 /// 50 ms more RTT. v2 starts from a checkpoint [`CHECKPOINT_BEHIND`] below
 /// the tip; v2 from genesis (bisection over every validator-set change) runs
 /// with [`ISSUE8_PEERS`] peers only, as its bootstrap asks one peer at a time.
-fn issue9(client: &tokio::runtime::Runtime, env: &Env, chain: &Chain) -> Value {
+fn issue9(
+    client: &tokio::runtime::Runtime,
+    env: &Env,
+    chain: &Chain,
+    reps: usize,
+    v2_bound: Option<f64>,
+) -> Value {
     println!(
-        "\n== Issue 9: contenders x serving peers x added RTT ({} headers)",
+        "\n== Issue 9: contenders x serving peers x added RTT ({} headers; loopback cells: median of {reps} runs, min-max)",
         chain.tip
     );
     println!(
@@ -322,51 +334,130 @@ fn issue9(client: &tokio::runtime::Runtime, env: &Env, chain: &Chain) -> Value {
     let checkpoint = chain.tip - CHECKPOINT_BEHIND;
     let from_checkpoint = checkpoint_config(chain);
     let mut cells = Vec::new();
+    let mut loopback_v2 = Vec::new();
     for delay in DELAYS {
+        // Delayed cells are paced by round trips and take seconds (v1 from
+        // one peer, ~30 s): one run each. Loopback cells take a fraction of
+        // a second and vary most with the machine's load: the median of `reps`.
+        let reps = if delay.is_zero() { reps } else { 1 };
         for peers in PEER_COUNTS {
             let scenario = Scenario {
                 peers,
                 one_way_delay: delay,
                 get_headers_per_second: DEFAULT_GET_HEADERS_PER_WINDOW,
             };
-            let run = client.block_on(contenders::run_v1(env, scenario, ReactorConfig::default()));
-            print_cell("v1", &scenario, &run);
-            cells.push(cell_json("v1", &scenario, &run));
-            let run = client.block_on(contenders::run_v2(
-                env,
-                scenario,
-                ReactorConfig::default(),
-                from_checkpoint.clone(),
-            ));
-            print_cell("v2", &scenario, &run);
-            cells.push(cell_json("v2", &scenario, &run));
-            let run = client.block_on(contenders::run_v2(
-                env,
-                scenario,
-                ReactorConfig::default(),
-                headers_only(checkpoint_config(chain)),
-            ));
-            print_cell("v2-bare", &scenario, &run);
-            cells.push(cell_json("v2-bare", &scenario, &run));
+            let mut contenders: Vec<(&str, Contender)> = vec![
+                ("v1", Contender::V1),
+                ("v2", Contender::V2(from_checkpoint.clone())),
+                (
+                    "v2-bare",
+                    Contender::V2(headers_only(checkpoint_config(chain))),
+                ),
+            ];
             if peers == ISSUE8_PEERS {
-                let run = client.block_on(contenders::run_v2(
-                    env,
-                    scenario,
-                    ReactorConfig::default(),
-                    ParallelConfig::default(),
-                ));
-                print_cell("v2-genesis", &scenario, &run);
-                cells.push(cell_json("v2-genesis", &scenario, &run));
+                contenders.push(("v2-genesis", Contender::V2(ParallelConfig::default())));
+            }
+            for (name, contender) in contenders {
+                let runs: Vec<RunOutput> = (0..reps)
+                    .map(|_| client.block_on(contender.run(env, scenario)))
+                    .collect();
+                let rates: Vec<f64> = runs.iter().map(RunOutput::rate).collect();
+                let run = median_run(runs);
+                print_cell(name, &scenario, &run);
+                if rates.len() > 1 {
+                    let (lo, hi) = min_max(&rates);
+                    println!("{:<14} {:>41}  min-max {lo:.0}-{hi:.0}", "", "");
+                }
+                let mut cell = cell_json(name, &scenario, &run);
+                cell["repeats_headers_per_s"] = json!(rates);
+                if delay.is_zero() && name.starts_with("v2") && name != "v2-genesis" {
+                    loopback_v2.push((name, peers, run.rate(), cpu_per_header(&run)));
+                }
+                cells.push(cell);
             }
         }
     }
+    let goal = v2_goal(v2_bound, &loopback_v2);
     json!({
         "v1": "ReactorConfig::default(), serving rate limit DEFAULT_GET_HEADERS_PER_WINDOW",
         "v2": format!("SyncMode::V2, ParallelConfig::default() with checkpoint HeaderHash at height {checkpoint} (tip - {CHECKPOINT_BEHIND})"),
         "v2-bare": "as v2, with RangeSyncConfig::bare() (GetHeadersV2.headers_only, 1000-header ranges; headers stored without commits)",
         "v2-genesis": "SyncMode::V2, ParallelConfig::default() (no checkpoint: bootstrap by bisection from genesis)",
+        "loopback_repetitions": reps,
+        "loopback_v2_against_bound": goal,
         "cells": cells,
     })
+}
+
+/// What a cell runs.
+enum Contender {
+    V1,
+    V2(ParallelConfig),
+}
+
+impl Contender {
+    async fn run(&self, env: &Env, scenario: Scenario) -> RunOutput {
+        match self {
+            Contender::V1 => contenders::run_v1(env, scenario, ReactorConfig::default()).await,
+            Contender::V2(parallel) => {
+                contenders::run_v2(env, scenario, ReactorConfig::default(), parallel.clone()).await
+            }
+        }
+    }
+}
+
+/// µs of CPU per synced header: `(syncing node, serving peers)`, from the
+/// run's per-role counters.
+fn cpu_per_header(run: &RunOutput) -> (f64, f64) {
+    let counter = |name: &str| {
+        run.counters
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map_or(0, |(_, v)| *v)
+    };
+    let per = |ms: u64| ms as f64 * 1000.0 / run.synced.max(1) as f64;
+    (
+        per(counter("cpu_client_ms")),
+        per(counter("cpu_servers_ms")),
+    )
+}
+
+/// Issue 9's second goal, cell by cell: each loopback v2 rate against the
+/// v2 hash-only bound of this run, beside what the syncing node and the
+/// serving peers spent per header (all of them share this machine's cores).
+fn v2_goal(bound: Option<f64>, cells: &[(&str, usize, f64, (f64, f64))]) -> Value {
+    let Some(bound) = bound else {
+        return Value::Null;
+    };
+    let bound_us = 1e6 / bound;
+    println!(
+        "\nloopback v2 against the v2 hash-only bound ({bound:.0} headers/s = {bound_us:.2} us of CPU per header):"
+    );
+    let mut out = Vec::new();
+    for &(name, peers, rate, (client_us, servers_us)) in cells {
+        println!(
+            "  {name:<8} {peers} peers  {:.2} of the bound   CPU per header: syncing node {client_us:.2} us ({:.1}x the bound's), serving peers {servers_us:.2} us",
+            rate / bound,
+            client_us / bound_us,
+        );
+        out.push(json!({
+            "contender": name,
+            "peers": peers,
+            "ratio_to_bound": rate / bound,
+            "client_cpu_us_per_header": client_us,
+            "servers_cpu_us_per_header": servers_us,
+            "bound_cpu_us_per_header": bound_us,
+        }));
+    }
+    json!(out)
+}
+
+fn min_max(values: &[f64]) -> (f64, f64) {
+    values
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
+            (lo.min(v), hi.max(v))
+        })
 }
 
 /// v2's configuration: trust a checkpoint [`CHECKPOINT_BEHIND`] below the tip.

@@ -235,9 +235,11 @@ async fn run_reactor(env: &Env, scenario: Scenario, config: ReactorConfig) -> Ru
     });
     let started = Instant::now();
     let cpu_before = process_cpu_ms();
+    let roles_before = cpu_by_role();
     dial_all(&net, &servers.dial).await;
     let (duration, complete, series) = observe(&sync, started, env.chain.tip).await;
     let cpu_ms = process_cpu_ms().saturating_sub(cpu_before);
+    let roles = cpu_by_role().since(&roles_before);
     let m = sync.metrics();
     let counters = vec![
         ("timeouts", m.timeouts.load(Ordering::Relaxed)),
@@ -261,6 +263,8 @@ async fn run_reactor(env: &Env, scenario: Scenario, config: ReactorConfig) -> Ru
         ("rate_limited", servers.rate_limited()),
         ("relay_drops", servers.dropped()),
         ("cpu_ms", cpu_ms),
+        ("cpu_client_ms", roles.client / 1000),
+        ("cpu_servers_ms", roles.servers / 1000),
         (
             "cores_x100",
             (cpu_ms as f64 / duration.as_secs_f64().max(1e-9) / 10.0).round() as u64,
@@ -484,6 +488,57 @@ pub fn v2_verification_bound(chain: &Chain, range_len: u64) -> Duration {
         .expect("the cached chain proves");
     }
     started.elapsed()
+}
+
+/// CPU time (µs) of this process's live threads by role, from their names
+/// and `/proc/self/task/*/schedstat`: the syncing node's runtime
+/// (`client`: its reactor, transport and, on its blocking pool, the store
+/// writer) and the serving peers' (`server`: their transports and store
+/// reads). Relays, sled's shared I/O threads, the harness and threads that
+/// exited are in neither.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CpuByRole {
+    pub client: u64,
+    pub servers: u64,
+}
+
+impl CpuByRole {
+    /// What each role used since `before` (threads that exited in between
+    /// are lost, so a role can only be undercounted).
+    pub fn since(&self, before: &CpuByRole) -> CpuByRole {
+        CpuByRole {
+            client: self.client.saturating_sub(before.client),
+            servers: self.servers.saturating_sub(before.servers),
+        }
+    }
+}
+
+pub fn cpu_by_role() -> CpuByRole {
+    let mut roles = CpuByRole::default();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return roles;
+    };
+    for task in tasks.flatten() {
+        let Ok(name) = std::fs::read_to_string(task.path().join("comm")) else {
+            continue;
+        };
+        // The first field of `schedstat` is the thread's time on a CPU, in ns
+        // (`stat`'s utime and stime are whole 10 ms ticks per thread, which
+        // rounds a pool of briefly busy threads down to nothing).
+        let Some(ns) = std::fs::read_to_string(task.path().join("schedstat"))
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        let us = ns / 1000;
+        match name.trim_end() {
+            "client" => roles.client += us,
+            "server" => roles.servers += us,
+            _ => {}
+        }
+    }
+    roles
 }
 
 /// CPU time (user + system) of this whole process so far, in ms, from
