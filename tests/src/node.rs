@@ -73,6 +73,8 @@ pub struct NodeOptions {
     /// `[sync.checkpoint]`: the trusted height and its header hash or
     /// validator set hash (v2 only).
     pub checkpoint: Option<Checkpoint>,
+    /// `[sync] progress_log_ms`, or the node's default.
+    pub progress_log_ms: Option<u64>,
 }
 
 impl Default for NodeOptions {
@@ -86,6 +88,7 @@ impl Default for NodeOptions {
             header_sync_v2: false,
             headers_only: false,
             checkpoint: None,
+            progress_log_ms: None,
         }
     }
 }
@@ -160,6 +163,9 @@ impl TestNode {
             ];
             if let Some(rate) = options.get_headers_per_second {
                 sync.push(("get_headers_per_second", rate.to_string()));
+            }
+            if let Some(ms) = options.progress_log_ms {
+                sync.push(("progress_log_ms", ms.to_string()));
             }
             if options.header_sync_v2 {
                 let mode = if options.headers_only {

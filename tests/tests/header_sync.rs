@@ -857,6 +857,49 @@ async fn r4_3_r6_1_r6_2_header_only_heights_have_no_block() {
     assert_eq!(r.headers.len(), 1);
 }
 
+/// Operators see a long catch-up progress: while behind its peers the node
+/// logs, at the interval configured, its height, the target and the rate;
+/// once caught up it stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_is_logged_while_behind() {
+    let node = TestNode::start(NodeOptions {
+        progress_log_ms: Some(100),
+        ..NodeOptions::default()
+    })
+    .await;
+    let slow = ScriptedPeer::start(
+        serving_slowly(chain().headers(), Duration::from_millis(400)),
+        TIP,
+    )
+    .await;
+    slow.connect_and_claim(&node, TIP).await;
+    node.wait_header_height(TIP, DEADLINE).await;
+    let logs = node.logs();
+    let progress: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("header sync progress"))
+        .collect();
+    if progress.is_empty() {
+        node.fail("no progress line while syncing from a slow peer");
+    }
+    for line in &progress {
+        assert!(
+            line.contains(&format!("/{TIP} (")) && line.contains(&format!("target={TIP}")),
+            "a progress line without the target: {line}"
+        );
+        assert!(line.contains("headers/s"), "no rate: {line}");
+    }
+    // Caught up: no more progress lines (a tick is 250 ms).
+    let before = progress.len();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let after = node
+        .logs()
+        .lines()
+        .filter(|l| l.contains("header sync progress"))
+        .count();
+    assert_eq!(after, before, "progress was logged after catching up");
+}
+
 // ------------------------------------------------------------------ R5 (library level)
 
 /// A header sync reactor on a temporary store, wired to a transport the way

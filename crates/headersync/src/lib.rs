@@ -11,6 +11,8 @@
 //! - [`v2`], [`parallel`], [`bootstrap`]: parallel header sync over MMR
 //!   commitments (getheadersv2, seed 000) after a checkpoint bootstrap that
 //!   jumps to the latest verified header by bisection (seed 001).
+//! - [`progress`]: what the reactor logs every 10 s while behind (height,
+//!   target, rate, time left), sans-IO.
 //! - [`server`]: answering `GetHeaders` from a store, with a per-peer sliding
 //!   window rate limit and explicit `RATE_LIMITED` answers.
 //!
@@ -39,6 +41,7 @@ pub mod bootstrap;
 pub mod metrics;
 pub mod parallel;
 pub mod pool;
+pub mod progress;
 pub mod reactor;
 pub mod server;
 pub mod status;

@@ -27,6 +27,7 @@ use crate::{
     parallel::{
         PEER_UPDATE_QUEUE, ParallelConfig, ParallelError, ParallelReport, PeerUpdate, sync_parallel,
     },
+    progress::{PROGRESS_EVERY, SyncProgress},
     subscription::HeaderSubscription,
     writer::{HeaderBatch, HeaderWriter, MAX_UNSTORED_HEADERS, WriterState},
 };
@@ -60,6 +61,9 @@ pub struct ReactorConfig {
     /// [`Features::HEADERS_V2`] only when it answers `GetHeadersV2` (the
     /// node does); v2 peers then pipeline ranges to it from the first request.
     pub features: Features,
+    /// While behind its peers, the reactor logs its progress (height, target,
+    /// rate, time left) this often; `Duration::ZERO` turns that off.
+    pub progress_every: Duration,
 }
 
 impl Default for ReactorConfig {
@@ -71,6 +75,7 @@ impl Default for ReactorConfig {
             mode: SyncMode::V1,
             v2_gather: Duration::from_millis(750),
             features: Features::NONE,
+            progress_every: PROGRESS_EVERY,
         }
     }
 }
@@ -170,6 +175,7 @@ impl HeaderSync {
             done_rx,
             tick: config.tick,
             rate_mark: (Instant::now(), 0),
+            progress: SyncProgress::new(config.progress_every),
             phase,
             pool_config: config.pool.clone(),
             v2_gather: config.v2_gather,
@@ -261,6 +267,7 @@ struct Reactor {
     done_rx: mpsc::Receiver<Completion>,
     tick: Duration,
     rate_mark: (Instant, u64),
+    progress: SyncProgress,
     phase: Phase,
     pool_config: PoolConfig,
     v2_gather: Duration,
@@ -467,6 +474,46 @@ impl Reactor {
                 .sync_rate_milli
                 .store((rate * 1000.0) as u64, Ordering::Relaxed);
             self.rate_mark = (now, synced);
+        }
+        self.report_progress(now, height);
+    }
+
+    /// The highest height peers claim: the v1 pool's target (peers in good
+    /// standing), or during v2 the highest status gathered.
+    fn target_height(&self) -> u64 {
+        let reported = self
+            .statuses
+            .values()
+            .flatten()
+            .map(|s| s.height)
+            .max()
+            .unwrap_or(0);
+        match (&self.phase, &self.pool) {
+            (Phase::V1, Some(pool)) => pool.target_height(),
+            _ => reported,
+        }
+    }
+
+    /// Logs progress every `progress_every` while behind (see [`SyncProgress`]).
+    /// During v2 it also keeps the target gauge, which the v1 pool sets otherwise.
+    fn report_progress(&mut self, now: Instant, height: u64) {
+        let target = self.target_height();
+        if matches!(self.phase, Phase::Parallel(_)) {
+            self.metrics.target_height.store(target, Ordering::Relaxed);
+        }
+        if let Some(report) = self.progress.on_tick(now, height, target) {
+            let mode = if matches!(self.phase, Phase::Parallel(_)) {
+                "v2"
+            } else {
+                "v1"
+            };
+            info!(
+                mode,
+                height = report.height,
+                target = report.target,
+                headers_per_s = report.headers_per_s.round() as u64,
+                "header sync progress: {report}"
+            );
         }
     }
 

@@ -112,6 +112,10 @@ pub struct SyncSection {
     /// How long a peer that sent invalid data stays banned, in seconds.
     #[serde(default = "default_ban_seconds")]
     pub ban_seconds: u64,
+    /// While behind its peers, log header sync progress (height, target,
+    /// rate, time left) this often, in milliseconds; 0 turns it off.
+    #[serde(default = "default_progress_log_ms")]
+    pub progress_log_ms: u64,
     /// v2: trust this checkpoint instead of the genesis/stored tip.
     #[serde(default)]
     pub checkpoint: Option<CheckpointConfig>,
@@ -163,6 +167,7 @@ impl Default for SyncSection {
             get_headers_per_second: default_rate(),
             request_timeout_ms: default_request_timeout_ms(),
             ban_seconds: default_ban_seconds(),
+            progress_log_ms: default_progress_log_ms(),
             checkpoint: None,
         }
     }
@@ -256,6 +261,9 @@ fn default_request_timeout_ms() -> u64 {
 }
 fn default_ban_seconds() -> u64 {
     60
+}
+fn default_progress_log_ms() -> u64 {
+    u64::try_from(headway_headersync::progress::PROGRESS_EVERY.as_millis()).unwrap_or(10_000)
 }
 fn default_interval() -> u64 {
     1000
@@ -452,6 +460,9 @@ pub fn template(
          request_timeout_ms = 15000\n\
          # Seconds a peer that sent invalid data stays banned.\n\
          ban_seconds = 60\n\
+         # While behind its peers, log sync progress (height, target, rate, time left) this\n\
+         # often, in milliseconds; 0 turns it off.\n\
+         progress_log_ms = 10000\n\
          # v2 only: trust a checkpoint instead of the genesis, by header hash or validator set hash.\n\
          # [sync.checkpoint]\n\
          # height = 10000\n\
@@ -487,6 +498,12 @@ mod tests {
         assert_eq!(config.producer.devnet, params);
         assert_eq!(config.sync.header_sync, HeaderSyncMode::V2);
         assert_eq!(config.producer.prebuilt_blocks, 100);
+        // The template states the default, and a config without the line gets it too.
+        assert_eq!(
+            config.sync.progress_log_ms,
+            SyncSection::default().progress_log_ms
+        );
+        assert_eq!(SyncSection::default().progress_log_ms, 10_000);
     }
 
     #[test]

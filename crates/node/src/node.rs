@@ -240,6 +240,7 @@ fn reactor_config(config: &Config) -> Result<ReactorConfig> {
     let timeout = Duration::from_millis(config.sync.request_timeout_ms);
     reactor.pool.request_timeout = timeout;
     reactor.pool.ban_duration = Duration::from_secs(config.sync.ban_seconds);
+    reactor.progress_every = Duration::from_millis(config.sync.progress_log_ms);
     if config.sync.header_sync.is_v2() {
         let mut parallel = ParallelConfig::default();
         if config.sync.header_sync == HeaderSyncMode::V2HeadersOnly {
