@@ -490,35 +490,60 @@ pub fn v2_verification_bound(chain: &Chain, range_len: u64) -> Duration {
     started.elapsed()
 }
 
-/// CPU time (µs) of this process's live threads by role, from their names
-/// and `/proc/self/task/*/schedstat`: the syncing node's runtime
-/// (`client`: its reactor, transport and, on its blocking pool, the store
-/// writer) and the serving peers' (`server`: their transports and store
-/// reads). Relays, sled's shared I/O threads, the harness and threads that
-/// exited are in neither.
+/// CPU time (µs) of this process's threads by role, from their names and
+/// `/proc/self/task/*/schedstat`: the syncing node's runtime (`client`: its
+/// reactor, transport and, on its blocking pool, the store writer) and the
+/// serving peers' (`server`: their transports and store reads). Relays,
+/// sled's shared I/O threads and the harness are in neither.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct CpuByRole {
     pub client: u64,
     pub servers: u64,
 }
 
-impl CpuByRole {
-    /// What each role used since `before` (threads that exited in between
-    /// are lost, so a role can only be undercounted).
-    pub fn since(&self, before: &CpuByRole) -> CpuByRole {
-        CpuByRole {
-            client: self.client.saturating_sub(before.client),
-            servers: self.servers.saturating_sub(before.servers),
+/// Each live thread's role and CPU time (µs) at one moment, by thread id.
+#[derive(Debug, Clone, Default)]
+pub struct CpuSnapshot(std::collections::HashMap<u64, (Role, u64)>);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Client,
+    Server,
+    Other,
+}
+
+impl CpuSnapshot {
+    /// What each role used since `before`, thread by thread: a thread that
+    /// is new counts whole, one that exited in between (an idle blocking
+    /// thread retires after 10 s) is lost rather than taken off the total,
+    /// so a role can be undercounted, never negative.
+    pub fn since(&self, before: &CpuSnapshot) -> CpuByRole {
+        let mut roles = CpuByRole::default();
+        for (tid, &(role, us)) in &self.0 {
+            let used = us.saturating_sub(before.0.get(tid).map_or(0, |&(_, b)| b));
+            match role {
+                Role::Client => roles.client += used,
+                Role::Server => roles.servers += used,
+                Role::Other => {}
+            }
         }
+        roles
     }
 }
 
-pub fn cpu_by_role() -> CpuByRole {
-    let mut roles = CpuByRole::default();
+pub fn cpu_by_role() -> CpuSnapshot {
+    let mut snapshot = CpuSnapshot::default();
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return roles;
+        return snapshot;
     };
     for task in tasks.flatten() {
+        let Some(tid) = task
+            .file_name()
+            .to_str()
+            .and_then(|t| t.parse::<u64>().ok())
+        else {
+            continue;
+        };
         let Ok(name) = std::fs::read_to_string(task.path().join("comm")) else {
             continue;
         };
@@ -531,14 +556,14 @@ pub fn cpu_by_role() -> CpuByRole {
         else {
             continue;
         };
-        let us = ns / 1000;
-        match name.trim_end() {
-            "client" => roles.client += us,
-            "server" => roles.servers += us,
-            _ => {}
-        }
+        let role = match name.trim_end() {
+            "client" => Role::Client,
+            "server" => Role::Server,
+            _ => Role::Other,
+        };
+        snapshot.0.insert(tid, (role, ns / 1000));
     }
-    roles
+    snapshot
 }
 
 /// CPU time (user + system) of this whole process so far, in ms, from
