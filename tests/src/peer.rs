@@ -510,6 +510,7 @@ impl ScriptedPeer {
                 commitment,
                 proof_kind: headway_wire::ProofKind::LastLeaf,
                 headers_only: true,
+                compact: false,
             });
             match self.request(&request).await {
                 Ok(Response::HeadersV2(headway_wire::HeadersV2Response {

@@ -168,11 +168,16 @@ impl ChainServer {
         Response::HeadersV2(HeadersV2Response {
             start_height: q.start_height,
             end_height: q.end_height,
-            // A headers-only request gets the same headers without commits.
+            // A headers-only request gets the same headers without commits,
+            // compact when it asks for them so.
             result: if q.headers_only {
-                HeadersV2Result::BareHeaders {
-                    headers: headers.iter().map(headway_wire::BareHeader::from).collect(),
-                    proof,
+                let headers: Vec<_> = headers.iter().map(headway_wire::BareHeader::from).collect();
+                match headway_wire::CompactHeaders::from_bare(&headers) {
+                    Some(compact) if q.compact => HeadersV2Result::CompactHeaders {
+                        headers: Box::new(compact),
+                        proof,
+                    },
+                    _ => HeadersV2Result::BareHeaders { headers, proof },
                 }
             } else {
                 HeadersV2Result::Headers { headers, proof }
@@ -287,6 +292,7 @@ mod tests {
                 commitment,
                 proof_kind: kind,
                 headers_only: false,
+                compact: false,
             };
             let Response::HeadersV2(r) = server.headers_v2(&q, 400, 120) else {
                 panic!("no headers");

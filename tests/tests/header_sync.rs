@@ -604,6 +604,7 @@ async fn r2_7_v2_range_spam_is_rate_limited_too() {
         commitment: headway_wire::Hash::ZERO,
         proof_kind: headway_wire::ProofKind::LastLeaf,
         headers_only: false,
+        compact: false,
     });
     let (mut answered, mut limited) = (0, 0);
     for _ in 0..10 {

@@ -86,6 +86,21 @@ async fn v2_node(checkpoint: Option<Checkpoint>) -> TestNode {
     .await
 }
 
+/// A node syncing headers-only v2 ranges from [`CHECKPOINT`].
+async fn headers_only_node() -> TestNode {
+    TestNode::start(NodeOptions {
+        header_sync_v2: true,
+        headers_only: true,
+        checkpoint: Some(Checkpoint::HeaderHash {
+            height: CHECKPOINT,
+            hash: chain().signed_header(CHECKPOINT).header.hash(),
+        }),
+        get_headers_per_second: Some(1000),
+        ..NodeOptions::default()
+    })
+    .await
+}
+
 /// A peer serving v1 `GetHeaders` honestly and the other requests with `others`.
 async fn peer_with(others: RequestScript) -> ScriptedPeer {
     ScriptedPeer::start_with(serving(chain().headers()), others, TIP).await
@@ -549,30 +564,23 @@ async fn v2_bad_proof_peer_is_banned_and_nothing_invalid_stored() {
 }
 
 /// Headers-only v2 (`header_sync = "v2-headers-only"`): ranges of headers
-/// without commits, proven by hashes alone, from a checkpoint, among peers
-/// that serve a wrong MMR proof, a forged header inside the range (no commit
-/// to hide behind: only the linkage and the proof catch it) and another
-/// commitment. Asserted: the bad peers are banned; the node stores exactly
-/// the honest headers, every one below the tip without its commit (it serves
-/// them as bare headers and announces a status `base` above them, so v1
-/// peers never ask it for them), the tip with its commit; honest peers are
-/// never banned.
+/// without commits, asked for in the compact form, proven by hashes alone,
+/// from a checkpoint, among peers that serve a wrong MMR proof, a forged
+/// header inside the range (no commit to hide behind: only the linkage and
+/// the proof catch it), another commitment and a compact range expanded
+/// from another parent. Asserted: the bad peers are banned; both honest
+/// peers, one answering compact ranges and one plain bare headers, serve
+/// ranges; the node stores exactly the honest headers, every one below the
+/// tip without its commit (it serves them as bare headers and announces a
+/// status `base` above them, so v1 peers never ask it for them), the tip
+/// with its commit; honest peers are never banned.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn v2_headers_only_bans_bad_proofs_and_stores_the_honest_headers_bare() {
-    let node = TestNode::start(NodeOptions {
-        header_sync_v2: true,
-        headers_only: true,
-        checkpoint: Some(Checkpoint::HeaderHash {
-            height: CHECKPOINT,
-            hash: chain().signed_header(CHECKPOINT).header.hash(),
-        }),
-        get_headers_per_second: Some(1000),
-        ..NodeOptions::default()
-    })
-    .await;
+    let node = headers_only_node().await;
     let wrong_proof = peer_with(v2_scripted(server(), 50, |_, _, mut r| {
         if let Response::HeadersV2(v2) = &mut r
-            && let HeadersV2Result::BareHeaders { proof, .. } = &mut v2.result
+            && let HeadersV2Result::BareHeaders { proof, .. }
+            | HeadersV2Result::CompactHeaders { proof, .. } = &mut v2.result
         {
             match proof.hashes.first_mut() {
                 Some(h) => h.0[0] ^= 1,
@@ -590,6 +598,25 @@ async fn v2_headers_only_bans_bad_proofs_and_stores_the_honest_headers_bare() {
             let k = headers.len() / 2;
             headers[k].header.state_root = Hash([0x66; 32]);
         }
+        if let Response::HeadersV2(v2) = &mut r
+            && let HeadersV2Result::CompactHeaders { headers, .. } = &mut v2.result
+            && headers.len() >= 3
+        {
+            // The middle header's state root (its second 32 bytes of roots).
+            let k = headers.len() / 2;
+            headers.roots[k * 96 + 32..k * 96 + 64].copy_from_slice(&[0x66; 32]);
+        }
+        Reply::Response(Box::new(r))
+    }))
+    .await;
+    // A compact range expanded from another parent: every header's hash
+    // changes with it, so the last one's proof fails.
+    let other_parent = peer_with(v2_scripted(server(), 50, |_, _, mut r| {
+        if let Response::HeadersV2(v2) = &mut r
+            && let HeadersV2Result::CompactHeaders { headers, .. } = &mut v2.result
+        {
+            headers.parent_hash = Some(Hash([0x77; 32]));
+        }
         Reply::Response(Box::new(r))
     }))
     .await;
@@ -600,11 +627,23 @@ async fn v2_headers_only_bans_bad_proofs_and_stores_the_honest_headers_bare() {
         Reply::Response(Box::new(r))
     }))
     .await;
-    let honest = [honest_v2_peer().await, honest_v2_peer().await];
+    // One honest peer answers compact ranges, the other plain bare headers
+    // (a server that predates the compact form): the node takes both.
+    let plain_bare = peer_with(v2_scripted(server(), 50, |q, up_to, _| {
+        let plain = GetHeadersV2 {
+            compact: false,
+            ..*q
+        };
+        let reply = Reply::Response(Box::new(server().headers_v2(&plain, up_to, 50)));
+        Reply::Delayed(HONEST_DELAY, Box::new(reply))
+    }))
+    .await;
+    let honest = [honest_v2_peer().await, plain_bare];
     let bad = [
         ("wrong MMR proof", &wrong_proof),
         ("forged header inside the range", &forged_inside),
         ("another commitment", &other_commitment),
+        ("compact range from another parent", &other_parent),
     ];
     let mut all: Vec<&ScriptedPeer> = bad.iter().map(|(_, p)| *p).collect();
     all.extend(honest.iter());
@@ -623,11 +662,21 @@ async fn v2_headers_only_bans_bad_proofs_and_stores_the_honest_headers_bare() {
             node.fail(&format!("{e}; the peer saw: {}", p.summary()));
         }
         assert!(
-            p.record().v2_requests().iter().all(|q| q.headers_only),
-            "{what}: the node asked for signed headers"
+            p.record()
+                .v2_requests()
+                .iter()
+                .all(|q| q.headers_only && q.compact),
+            "{what}: the node asked for signed or plain bare headers"
         );
     }
     node.wait_header_height(TIP, DEADLINE).await;
+    for (what, p) in [("compact", &honest[0]), ("plain bare", &honest[1])] {
+        assert!(
+            !p.record().v2_requests().is_empty() && p.record().ban().is_none(),
+            "the honest peer answering {what} ranges served unbanned: {}",
+            p.summary()
+        );
+    }
 
     let o = ScriptedPeer::observer().await;
     o.connect(&node).await;
@@ -843,4 +892,33 @@ async fn v2_peer_joining_mid_run_gets_ranges() {
     assert_ranges_well_formed(&late);
     assert_stores_exactly_honest_chain(&node, TIP).await;
     assert_not_banned(&[&early, &late]);
+}
+
+/// A peer that answers every range with an error (`INTERNAL`) fails at once
+/// and so looks like the fastest peer: the node must not keep asking it
+/// while the honest peer waits. Asserted: the sync finishes from the honest
+/// peer; the failing peer is asked a bounded number of times (paused after
+/// each failure, then left to v1) and is not banned (an error is not
+/// invalid data).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v2_a_peer_failing_every_range_does_not_stall_the_sync() {
+    let node = headers_only_node().await;
+    let failing = peer_with(v2_scripted(server(), 50, |_, _, _| {
+        Reply::Response(Box::new(headway_conformance::v2::error(
+            ErrorCode::Internal,
+            "storage unavailable",
+        )))
+    }))
+    .await;
+    let honest = honest_v2_peer().await;
+    connect_all_and_claim(&[&failing, &honest], &node, TIP).await;
+    node.wait_header_height(TIP, DEADLINE).await;
+    let asked = failing.record().v2_requests().len();
+    assert!(
+        (1..=headway_headersync::v2::MAX_CONSECUTIVE_FAILURES as usize).contains(&asked),
+        "the failing peer was asked {asked} times: {}",
+        failing.summary()
+    );
+    assert!(failing.record().ban().is_none(), "{}", failing.summary());
+    assert!(honest.record().ban().is_none(), "{}", honest.summary());
 }

@@ -9,7 +9,7 @@
 
 use std::ops::Deref;
 
-use headway_wire::{BareHeader, Hash, Header, SignedHeader};
+use headway_wire::{BareHeader, CompactHeaders, Hash, Header, SignedHeader, WireError};
 
 use crate::encoding::HeaderExt as _;
 
@@ -57,6 +57,26 @@ impl<T: HasHeader> Hashed<T> {
     #[must_use]
     pub fn all(values: Vec<T>) -> Vec<Self> {
         values.into_iter().map(Hashed::new).collect()
+    }
+}
+
+impl Hashed<BareHeader> {
+    /// The bare headers of a compact range from `start_height`
+    /// ([`CompactHeaders::expand`]), each hashed once: the hash that fills
+    /// in the next header's parent is the one it carries.
+    ///
+    /// # Errors
+    ///
+    /// The range is malformed ([`CompactHeaders::expand`]).
+    pub fn expand_compact(
+        start_height: u64,
+        compact: &CompactHeaders,
+    ) -> Result<Vec<Self>, WireError> {
+        Ok(compact
+            .expand(start_height, |header| header.hash())?
+            .into_iter()
+            .map(|(value, hash)| Hashed { value, hash })
+            .collect())
     }
 }
 
@@ -151,5 +171,42 @@ mod tests {
         }
         let (a, b) = (&chain[0].signed_header, &chain[1].signed_header);
         assert_ne!(Hashed::new(a.clone()).hash(), Hashed::new(b.clone()).hash());
+    }
+    /// A compact range expands to the very headers it was made from, each
+    /// with its header hash, across validator set changes, from height 1
+    /// (no parent) and from the middle of the chain.
+    #[test]
+    fn compact_ranges_expand_to_the_headers_they_were_made_from() {
+        let bare: Vec<BareHeader> = ChainGenerator::new(GeneratorConfig::small(7))
+            .unwrap()
+            .take(40)
+            .map(|block| BareHeader::from(&block.signed_header))
+            .collect();
+        for (from, to) in [(0, 40), (0, 1), (11, 37), (39, 40)] {
+            let range = &bare[from..to];
+            let compact = CompactHeaders::from_bare(range).unwrap();
+            assert_eq!(compact.len(), to - from);
+            let start = from as u64 + 1;
+            let expanded = Hashed::expand_compact(start, &compact).unwrap();
+            assert_eq!(expanded, Hashed::all(range.to_vec()));
+            if to - from > 10 {
+                // Rotation every 5 blocks: both kinds of exception occur.
+                assert!(!compact.validators_changes.is_empty());
+                assert!(!compact.validator_sets.is_empty());
+            }
+            if from > 0 {
+                // Expanded from the wrong height, every hash differs.
+                let shifted = Hashed::expand_compact(start + 1, &compact).unwrap();
+                assert!(
+                    expanded
+                        .iter()
+                        .zip(&shifted)
+                        .all(|(a, b)| a.hash() != b.hash())
+                );
+            }
+        }
+        // A range from height 1 has no parent: expanding it higher fails.
+        let compact = CompactHeaders::from_bare(&bare[..3]).unwrap();
+        assert!(Hashed::expand_compact(2, &compact).is_err());
     }
 }

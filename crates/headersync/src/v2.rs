@@ -284,6 +284,11 @@ pub struct RangeSyncConfig {
     /// without commits, so this node cannot serve them to v1 peers or full
     /// v2 ranges (see `headway_store::Store::bare_height`).
     pub headers_only: bool,
+    /// With `headers_only`, ask for compact ranges (`GetHeadersV2.compact`):
+    /// ~100 bytes a header instead of ~250, the rest derived while
+    /// verifying. Peers that do not know the form answer plain bare
+    /// headers, which are taken as well.
+    pub compact: bool,
 }
 
 impl Default for RangeSyncConfig {
@@ -298,6 +303,7 @@ impl Default for RangeSyncConfig {
             proof_kind: ProofKind::LastLeaf,
             max_peers: 128,
             headers_only: false,
+            compact: true,
         }
     }
 }
@@ -319,6 +325,14 @@ impl RangeSyncConfig {
 
 /// Headers per headers-only range by default ([`RangeSyncConfig::bare`]).
 pub const BARE_RANGE_LEN: u32 = 1000;
+
+/// Range requests in a row a peer may fail in transport or with an error
+/// answer ([`RangeFailure::Transport`]) before it is left to v1.
+pub const MAX_CONSECUTIVE_FAILURES: u32 = 5;
+
+/// Pause of a peer after a failed range request, doubled for each further
+/// failure in a row (100, 200, 400, 800 ms).
+pub const FAILURE_BACKOFF: Duration = Duration::from_millis(100);
 
 /// How a range request failed, as the transport saw it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -386,6 +400,9 @@ struct V2Peer {
     paused_until: Option<Instant>,
     mean_response: Option<Duration>,
     ranges_ok: u64,
+    /// Range requests in a row that failed in transport or with an error
+    /// answer ([`RangeFailure::Transport`]); reset by a verified range.
+    failures: u32,
     /// Announced `GetHeadersV2` in its status: pipelined from the start.
     announced: bool,
 }
@@ -586,7 +603,22 @@ impl<P: Copy + Eq + StdHash + Ord + Debug> RangeSync<P> {
             HeadersV2Result::BareHeaders { headers, proof } if self.config.headers_only => {
                 (HeaderBatch::Bare(Hashed::all(headers)), proof)
             }
-            HeadersV2Result::Headers { .. } | HeadersV2Result::BareHeaders { .. } => {
+            HeadersV2Result::CompactHeaders { headers, proof }
+                if self.config.headers_only && self.config.compact =>
+            {
+                match Hashed::expand_compact(start, &headers) {
+                    Ok(headers) => (HeaderBatch::Bare(headers), proof),
+                    Err(error) => {
+                        self.counters.ranges_failed += 1;
+                        self.unassign_if_idle(start, others_pending);
+                        self.ban(peer, format!("malformed compact range: {error}"));
+                        return;
+                    }
+                }
+            }
+            HeadersV2Result::Headers { .. }
+            | HeadersV2Result::BareHeaders { .. }
+            | HeadersV2Result::CompactHeaders { .. } => {
                 self.unassign_if_idle(start, others_pending);
                 self.ban(
                     peer,
@@ -638,6 +670,7 @@ impl<P: Copy + Eq + StdHash + Ord + Debug> RangeSync<P> {
                 self.counters.bytes_verified += bytes as u64;
                 if let Some(state) = self.peers.get_mut(&peer) {
                     state.ranges_ok += 1;
+                    state.failures = 0;
                 }
                 let Some(range) = self.ranges.get_mut(&start) else {
                     return;
@@ -698,7 +731,20 @@ impl<P: Copy + Eq + StdHash + Ord + Debug> RangeSync<P> {
                     state.paused_until = Some(now + Duration::from_millis(200));
                 }
             }
-            RangeFailure::Transport => {}
+            RangeFailure::Transport => {
+                // Paused, longer each time, so that a peer failing at once
+                // is not picked again at once (it scores as a fresh peer,
+                // ahead of slower working ones), then left to v1.
+                let Some(state) = self.peers.get_mut(&peer) else {
+                    return;
+                };
+                state.failures += 1;
+                if state.failures >= MAX_CONSECUTIVE_FAILURES {
+                    self.unusable(peer, "failed its last range requests in a row");
+                } else {
+                    state.paused_until = Some(now + FAILURE_BACKOFF * (1 << (state.failures - 1)));
+                }
+            }
             RangeFailure::NotFound => self.unusable(peer, "does not have the commitment's height"),
             RangeFailure::Unsupported => self.unusable(peer, "does not serve GetHeadersV2"),
             RangeFailure::Invalid => self.ban(peer, "sent an invalid GetHeadersV2 answer".into()),
@@ -731,8 +777,8 @@ impl<P: Copy + Eq + StdHash + Ord + Debug> RangeSync<P> {
     }
 
     /// When the planner next needs [`RangeSync::on_tick`] or
-    /// [`RangeSync::poll_request`]: a request timing out, or the head range
-    /// becoming late.
+    /// [`RangeSync::poll_request`]: a request timing out, the head range
+    /// becoming late, or a paused peer's pause ending.
     pub fn next_deadline(&self) -> Option<Instant> {
         let timeouts = self.ranges.values().filter_map(|r| match &r.state {
             RangeState::Requested { peers } => peers
@@ -741,7 +787,17 @@ impl<P: Copy + Eq + StdHash + Ord + Debug> RangeSync<P> {
                 .min(),
             _ => None,
         });
-        timeouts.chain(self.steal_deadline().map(|(t, _)| t)).min()
+        // A paused peer (busy, or failing) may take a range again.
+        let pauses = self.peers.values().filter_map(|p| p.paused_until);
+        // The head becoming late matters only if another peer could take it
+        // then; otherwise an answer, a pause ending or a new peer changes
+        // that, each an event of its own (a deadline that has passed and
+        // stays would have the driver spin).
+        let steal = self
+            .steal_deadline()
+            .filter(|(at, holder)| self.best_peer(*at, Some(*holder)).is_some())
+            .map(|(at, _)| at);
+        timeouts.chain(pauses).chain(steal).min()
     }
 
     /// The next request to send, if any. Call until `None`.
@@ -865,6 +921,7 @@ impl<P: Copy + Eq + StdHash + Ord + Debug> RangeSync<P> {
                 commitment: self.commitment,
                 proof_kind: self.config.proof_kind,
                 headers_only: self.config.headers_only,
+                compact: self.config.headers_only && self.config.compact,
             },
         )
     }

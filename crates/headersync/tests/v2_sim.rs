@@ -21,8 +21,8 @@ use headway_headersync::{
 };
 use headway_mmr::{MemStore, Mmr};
 use headway_wire::{
-    BareHeader, GetHeadersV2, Hash, Header, HeadersV2Response, HeadersV2Result, MmrProof,
-    ProofKind, SignedHeader,
+    BareHeader, CompactHeaders, GetHeadersV2, Hash, Header, HeadersV2Response, HeadersV2Result,
+    MmrProof, ProofKind, SignedHeader,
 };
 
 const LEN: usize = 1200;
@@ -95,9 +95,13 @@ fn honest(request: &GetHeadersV2, budget: u32) -> HeadersV2Response {
         start_height: request.start_height,
         end_height: request.end_height,
         result: if request.headers_only {
-            HeadersV2Result::BareHeaders {
-                headers: headers.iter().map(BareHeader::from).collect(),
-                proof,
+            let headers: Vec<BareHeader> = headers.iter().map(BareHeader::from).collect();
+            match CompactHeaders::from_bare(&headers) {
+                Some(compact) if request.compact => HeadersV2Result::CompactHeaders {
+                    headers: Box::new(compact),
+                    proof,
+                },
+                _ => HeadersV2Result::BareHeaders { headers, proof },
             }
         } else {
             HeadersV2Result::Headers { headers, proof }
@@ -117,6 +121,17 @@ enum Peer {
     OtherCommitment,
     Unsupported,
     Silent,
+    /// Answers a compact request with plain bare headers (a server that
+    /// predates the compact form).
+    PlainBare,
+    /// Answers a compact request with a range that does not expand (its
+    /// parent hash left out).
+    MalformedCompact,
+    /// Answers compact ranges whether asked for them or not.
+    UnaskedCompact,
+    /// Fails every request at once, in transport (a reset stream, an
+    /// `INTERNAL` answer).
+    Failing,
 }
 
 struct Sim {
@@ -196,7 +211,8 @@ impl Sim {
             Peer::BadProof => {
                 let mut r = honest(&request, u32::MAX);
                 if let HeadersV2Result::Headers { proof, .. }
-                | HeadersV2Result::BareHeaders { proof, .. } = &mut r.result
+                | HeadersV2Result::BareHeaders { proof, .. }
+                | HeadersV2Result::CompactHeaders { proof, .. } = &mut r.result
                     && let Some(h) = proof.hashes.first_mut()
                 {
                     h.0[0] ^= 1;
@@ -219,6 +235,11 @@ impl Sim {
                         let mid = headers.len() / 2;
                         headers[mid] = BareHeader::from(&forged(headers[mid].header.height));
                     }
+                    HeadersV2Result::CompactHeaders { headers, .. } if headers.len() >= 3 => {
+                        // The middle header's state root.
+                        let mid = headers.len() / 2;
+                        headers.roots[mid * 96 + 32] ^= 1;
+                    }
                     _ => {}
                 }
                 (Some(r), None)
@@ -238,6 +259,28 @@ impl Sim {
                 }),
                 None,
             ),
+            Peer::PlainBare => {
+                let plain = GetHeadersV2 {
+                    compact: false,
+                    ..request
+                };
+                (Some(honest(&plain, u32::MAX)), None)
+            }
+            Peer::MalformedCompact => {
+                let mut r = honest(&request, u32::MAX);
+                if let HeadersV2Result::CompactHeaders { headers, .. } = &mut r.result {
+                    headers.parent_hash = None;
+                }
+                (Some(r), None)
+            }
+            Peer::UnaskedCompact => {
+                let compact = GetHeadersV2 {
+                    compact: true,
+                    ..request
+                };
+                (Some(honest(&compact, u32::MAX)), None)
+            }
+            Peer::Failing => (None, Some(RangeFailure::Transport)),
             Peer::Unsupported => (None, Some(RangeFailure::Unsupported)),
             Peer::Silent => return,
         };
@@ -414,6 +457,81 @@ fn headers_only_ranges_are_verified_handed_out_bare_and_forgers_banned() {
     sim.assert_complete();
     assert_eq!(sim.bare, Some(true), "stored without commits");
     assert_eq!(sim.banned, BTreeSet::from([2, 3, 4]));
+}
+
+/// Compact ranges (the default with `headers_only`): verified like bare
+/// ones; a server that answers plain bare headers is served from too; a
+/// forged root in the middle, a bad proof and a range that does not expand
+/// get their peers banned.
+#[test]
+fn compact_ranges_are_verified_plain_bare_answers_taken_and_malformed_ones_banned() {
+    let mut sim = Sim::new(RangeSyncConfig {
+        headers_only: true,
+        ..config()
+    });
+    assert!(RangeSyncConfig::bare().compact, "compact by default");
+    sim.add(1, Peer::Honest, 30);
+    sim.add(2, Peer::PlainBare, 30);
+    sim.add(3, Peer::BadProof, 1);
+    sim.add(4, Peer::ForgedMiddle, 1);
+    sim.add(5, Peer::MalformedCompact, 1);
+    sim.run(Duration::from_secs(120));
+    sim.assert_complete();
+    assert_eq!(sim.bare, Some(true), "stored without commits");
+    assert_eq!(sim.banned, BTreeSet::from([3, 4, 5]));
+    assert!(sim.served[&1] > 0 && sim.served[&2] > 0, "{:?}", sim.served);
+}
+
+/// A compact answer to a request that did not ask for one is refused like
+/// any other kind not asked for.
+#[test]
+fn compact_answers_only_when_asked() {
+    let mut sim = Sim::new(RangeSyncConfig {
+        headers_only: true,
+        compact: false,
+        ..config()
+    });
+    sim.add(1, Peer::Honest, 30);
+    sim.add(2, Peer::UnaskedCompact, 1);
+    sim.run(Duration::from_secs(120));
+    sim.assert_complete();
+    assert_eq!(sim.banned, BTreeSet::from([2]));
+}
+
+/// A peer failing every request at once scores as a fresh peer, ahead of
+/// the slower working ones: it is paused after each failure, longer each
+/// time, then left to v1, and the working peers finish the sync.
+#[test]
+fn a_peer_failing_every_request_is_backed_off_then_left_to_v1() {
+    let mut sim = Sim::new(RangeSyncConfig {
+        request_timeout: Duration::from_secs(10),
+        ..config()
+    });
+    sim.add(1, Peer::Honest, 3000);
+    sim.add(2, Peer::Failing, 1);
+    sim.run(Duration::from_secs(60));
+    sim.assert_complete();
+    assert!(sim.banned.is_empty(), "{:?}", sim.banned);
+    assert_eq!(
+        sim.served[&2],
+        u64::from(headway_headersync::v2::MAX_CONSECUTIVE_FAILURES),
+        "asked until it is left to v1"
+    );
+    assert!(sim.unusable.contains(&2), "{:?}", sim.unusable);
+}
+
+/// A single slow peer holding the head: nobody could take the late head,
+/// so the planner's next deadline is not that moment (long past, it would
+/// have the driver spin; here the simulation would not converge).
+#[test]
+fn a_late_head_nobody_else_can_take_is_no_deadline() {
+    let mut sim = Sim::new(RangeSyncConfig {
+        request_timeout: Duration::from_secs(10),
+        ..config()
+    });
+    sim.add(1, Peer::Honest, 3000);
+    sim.run(Duration::from_secs(120));
+    sim.assert_complete();
 }
 
 #[test]

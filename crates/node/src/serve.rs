@@ -9,10 +9,10 @@ use headway_net::Responder;
 use crate::answers::AnswerQueue;
 use headway_store::{Store, StoreError};
 use headway_wire::{
-    BareHeader, BlocksResponse, ErrorCode, ErrorResponse, GetBlocks, GetHeaderChain, GetHeadersV2,
-    GetSkipChain, GetSnapshot, HeaderChainResponse, HeadersV2Response, HeadersV2Result, MmrProof,
-    ProofKind, Request, Response, SignedHeader, SkipChainResponse, SnapshotData,
-    ValidatorSetResponse,
+    BareHeader, BlocksResponse, CompactHeaders, ErrorCode, ErrorResponse, GetBlocks,
+    GetHeaderChain, GetHeadersV2, GetSkipChain, GetSnapshot, HeaderChainResponse,
+    HeadersV2Response, HeadersV2Result, MmrProof, ProofKind, Request, Response, SignedHeader,
+    SkipChainResponse, SnapshotData, ValidatorSetResponse,
     encoded::EncodedResponse,
     limits::{MAX_HEADERS_V2_RESPONSE_FRAME, MAX_SKIP_HOPS, MAX_SNAPSHOT_DATA_FRAME},
 };
@@ -143,7 +143,18 @@ fn encoded_headers_v2(
         ProofKind::LastLeaf => store.prove_header(last, q.end_height)?,
         ProofKind::Range => store.prove_header_range(q.start_height, last, q.end_height)?,
     });
-    let frame = if q.headers_only {
+    let frame = if q.headers_only && q.compact {
+        // Without a compact form (never for a stored range, short of 256
+        // proposers in it), the decoded path answers plain bare headers.
+        return Ok(EncodedResponse::compact_headers_v2(
+            q.start_height,
+            q.end_height,
+            &headers,
+            &proof,
+        )
+        .ok()
+        .flatten());
+    } else if q.headers_only {
         EncodedResponse::bare_headers_v2(q.start_height, q.end_height, &headers, &proof)
     } else {
         EncodedResponse::headers_v2(q.start_height, q.end_height, &headers, &proof)
@@ -250,8 +261,19 @@ fn headers_v2(store: &Store, q: &GetHeadersV2) -> Result<Response, StoreError> {
             last,
         )?;
         let count = headers.len();
-        let result: ResultFn =
-            Box::new(move |proof| HeadersV2Result::BareHeaders { headers, proof });
+        // Compact when asked and the range has a compact form (a stored
+        // range always has, unless it has over 256 proposers).
+        let compact = q
+            .compact
+            .then(|| CompactHeaders::from_bare(&headers))
+            .flatten();
+        let result: ResultFn = match compact {
+            Some(compact) => Box::new(move |proof| HeadersV2Result::CompactHeaders {
+                headers: Box::new(compact),
+                proof,
+            }),
+            None => Box::new(move |proof| HeadersV2Result::BareHeaders { headers, proof }),
+        };
         (result, count)
     } else {
         let headers = read_budgeted(
@@ -478,6 +500,7 @@ mod tests {
             commitment: Hash::ZERO,
             proof_kind: ProofKind::LastLeaf,
             headers_only,
+            compact: false,
         })
     }
 

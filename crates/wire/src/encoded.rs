@@ -96,6 +96,46 @@ impl EncodedResponse {
         Self::proven(start_height, end_height, bare_headers, proof, Shape::Bare)
     }
 
+    /// A `HeadersV2Response` from `start_height` carrying `compact_headers`
+    /// made from `bare_headers`, each the protobuf encoding of one
+    /// `BareHeader` (as a store keeps them), without decoding them into
+    /// headers: the frame is what encoding the response with
+    /// [`CompactHeaders::from_bare`](crate::CompactHeaders::from_bare) of
+    /// the decoded headers gives. The validator sets are spliced as they are.
+    ///
+    /// `Ok(None)` when the headers have no compact form (see
+    /// `CompactHeaders::from_bare`), do not start at `start_height`, or are
+    /// not in the canonical shape this reads (the decoded path answers
+    /// those).
+    ///
+    /// # Errors
+    ///
+    /// A malformed proof, or a frame over [`MAX_HEADERS_V2_RESPONSE_FRAME`].
+    pub fn compact_headers_v2(
+        start_height: u64,
+        end_height: u64,
+        bare_headers: &[Vec<u8>],
+        proof: &MmrProof,
+    ) -> Result<Option<Self>, FrameError> {
+        let Some(columns) = Columns::read(start_height, bare_headers) else {
+            return Ok(None);
+        };
+        proof.validate()?;
+        let proof = crate::messages::raw_proof(proof).encode_to_vec();
+        let compact_len = columns.encoded_len() + bytes_field_len(11, proof.len());
+        let body_len = u64_field_len(1, start_height)
+            + u64_field_len(2, end_height)
+            + bytes_field_len(6, compact_len);
+        Self::framed(2, body_len, MAX_HEADERS_V2_RESPONSE_FRAME, |out| {
+            put_u64_field(out, 1, start_height);
+            put_u64_field(out, 2, end_height);
+            put_len_prefix(out, 6, compact_len);
+            columns.write(out);
+            put_bytes_field(out, 11, &proof);
+        })
+        .map(Some)
+    }
+
     fn proven(
         start_height: u64,
         end_height: u64,
@@ -415,4 +455,243 @@ fn u64_field_len(field: u32, value: u64) -> usize {
 /// Encoded size of [`put_bytes_field`] with `len` bytes.
 fn bytes_field_len(field: u32, len: usize) -> usize {
     prost::encoding::key_len(field) + prost::encoding::encoded_len_varint(len as u64) + len
+}
+
+// ------------------------------------------------------------ compact ranges
+
+/// The columns of a `CompactHeaders` (fields 1 to 10), read from encoded
+/// bare headers and borrowing from them.
+struct Columns<'a> {
+    chain_id: &'a [u8],
+    parent_hash: Option<&'a [u8]>,
+    validators_hash: &'a [u8],
+    first_time_ms: u64,
+    /// Zigzag-encoded time steps, as packed `sint64` carries them.
+    time_deltas: Vec<u64>,
+    roots: Vec<u8>,
+    proposers: Vec<&'a [u8]>,
+    proposer_indexes: Vec<u8>,
+    validators_changes: Vec<(u32, &'a [u8])>,
+    validator_sets: Vec<(u32, &'a [u8])>,
+}
+
+/// The fields of an encoded `Header` the compact form needs.
+struct HeaderView<'a> {
+    chain_id: &'a [u8],
+    height: u64,
+    time_ms: u64,
+    parent_hash: Option<&'a [u8]>,
+    data_hash: &'a [u8],
+    validators_hash: &'a [u8],
+    next_validators_hash: &'a [u8],
+    state_root: &'a [u8],
+    history_root: &'a [u8],
+    proposer: &'a [u8],
+}
+
+impl<'a> HeaderView<'a> {
+    /// Reads a `Header` in canonical shape: fields in order, each at most
+    /// once, hashes of 32 bytes and an address of 20; `None` otherwise.
+    fn read(mut bytes: &'a [u8]) -> Option<Self> {
+        let mut fields: [Option<&'a [u8]>; 11] = [None; 11];
+        let (mut height, mut time_ms) = (0, 0);
+        let mut last = 0;
+        while !bytes.is_empty() {
+            let key = prost::encoding::decode_varint(&mut bytes).ok()?;
+            let number = usize::try_from(key >> 3).ok()?;
+            if number <= last || number > 10 {
+                return None;
+            }
+            last = number;
+            match (number, key & 7) {
+                (2, VARINT) => height = prost::encoding::decode_varint(&mut bytes).ok()?,
+                (3, VARINT) => time_ms = prost::encoding::decode_varint(&mut bytes).ok()?,
+                (1 | 4..=10, LEN) => {
+                    let len =
+                        usize::try_from(prost::encoding::decode_varint(&mut bytes).ok()?).ok()?;
+                    let (field, rest) = bytes.split_at_checked(len)?;
+                    fields[number] = Some(field);
+                    bytes = rest;
+                }
+                _ => return None,
+            }
+        }
+        let hash = |field: Option<&'a [u8]>| field.filter(|f| f.len() == 32);
+        let parent_hash = match fields[4] {
+            // A BlockId: its one field, a 32-byte hash.
+            Some([0x0a, 32, hash @ ..]) if hash.len() == 32 => Some(hash),
+            Some(_) => return None,
+            None => None,
+        };
+        Some(HeaderView {
+            chain_id: fields[1]?,
+            height,
+            time_ms,
+            parent_hash,
+            data_hash: hash(fields[5])?,
+            validators_hash: hash(fields[6])?,
+            next_validators_hash: hash(fields[7])?,
+            state_root: hash(fields[8])?,
+            history_root: hash(fields[9])?,
+            proposer: fields[10].filter(|f| f.len() == 20)?,
+        })
+    }
+}
+
+/// A `BareHeader`: its header and its validator set, if attached.
+fn bare_parts(bytes: &[u8]) -> Option<(&[u8], Option<&[u8]>)> {
+    check_shape(bytes, Shape::Bare).ok()?;
+    let mut r = bytes;
+    let mut next = || -> Option<&[u8]> {
+        if r.is_empty() {
+            return None;
+        }
+        prost::encoding::decode_varint(&mut r).ok()?;
+        let len = usize::try_from(prost::encoding::decode_varint(&mut r).ok()?).ok()?;
+        let (field, rest) = r.split_at_checked(len)?;
+        r = rest;
+        Some(field)
+    };
+    let header = next()?;
+    Some((header, next()))
+}
+
+impl<'a> Columns<'a> {
+    /// The columns of `items` (encoded bare headers from `start_height`),
+    /// under the rules of `CompactHeaders::from_bare`; `None` where it
+    /// would give `None`, or where an item is not in canonical shape.
+    fn read(start_height: u64, items: &'a [Vec<u8>]) -> Option<Self> {
+        if items.is_empty() || items.len() > MAX_HEADERS_V2 as usize {
+            return None;
+        }
+        let mut columns: Option<Columns<'a>> = None;
+        let mut previous: Option<HeaderView<'a>> = None;
+        for (i, item) in items.iter().enumerate() {
+            let (header, set) = bare_parts(item)?;
+            let header = HeaderView::read(header)?;
+            // `i` is below MAX_HEADERS_V2.
+            let index = i as u32;
+            if Some(header.height) != start_height.checked_add(u64::from(index)) {
+                return None;
+            }
+            let c = columns.get_or_insert_with(|| Columns {
+                chain_id: header.chain_id,
+                parent_hash: header.parent_hash,
+                validators_hash: header.validators_hash,
+                first_time_ms: header.time_ms,
+                time_deltas: Vec::with_capacity(items.len() - 1),
+                roots: Vec::with_capacity(items.len() * crate::compact::ROOTS_PER_HEADER),
+                proposers: Vec::new(),
+                proposer_indexes: Vec::with_capacity(items.len()),
+                validators_changes: Vec::new(),
+                validator_sets: Vec::new(),
+            });
+            if let Some(previous) = &previous {
+                if header.chain_id != c.chain_id
+                    || header.validators_hash != previous.next_validators_hash
+                {
+                    return None;
+                }
+                let delta =
+                    i64::try_from(i128::from(header.time_ms) - i128::from(previous.time_ms))
+                        .ok()?;
+                // Zigzag, as `sint64` is encoded.
+                c.time_deltas.push(((delta << 1) ^ (delta >> 63)) as u64);
+            }
+            c.roots.extend_from_slice(header.data_hash);
+            c.roots.extend_from_slice(header.state_root);
+            c.roots.extend_from_slice(header.history_root);
+            let proposer = crate::compact::proposer_index(&mut c.proposers, header.proposer)?;
+            c.proposer_indexes.push(proposer);
+            if header.next_validators_hash != header.validators_hash {
+                c.validators_changes
+                    .push((index, header.next_validators_hash));
+            }
+            if let Some(set) = set {
+                c.validator_sets.push((index, set));
+            }
+            previous = Some(header);
+        }
+        columns
+    }
+
+    fn deltas_len(&self) -> usize {
+        self.time_deltas
+            .iter()
+            .map(|d| prost::encoding::encoded_len_varint(*d))
+            .sum()
+    }
+
+    fn change_len(index: u32, hash: &[u8]) -> usize {
+        u64_field_len(1, u64::from(index)) + bytes_field_len(2, hash.len())
+    }
+
+    fn set_len(index: u32, set: &[u8]) -> usize {
+        u64_field_len(1, u64::from(index)) + bytes_field_len(2, set.len())
+    }
+
+    /// Encoded size of fields 1 to 10.
+    fn encoded_len(&self) -> usize {
+        let optional =
+            |field, bytes: Option<&[u8]>| bytes.map_or(0, |b| bytes_field_len(field, b.len()));
+        let deltas = self.deltas_len();
+        bytes_field_len(1, self.chain_id.len())
+            + optional(2, self.parent_hash)
+            + bytes_field_len(3, self.validators_hash.len())
+            + u64_field_len(4, self.first_time_ms)
+            + if deltas == 0 {
+                0
+            } else {
+                bytes_field_len(5, deltas)
+            }
+            + bytes_field_len(6, self.roots.len())
+            + self
+                .proposers
+                .iter()
+                .map(|p| bytes_field_len(7, p.len()))
+                .sum::<usize>()
+            + bytes_field_len(8, self.proposer_indexes.len())
+            + self
+                .validators_changes
+                .iter()
+                .map(|(i, h)| bytes_field_len(9, Self::change_len(*i, h)))
+                .sum::<usize>()
+            + self
+                .validator_sets
+                .iter()
+                .map(|(i, s)| bytes_field_len(10, Self::set_len(*i, s)))
+                .sum::<usize>()
+    }
+
+    /// Writes fields 1 to 10 in order, leaving out what prost leaves out.
+    fn write(&self, out: &mut Vec<u8>) {
+        put_bytes_field(out, 1, self.chain_id);
+        if let Some(parent) = self.parent_hash {
+            put_bytes_field(out, 2, parent);
+        }
+        put_bytes_field(out, 3, self.validators_hash);
+        put_u64_field(out, 4, self.first_time_ms);
+        let deltas = self.deltas_len();
+        if deltas > 0 {
+            put_len_prefix(out, 5, deltas);
+            for delta in &self.time_deltas {
+                prost::encoding::encode_varint(*delta, out);
+            }
+        }
+        put_bytes_field(out, 6, &self.roots);
+        for proposer in &self.proposers {
+            put_bytes_field(out, 7, proposer);
+        }
+        put_bytes_field(out, 8, &self.proposer_indexes);
+        for (index, hash) in &self.validators_changes {
+            put_len_prefix(out, 9, Self::change_len(*index, hash));
+            put_u64_field(out, 1, u64::from(*index));
+            put_bytes_field(out, 2, hash);
+        }
+        for (index, set) in &self.validator_sets {
+            put_len_prefix(out, 10, Self::set_len(*index, set));
+            put_u64_field(out, 1, u64::from(*index));
+            put_bytes_field(out, 2, set);
+        }
+    }
 }

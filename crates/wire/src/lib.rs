@@ -30,6 +30,7 @@
 //! # Ok::<(), headway_wire::FrameError>(())
 //! ```
 
+pub mod compact;
 pub mod encoded;
 mod error;
 pub mod fast;
@@ -46,6 +47,7 @@ pub mod raw {
     include!(concat!(env!("OUT_DIR"), "/headway.v1.rs"));
 }
 
+pub use compact::CompactHeaders;
 pub use error::{FrameError, WireError};
 pub use messages::*;
 pub use types::*;

@@ -5,6 +5,9 @@
 pub const MAX_HEADERS_PER_BATCH: u32 = 50;
 /// Most headers in one `GetHeadersV2` request or response.
 pub const MAX_HEADERS_V2: u32 = 2000;
+/// Most distinct proposers in one compact range (`CompactHeaders`), so
+/// that an index into them is one byte.
+pub const MAX_COMPACT_PROPOSERS: usize = 256;
 /// Most hashes in a header-chain locator.
 pub const MAX_LOCATOR_HASHES: usize = 101;
 /// Most hashes in an MMR proof (a range proof over the largest MMR needs far fewer).

@@ -8,7 +8,7 @@
 use prost::Message as _;
 
 use crate::{
-    WireError,
+    CompactHeaders, WireError,
     limits::*,
     raw,
     types::{
@@ -461,6 +461,10 @@ pub struct GetHeadersV2 {
     pub proof_kind: ProofKind,
     /// Ask for headers without commits ([`HeadersV2Result::BareHeaders`]).
     pub headers_only: bool,
+    /// With `headers_only`, ask for them compact
+    /// ([`HeadersV2Result::CompactHeaders`]); the responder may still answer
+    /// [`HeadersV2Result::BareHeaders`].
+    pub compact: bool,
 }
 
 impl GetHeadersV2 {
@@ -517,6 +521,15 @@ pub enum HeadersV2Result {
         /// Proof of the last header's (or every header's) inclusion.
         proof: MmrProof,
     },
+    /// The answer to a `headers_only` request that asked for `compact`:
+    /// the same bare headers without what the requester derives
+    /// ([`CompactHeaders::expand`] rebuilds them).
+    CompactHeaders {
+        /// The headers from the start height, compact.
+        headers: Box<CompactHeaders>,
+        /// Proof of the last header's (or every header's) inclusion.
+        proof: MmrProof,
+    },
 }
 
 impl HeadersV2Result {
@@ -526,6 +539,7 @@ impl HeadersV2Result {
         match self {
             HeadersV2Result::Headers { headers, .. } => headers.len(),
             HeadersV2Result::BareHeaders { headers, .. } => headers.len(),
+            HeadersV2Result::CompactHeaders { headers, .. } => headers.len(),
             HeadersV2Result::Commitment(_) => 0,
         }
     }
@@ -566,6 +580,28 @@ impl HeadersV2Response {
                 |h| h.header.height,
                 BareHeader::validate,
             ),
+            HeadersV2Result::CompactHeaders { headers, proof } => {
+                headers.validate()?;
+                proof.validate()?;
+                match (self.start_height, headers.parent_hash) {
+                    (1, Some(_)) => Err(WireError::Invalid {
+                        field: "compact_headers.parent_hash",
+                        rule: "must be empty when the range starts at height 1",
+                    }),
+                    (2.., None) => Err(WireError::Missing {
+                        field: "compact_headers.parent_hash",
+                    }),
+                    _ => Ok(()),
+                }?;
+                let last = self.start_height.checked_add(headers.len() as u64 - 1);
+                if last.is_none_or(|last| last > self.end_height) {
+                    return Err(WireError::Invalid {
+                        field: "headers_v2_response.compact_headers",
+                        rule: "headers must end at or below end_height",
+                    });
+                }
+                Ok(())
+            }
         }
     }
 
@@ -603,15 +639,20 @@ impl HeadersV2Response {
         }
         let field = match self.result {
             HeadersV2Result::BareHeaders { .. } => "headers_v2_response.bare_headers",
+            HeadersV2Result::CompactHeaders { .. } => "headers_v2_response.compact_headers",
             _ => "headers_v2_response.headers",
         };
         check_count(field, self.result.header_count(), request.count as usize)?;
-        let bare = matches!(self.result, HeadersV2Result::BareHeaders { .. });
-        let headers = matches!(self.result, HeadersV2Result::Headers { .. });
-        if (request.headers_only && headers) || (!request.headers_only && bare) {
+        let fits = match self.result {
+            HeadersV2Result::Commitment(_) => true,
+            HeadersV2Result::Headers { .. } => !request.headers_only,
+            HeadersV2Result::BareHeaders { .. } => request.headers_only,
+            HeadersV2Result::CompactHeaders { .. } => request.headers_only && request.compact,
+        };
+        if !fits {
             return Err(WireError::Invalid {
                 field: "headers_v2_response.result",
-                rule: "headers_only requests get bare headers, others signed headers",
+                rule: "headers_only requests get bare headers (compact only if asked), others signed headers",
             });
         }
         Ok(())
@@ -1174,6 +1215,7 @@ impl TryFrom<raw::Request> for Request {
                     }
                 },
                 headers_only: m.headers_only,
+                compact: m.compact,
             }),
             Body::GetHeaderChain(m) => Request::GetHeaderChain(GetHeaderChain {
                 locator: hashes("get_header_chain.locator", m.locator, MAX_LOCATOR_HASHES)?,
@@ -1256,6 +1298,13 @@ impl TryFrom<raw::Response> for Response {
                         HeadersV2Result::BareHeaders {
                             headers: try_items("headers_v2_response.bare_headers", p.headers)?,
                             proof: proof(p.proof)?,
+                        }
+                    }
+                    raw::headers_v2_response::Result::CompactHeaders(mut c) => {
+                        let p = proof(c.proof.take())?;
+                        HeadersV2Result::CompactHeaders {
+                            headers: Box::new(CompactHeaders::try_from(c)?),
+                            proof: p,
                         }
                     }
                 },
@@ -1392,6 +1441,7 @@ impl From<&Request> for raw::Request {
                     ProofKind::Range => raw::ProofKind::Range,
                 } as i32,
                 headers_only: m.headers_only,
+                compact: m.compact,
             }),
             Request::GetHeaderChain(m) => Body::GetHeaderChain(raw::GetHeaderChain {
                 locator: m.locator.iter().map(|h| h.0.to_vec()).collect(),
@@ -1459,6 +1509,12 @@ impl From<&Response> for raw::Response {
                             headers: headers.iter().map(Into::into).collect(),
                             proof: Some(raw_proof(proof)),
                         })
+                    }
+                    HeadersV2Result::CompactHeaders { headers, proof } => {
+                        raw::headers_v2_response::Result::CompactHeaders(crate::compact::to_raw(
+                            headers,
+                            raw_proof(proof),
+                        ))
                     }
                 }),
             }),

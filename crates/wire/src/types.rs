@@ -188,25 +188,7 @@ pub struct BlockMeta {
 impl Header {
     /// Checks the rules a header must meet on its own.
     pub fn validate(&self) -> Result<(), WireError> {
-        let id = self.chain_id.as_bytes();
-        if id.is_empty() {
-            return Err(WireError::Empty {
-                field: "header.chain_id",
-            });
-        }
-        if id.len() > MAX_CHAIN_ID_LEN {
-            return Err(WireError::TooLong {
-                field: "header.chain_id",
-                max: MAX_CHAIN_ID_LEN,
-                actual: id.len(),
-            });
-        }
-        if !id.iter().all(u8::is_ascii_graphic) {
-            return Err(WireError::Invalid {
-                field: "header.chain_id",
-                rule: "must be printable ASCII without spaces",
-            });
-        }
+        check_chain_id("header.chain_id", &self.chain_id)?;
         if self.height == 0 {
             return Err(WireError::ZeroHeight {
                 field: "header.height",
@@ -428,6 +410,22 @@ impl BlockMeta {
             MAX_TXS_PER_BLOCK,
         )
     }
+}
+
+/// A chain id: 1..=[`MAX_CHAIN_ID_LEN`] bytes of printable ASCII without spaces.
+pub(crate) fn check_chain_id(field: &'static str, chain_id: &str) -> Result<(), WireError> {
+    let id = chain_id.as_bytes();
+    if id.is_empty() {
+        return Err(WireError::Empty { field });
+    }
+    check_len(field, id.len(), MAX_CHAIN_ID_LEN)?;
+    if !id.iter().all(u8::is_ascii_graphic) {
+        return Err(WireError::Invalid {
+            field,
+            rule: "must be printable ASCII without spaces",
+        });
+    }
+    Ok(())
 }
 
 pub(crate) fn check_len(field: &'static str, len: usize, max: usize) -> Result<(), WireError> {

@@ -83,6 +83,7 @@ fn start_height_zero_is_rejected() {
         commitment: Hash::ZERO,
         proof_kind: ProofKind::LastLeaf,
         headers_only: false,
+        compact: false,
     });
     assert!(matches!(v2.encode(), Err(WireError::ZeroHeight { .. })));
 }
@@ -383,6 +384,7 @@ fn headers_v2_range_must_end_at_or_below_end_height() {
         commitment: Hash::ZERO,
         proof_kind: ProofKind::Range,
         headers_only: false,
+        compact: false,
     };
     assert!(matches!(
         q.validate(),
@@ -417,6 +419,7 @@ fn unknown_proof_kind_and_error_code_are_rejected() {
             commitment: vec![0; 32],
             proof_kind: 7,
             headers_only: false,
+            compact: false,
         })),
     };
     assert!(matches!(
@@ -734,6 +737,7 @@ fn v2_request(headers_only: bool) -> GetHeadersV2 {
         commitment: Hash::ZERO,
         proof_kind: ProofKind::LastLeaf,
         headers_only,
+        compact: false,
     }
 }
 
@@ -758,10 +762,16 @@ fn headers_only_requests_get_bare_headers_and_others_signed_ones() {
     });
     let wrong_kind = Err(WireError::Invalid {
         field: "headers_v2_response.result",
-        rule: "headers_only requests get bare headers, others signed headers",
+        rule: "headers_only requests get bare headers (compact only if asked), others signed headers",
     });
     assert_eq!(signed.validate_for(&v2_request(false)), Ok(()));
     assert_eq!(bare.validate_for(&v2_request(true)), Ok(()));
+    // A request for compact ranges may get them plain (an older server).
+    let compact_request = GetHeadersV2 {
+        compact: true,
+        ..v2_request(true)
+    };
+    assert_eq!(bare.validate_for(&compact_request), Ok(()));
     assert_eq!(bare.validate_for(&v2_request(false)), wrong_kind);
     assert_eq!(signed.validate_for(&v2_request(true)), wrong_kind);
     // Through the envelope too.

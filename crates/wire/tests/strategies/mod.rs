@@ -163,10 +163,11 @@ pub fn request() -> impl Strategy<Value = Request> {
             0u64..1_000,
             hash(),
             any::<bool>(),
+            any::<bool>(),
             any::<bool>()
         )
             .prop_map(
-                |(start_height, count, slack, commitment, range, headers_only)| {
+                |(start_height, count, slack, commitment, range, headers_only, compact)| {
                     Request::GetHeadersV2(GetHeadersV2 {
                         start_height,
                         count,
@@ -178,6 +179,7 @@ pub fn request() -> impl Strategy<Value = Request> {
                             ProofKind::LastLeaf
                         },
                         headers_only,
+                        compact: headers_only && compact,
                     })
                 }
             ),
@@ -300,12 +302,73 @@ pub fn headers_v2_response(max: usize) -> impl Strategy<Value = Response> {
                 })
             }
         ),
+        3 => (1u64..1_000_000, 1..=max.max(1), vec(hash(), 0..40), 0u64..100).prop_flat_map(
+            |(start, n, proof, slack)| {
+                compact_headers(start, n).prop_map(move |headers| {
+                    Response::HeadersV2(HeadersV2Response {
+                        start_height: start,
+                        end_height: start + n as u64 + slack,
+                        result: HeadersV2Result::CompactHeaders {
+                            headers: Box::new(headers),
+                            proof: MmrProof { hashes: proof.clone() },
+                        },
+                    })
+                })
+            }
+        ),
         1 => (1u64..1_000_000, hash()).prop_map(|(start, c)| Response::HeadersV2(HeadersV2Response {
             start_height: start,
             end_height: start + 10,
             result: HeadersV2Result::Commitment(c),
         })),
     ]
+}
+
+/// A valid `CompactHeaders` of `n` (at least 1) headers from `start`: any
+/// columns, with every index in range and at most one validator change and
+/// one attached set.
+pub fn compact_headers(start: u64, n: usize) -> impl Strategy<Value = CompactHeaders> {
+    let n = n.max(1);
+    (
+        chain_id(),
+        hash(),
+        hash(),
+        0u64..u64::MAX / 2,
+        vec(-1_000i64..1_000_000, n - 1),
+        vec(any::<u8>(), n * 96),
+        vec(any::<[u8; 20]>(), 1..4),
+        vec(any::<u8>(), n),
+        option::of((0..n as u32, hash())),
+        option::of((0..n as u32, validator_set())),
+    )
+        .prop_map(
+            move |(
+                chain_id,
+                parent,
+                validators_hash,
+                first_time_ms,
+                deltas,
+                roots,
+                proposers,
+                indexes,
+                change,
+                set,
+            )| {
+                let count = proposers.len() as u8;
+                CompactHeaders {
+                    chain_id,
+                    parent_hash: (start > 1).then_some(parent),
+                    validators_hash,
+                    first_time_ms,
+                    time_deltas_ms: deltas,
+                    roots,
+                    proposers: proposers.into_iter().map(Address).collect(),
+                    proposer_indexes: indexes.into_iter().map(|i| i % count).collect(),
+                    validators_changes: change.into_iter().collect(),
+                    validator_sets: set.into_iter().collect(),
+                }
+            },
+        )
 }
 
 pub fn response() -> impl Strategy<Value = Response> {

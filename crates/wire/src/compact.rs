@@ -1,0 +1,710 @@
+//! Compact ranges: bare headers with every field the requester derives left
+//! out (`CompactHeaders`, docs/protocol.md "Compact ranges").
+//!
+//! A [`BareHeader`] in a v2 range takes about 250 bytes, of which the
+//! requester could work out more than half itself: the height (the range's
+//! start plus the index), the chain id (the same in every header), the
+//! parent's hash (the hash of the header before, which verification computes
+//! anyway) and `validators_hash` (the previous header's
+//! `next_validators_hash`, a rule of verification). [`CompactHeaders`]
+//! carries the rest in columns: the three 32-byte hashes of each header
+//! back to back, time differences, one-byte proposer indexes, and the rare
+//! validator changes and sets by index. About 100 bytes a header.
+//!
+//! [`CompactHeaders::from_bare`] builds one from a linked range (a server's
+//! stored headers); [`CompactHeaders::expand`] rebuilds the headers, hashing
+//! each once with the caller's header hash (this crate does not define it)
+//! to fill in the next one's parent.
+
+use crate::{
+    WireError,
+    limits::{MAX_COMPACT_PROPOSERS, MAX_HEADERS_V2},
+    raw,
+    types::{
+        Address, BareHeader, BlockId, Hash, Header, ValidatorSet, check_chain_id, check_count,
+        check_strictly_ascending, fixed, hash,
+    },
+};
+
+/// Bytes of [`CompactHeaders::roots`] per header: `data_hash`, `state_root`
+/// and `history_root`, 32 bytes each.
+pub const ROOTS_PER_HEADER: usize = 96;
+
+/// The bare headers of one range, compact (see the [module
+/// documentation](self)). `n`, the number of headers, is
+/// `roots.len() / 96`; [`CompactHeaders::validate`] checks every column
+/// against it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompactHeaders {
+    /// The chain id of every header.
+    pub chain_id: String,
+    /// The first header's `last_block_id`; `None` exactly at height 1.
+    pub parent_hash: Option<Hash>,
+    /// The first header's `validators_hash`.
+    pub validators_hash: Hash,
+    /// The first header's time.
+    pub first_time_ms: u64,
+    /// Each further header's time minus the previous one's (`n - 1`).
+    pub time_deltas_ms: Vec<i64>,
+    /// `n × 96` bytes: each header's `data_hash`, `state_root`, `history_root`.
+    pub roots: Vec<u8>,
+    /// The distinct proposers, at most [`MAX_COMPACT_PROPOSERS`].
+    pub proposers: Vec<Address>,
+    /// Each header's proposer as an index into `proposers` (`n`).
+    pub proposer_indexes: Vec<u8>,
+    /// `(index, next_validators_hash)` of the headers whose
+    /// `next_validators_hash` is not their `validators_hash`, by strictly
+    /// increasing index.
+    pub validators_changes: Vec<(u32, Hash)>,
+    /// `(index, set)` of the headers that carry their validator set, by
+    /// strictly increasing index.
+    pub validator_sets: Vec<(u32, ValidatorSet)>,
+}
+
+impl CompactHeaders {
+    /// How many headers the range holds (its `roots` in whole entries).
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.roots.len() / ROOTS_PER_HEADER
+    }
+
+    /// Whether it holds no header (never, once validated).
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The compact form of `headers`, or `None` when they have no compact
+    /// form: empty or over [`MAX_HEADERS_V2`], heights not consecutive,
+    /// chain ids not all the same, a `validators_hash` that is not the
+    /// previous header's `next_validators_hash`, a time step outside `i64`,
+    /// or more than [`MAX_COMPACT_PROPOSERS`] proposers. A server answers
+    /// those with plain bare headers.
+    ///
+    /// Each header's parent is implied to be the header before it, so
+    /// `headers` must be linked (as a store's are); the expansion of an
+    /// unlinked range gives other headers, which fail their proof.
+    #[must_use]
+    pub fn from_bare(headers: &[BareHeader]) -> Option<Self> {
+        let first = &headers.first()?.header;
+        if headers.len() > MAX_HEADERS_V2 as usize {
+            return None;
+        }
+        let mut compact = CompactHeaders {
+            chain_id: first.chain_id.clone(),
+            parent_hash: first.last_block_id.map(|id| id.hash),
+            validators_hash: first.validators_hash,
+            first_time_ms: first.time_ms,
+            time_deltas_ms: Vec::with_capacity(headers.len() - 1),
+            roots: Vec::with_capacity(headers.len() * ROOTS_PER_HEADER),
+            proposers: Vec::new(),
+            proposer_indexes: Vec::with_capacity(headers.len()),
+            validators_changes: Vec::new(),
+            validator_sets: Vec::new(),
+        };
+        let mut previous: Option<&Header> = None;
+        for (i, bare) in headers.iter().enumerate() {
+            let header = &bare.header;
+            // `i` is below MAX_HEADERS_V2: it fits in a u32 and a height step.
+            let index = i as u32;
+            if let Some(previous) = previous {
+                if header.chain_id != previous.chain_id
+                    || Some(header.height) != previous.height.checked_add(1)
+                    || header.validators_hash != previous.next_validators_hash
+                {
+                    return None;
+                }
+                let delta = i128::from(header.time_ms) - i128::from(previous.time_ms);
+                compact.time_deltas_ms.push(i64::try_from(delta).ok()?);
+            }
+            compact.roots.extend_from_slice(&header.data_hash.0);
+            compact.roots.extend_from_slice(&header.state_root.0);
+            compact.roots.extend_from_slice(&header.history_root.0);
+            let proposer = proposer_index(&mut compact.proposers, header.proposer_address)?;
+            compact.proposer_indexes.push(proposer);
+            if header.next_validators_hash != header.validators_hash {
+                compact
+                    .validators_changes
+                    .push((index, header.next_validators_hash));
+            }
+            if let Some(set) = &bare.validator_set {
+                compact.validator_sets.push((index, set.clone()));
+            }
+            previous = Some(header);
+        }
+        Some(compact)
+    }
+
+    /// Checks every column against the number of headers, and the chain id
+    /// and the validator sets as a header's and a set's are checked. Errors
+    /// name `compact_headers.<field>`.
+    pub fn validate(&self) -> Result<(), WireError> {
+        check_chain_id("compact_headers.chain_id", &self.chain_id)?;
+        if !self.roots.len().is_multiple_of(ROOTS_PER_HEADER) {
+            return Err(WireError::Invalid {
+                field: "compact_headers.roots",
+                rule: "must hold 96 bytes per header",
+            });
+        }
+        let n = self.len();
+        if n == 0 {
+            return Err(WireError::Empty {
+                field: "compact_headers.roots",
+            });
+        }
+        check_count("compact_headers.roots", n, MAX_HEADERS_V2 as usize)?;
+        if self.time_deltas_ms.len() != n - 1 {
+            return Err(WireError::Invalid {
+                field: "compact_headers.time_deltas_ms",
+                rule: "must hold one entry per header after the first",
+            });
+        }
+        check_count(
+            "compact_headers.proposers",
+            self.proposers.len(),
+            MAX_COMPACT_PROPOSERS,
+        )?;
+        if self.proposer_indexes.len() != n {
+            return Err(WireError::Invalid {
+                field: "compact_headers.proposer_indexes",
+                rule: "must hold one index per header",
+            });
+        }
+        if let Some(i) = self
+            .proposer_indexes
+            .iter()
+            .position(|&p| usize::from(p) >= self.proposers.len())
+        {
+            return Err(WireError::Item {
+                field: "compact_headers.proposer_indexes",
+                index: i,
+                source: Box::new(WireError::Invalid {
+                    field: "proposer_index",
+                    rule: "must name one of the proposers",
+                }),
+            });
+        }
+        check_indexes(
+            "compact_headers.validators_changes",
+            &self.validators_changes,
+            n,
+        )?;
+        check_indexes("compact_headers.validator_sets", &self.validator_sets, n)?;
+        for (i, (_, set)) in self.validator_sets.iter().enumerate() {
+            set.validate()
+                .map_err(WireError::item("compact_headers.validator_sets", i))?;
+        }
+        Ok(())
+    }
+
+    /// The bare headers from `start_height`, each with the hash `hash` gives
+    /// it (the header hash, computed once here: each header's parent is the
+    /// hash of the one before). Validates first.
+    ///
+    /// # Errors
+    ///
+    /// What [`CompactHeaders::validate`] finds; a parent hash present at
+    /// height 1 or absent above it; heights or times that leave `u64`.
+    pub fn expand(
+        &self,
+        start_height: u64,
+        mut hash: impl FnMut(&Header) -> Hash,
+    ) -> Result<Vec<(BareHeader, Hash)>, WireError> {
+        self.validate()?;
+        match (start_height, self.parent_hash) {
+            (0, _) => {
+                return Err(WireError::ZeroHeight {
+                    field: "headers_v2_response.start_height",
+                });
+            }
+            (1, Some(_)) => {
+                return Err(WireError::Invalid {
+                    field: "compact_headers.parent_hash",
+                    rule: "must be empty when the range starts at height 1",
+                });
+            }
+            (2.., None) => {
+                return Err(WireError::Missing {
+                    field: "compact_headers.parent_hash",
+                });
+            }
+            _ => {}
+        }
+        let n = self.len();
+        if start_height.checked_add(n as u64 - 1).is_none() {
+            return Err(WireError::Invalid {
+                field: "headers_v2_response.start_height",
+                rule: "the range's heights must fit in u64",
+            });
+        }
+        let mut out = Vec::with_capacity(n);
+        let mut parent = self.parent_hash;
+        let mut validators_hash = self.validators_hash;
+        let mut time_ms = self.first_time_ms;
+        let mut changes = self.validators_changes.iter().peekable();
+        let mut sets = self.validator_sets.iter().peekable();
+        for (i, roots) in self.roots.chunks_exact(ROOTS_PER_HEADER).enumerate() {
+            if i > 0 {
+                time_ms = time_ms
+                    .checked_add_signed(self.time_deltas_ms[i - 1])
+                    .ok_or(WireError::Item {
+                        field: "compact_headers.time_deltas_ms",
+                        index: i - 1,
+                        source: Box::new(WireError::Invalid {
+                            field: "time_delta_ms",
+                            rule: "takes the time outside u64",
+                        }),
+                    })?;
+            }
+            let index = i as u32;
+            let next_validators_hash = match changes.next_if(|(at, _)| *at == index) {
+                Some((_, next)) => *next,
+                None => validators_hash,
+            };
+            let validator_set = sets
+                .next_if(|(at, _)| *at == index)
+                .map(|(_, set)| set.clone());
+            let header = Header {
+                chain_id: self.chain_id.clone(),
+                height: start_height + i as u64,
+                time_ms,
+                last_block_id: parent.map(|hash| BlockId { hash }),
+                data_hash: Hash(fixed("compact_headers.roots", &roots[..32])?),
+                validators_hash,
+                next_validators_hash,
+                state_root: Hash(fixed("compact_headers.roots", &roots[32..64])?),
+                history_root: Hash(fixed("compact_headers.roots", &roots[64..])?),
+                proposer_address: self.proposers[usize::from(self.proposer_indexes[i])],
+            };
+            let header_hash = hash(&header);
+            parent = Some(header_hash);
+            validators_hash = next_validators_hash;
+            out.push((
+                BareHeader {
+                    header,
+                    validator_set,
+                },
+                header_hash,
+            ));
+        }
+        Ok(out)
+    }
+}
+
+/// The index of `proposer` among `proposers`, added if new; `None` when
+/// that would make more than [`MAX_COMPACT_PROPOSERS`].
+pub(crate) fn proposer_index<T: PartialEq>(proposers: &mut Vec<T>, proposer: T) -> Option<u8> {
+    let at = match proposers.iter().position(|p| *p == proposer) {
+        Some(at) => at,
+        None if proposers.len() < MAX_COMPACT_PROPOSERS => {
+            proposers.push(proposer);
+            proposers.len() - 1
+        }
+        None => return None,
+    };
+    u8::try_from(at).ok()
+}
+
+/// The `(index, _)` entries of a column of exceptions: strictly increasing,
+/// each below `n`.
+fn check_indexes<T>(field: &'static str, items: &[(u32, T)], n: usize) -> Result<(), WireError> {
+    check_count(field, items.len(), n)?;
+    check_strictly_ascending(field, items, |a, b| a.0.cmp(&b.0))?;
+    match items.last() {
+        Some((index, _)) if *index as usize >= n => Err(WireError::Item {
+            field,
+            index: items.len() - 1,
+            source: Box::new(WireError::Invalid {
+                field: "index",
+                rule: "must name a header of the range",
+            }),
+        }),
+        _ => Ok(()),
+    }
+}
+
+// ------------------------------------------------------------ raw <-> domain
+
+impl TryFrom<raw::CompactHeaders> for CompactHeaders {
+    type Error = WireError;
+    fn try_from(raw: raw::CompactHeaders) -> Result<Self, WireError> {
+        check_count(
+            "compact_headers.proposers",
+            raw.proposers.len(),
+            MAX_COMPACT_PROPOSERS,
+        )?;
+        check_count(
+            "compact_headers.validators_changes",
+            raw.validators_changes.len(),
+            MAX_HEADERS_V2 as usize,
+        )?;
+        check_count(
+            "compact_headers.validator_sets",
+            raw.validator_sets.len(),
+            MAX_HEADERS_V2 as usize,
+        )?;
+        let mut proposers = Vec::with_capacity(raw.proposers.len());
+        for (i, p) in raw.proposers.iter().enumerate() {
+            proposers.push(Address(
+                fixed("address", p).map_err(WireError::item("compact_headers.proposers", i))?,
+            ));
+        }
+        let mut validators_changes = Vec::with_capacity(raw.validators_changes.len());
+        for (i, change) in raw.validators_changes.into_iter().enumerate() {
+            let next = hash("next_validators_hash", &change.next_validators_hash)
+                .map_err(WireError::item("compact_headers.validators_changes", i))?;
+            validators_changes.push((change.index, next));
+        }
+        let mut validator_sets = Vec::with_capacity(raw.validator_sets.len());
+        for (i, entry) in raw.validator_sets.into_iter().enumerate() {
+            let set = entry
+                .validator_set
+                .ok_or(WireError::Missing {
+                    field: "validator_set",
+                })
+                .and_then(ValidatorSet::try_from)
+                .map_err(WireError::item("compact_headers.validator_sets", i))?;
+            validator_sets.push((entry.index, set));
+        }
+        let compact = CompactHeaders {
+            chain_id: raw.chain_id,
+            parent_hash: if raw.parent_hash.is_empty() {
+                None
+            } else {
+                Some(hash("compact_headers.parent_hash", &raw.parent_hash)?)
+            },
+            validators_hash: hash("compact_headers.validators_hash", &raw.validators_hash)?,
+            first_time_ms: raw.first_time_ms,
+            time_deltas_ms: raw.time_deltas_ms,
+            roots: raw.roots,
+            proposers,
+            proposer_indexes: raw.proposer_indexes,
+            validators_changes,
+            validator_sets,
+        };
+        compact.validate()?;
+        Ok(compact)
+    }
+}
+
+/// The raw message, with `proof` (which the wire message carries inside).
+pub(crate) fn to_raw(compact: &CompactHeaders, proof: raw::MmrProof) -> raw::CompactHeaders {
+    raw::CompactHeaders {
+        chain_id: compact.chain_id.clone(),
+        parent_hash: compact
+            .parent_hash
+            .map_or_else(Vec::new, |hash| hash.0.to_vec()),
+        validators_hash: compact.validators_hash.0.to_vec(),
+        first_time_ms: compact.first_time_ms,
+        time_deltas_ms: compact.time_deltas_ms.clone(),
+        roots: compact.roots.clone(),
+        proposers: compact.proposers.iter().map(|p| p.0.to_vec()).collect(),
+        proposer_indexes: compact.proposer_indexes.clone(),
+        validators_changes: compact
+            .validators_changes
+            .iter()
+            .map(|(index, next)| raw::CompactValidatorsChange {
+                index: *index,
+                next_validators_hash: next.0.to_vec(),
+            })
+            .collect(),
+        validator_sets: compact
+            .validator_sets
+            .iter()
+            .map(|(index, set)| raw::CompactValidatorSet {
+                index: *index,
+                validator_set: Some(set.into()),
+            })
+            .collect(),
+        proof: Some(proof),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+
+    use prost::Message as _;
+
+    use super::*;
+    use crate::types::PublicKey;
+    use crate::{Envelope as _, HeadersV2Response, HeadersV2Result, MmrProof, Response, Validator};
+
+    /// A stand-in for the header hash (this crate does not define it): any
+    /// function of the whole header does for these tests.
+    fn toy_hash(header: &Header) -> Hash {
+        let mut out = [0u8; 32];
+        let raw = raw::Header::from(header).encode_to_vec();
+        for (i, byte) in raw.iter().enumerate() {
+            out[i % 32] = out[i % 32].rotate_left(3) ^ byte;
+        }
+        Hash(out)
+    }
+
+    /// `n` linked bare headers from `start` (by [`toy_hash`]), with 4
+    /// proposers, the validator set changing after header 3 (and attached
+    /// to header 4), and a time step back at header 2.
+    fn linked(start: u64, n: usize) -> Vec<BareHeader> {
+        let mut headers: Vec<BareHeader> = Vec::new();
+        let mut parent = (start > 1).then_some(Hash([9; 32]));
+        let mut validators_hash = Hash([1; 32]);
+        for i in 0..n {
+            let next = if i == 3 {
+                Hash([2; 32])
+            } else {
+                validators_hash
+            };
+            let header = Header {
+                chain_id: "toy-chain".into(),
+                height: start + i as u64,
+                time_ms: if i == 2 {
+                    1_000
+                } else {
+                    5_000 + 1_000 * i as u64
+                },
+                last_block_id: parent.map(|hash| BlockId { hash }),
+                data_hash: Hash([i as u8; 32]),
+                validators_hash,
+                next_validators_hash: next,
+                state_root: Hash([(i as u8).wrapping_mul(7); 32]),
+                history_root: Hash([(i as u8).wrapping_add(100); 32]),
+                proposer_address: Address([(i % 4) as u8; 20]),
+            };
+            parent = Some(toy_hash(&header));
+            let validator_set = (i == 4).then(|| ValidatorSet {
+                validators: vec![Validator {
+                    pub_key: PublicKey([5; 32]),
+                    voting_power: 10,
+                }],
+            });
+            validators_hash = next;
+            headers.push(BareHeader {
+                header,
+                validator_set,
+            });
+        }
+        headers
+    }
+
+    fn expanded(compact: &CompactHeaders, start: u64) -> Result<Vec<BareHeader>, WireError> {
+        Ok(compact
+            .expand(start, toy_hash)?
+            .into_iter()
+            .map(|(bare, _)| bare)
+            .collect())
+    }
+
+    #[test]
+    fn a_linked_range_round_trips() {
+        for (start, n) in [(1, 1), (1, 9), (500, 9), (7, 2000)] {
+            let headers = linked(start, n);
+            let compact = CompactHeaders::from_bare(&headers).unwrap();
+            compact.validate().unwrap();
+            assert_eq!(compact.len(), n);
+            assert_eq!(compact.proposers.len(), n.min(4));
+            assert_eq!(expanded(&compact, start).unwrap(), headers);
+            let pairs = compact.expand(start, toy_hash).unwrap();
+            assert!(
+                pairs
+                    .iter()
+                    .all(|(bare, hash)| toy_hash(&bare.header) == *hash)
+            );
+        }
+    }
+
+    /// The point of the form: well under half the bytes of bare headers.
+    #[test]
+    fn a_compact_range_takes_under_half_the_bytes() {
+        let headers = linked(1000, 1000);
+        let response = |result| {
+            Response::HeadersV2(HeadersV2Response {
+                start_height: 1000,
+                end_height: 5000,
+                result,
+            })
+        };
+        let proof = MmrProof::default();
+        let bare = response(HeadersV2Result::BareHeaders {
+            headers: headers.clone(),
+            proof: proof.clone(),
+        })
+        .encode()
+        .unwrap()
+        .len();
+        let compact = response(HeadersV2Result::CompactHeaders {
+            headers: Box::new(CompactHeaders::from_bare(&headers).unwrap()),
+            proof,
+        })
+        .encode()
+        .unwrap()
+        .len();
+        assert!(
+            compact * 100 / 1000 <= 10_100,
+            "{compact} bytes for 1000 headers"
+        );
+        assert!(compact * 5 < bare * 2, "{compact} against {bare}");
+    }
+
+    #[test]
+    fn ranges_without_a_compact_form_are_refused() {
+        assert_eq!(CompactHeaders::from_bare(&[]), None);
+        let mut gap = linked(5, 4);
+        gap[2].header.height += 1;
+        assert_eq!(CompactHeaders::from_bare(&gap), None);
+        let mut other_chain = linked(5, 4);
+        other_chain[3].header.chain_id = "other".into();
+        assert_eq!(CompactHeaders::from_bare(&other_chain), None);
+        let mut discontinuous = linked(5, 4);
+        discontinuous[1].header.validators_hash = Hash([7; 32]);
+        assert_eq!(CompactHeaders::from_bare(&discontinuous), None);
+        let mut far = linked(5, 4);
+        far[0].header.time_ms = u64::MAX;
+        assert_eq!(CompactHeaders::from_bare(&far), None);
+        let mut crowded = linked(5, 300);
+        for (i, bare) in crowded.iter_mut().enumerate() {
+            bare.header.proposer_address = Address([
+                (i % 257) as u8,
+                (i / 257) as u8,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+            ]);
+        }
+        assert_eq!(CompactHeaders::from_bare(&crowded), None);
+        crowded.truncate(256);
+        assert!(CompactHeaders::from_bare(&crowded).is_some());
+    }
+
+    /// Each broken column is refused with an error naming it.
+    #[test]
+    fn malformed_columns_are_refused_with_their_field() {
+        let good = CompactHeaders::from_bare(&linked(500, 9)).unwrap();
+        let field = |e: WireError| match e {
+            WireError::Item { field, .. }
+            | WireError::Invalid { field, .. }
+            | WireError::Empty { field }
+            | WireError::Missing { field }
+            | WireError::TooMany { field, .. }
+            | WireError::Unsorted { field, .. }
+            | WireError::Duplicate { field, .. } => field,
+            other => panic!("unexpected {other:?}"),
+        };
+        type Edit = fn(&mut CompactHeaders);
+        let cases: [(Edit, &str); 11] = [
+            (
+                |c| c.roots.pop().map(drop).unwrap_or(()),
+                "compact_headers.roots",
+            ),
+            (|c| c.roots.clear(), "compact_headers.roots"),
+            (
+                |c| c.time_deltas_ms.push(1),
+                "compact_headers.time_deltas_ms",
+            ),
+            (
+                |c| c.proposer_indexes.pop().map(drop).unwrap_or(()),
+                "compact_headers.proposer_indexes",
+            ),
+            (
+                |c| c.proposer_indexes[3] = 4,
+                "compact_headers.proposer_indexes",
+            ),
+            (
+                |c| c.validators_changes.push((9, Hash([3; 32]))),
+                "compact_headers.validators_changes",
+            ),
+            (
+                |c| c.validators_changes.insert(0, (3, Hash([3; 32]))),
+                "compact_headers.validators_changes",
+            ),
+            (
+                |c| {
+                    c.validator_sets.push((
+                        2,
+                        ValidatorSet {
+                            validators: Vec::new(),
+                        },
+                    ))
+                },
+                "compact_headers.validator_sets",
+            ),
+            (
+                |c| c.validator_sets[0].1.validators.clear(),
+                "compact_headers.validator_sets",
+            ),
+            (
+                |c| c.chain_id = "has space".into(),
+                "compact_headers.chain_id",
+            ),
+            (
+                |c| c.time_deltas_ms[0] = i64::MIN,
+                "compact_headers.time_deltas_ms",
+            ),
+        ];
+        for (edit, name) in cases {
+            let mut bad = good.clone();
+            edit(&mut bad);
+            assert_eq!(field(expanded(&bad, 500).unwrap_err()), name, "{bad:?}");
+        }
+        // The parent: present exactly above height 1.
+        assert_eq!(
+            field(expanded(&good, 1).unwrap_err()),
+            "compact_headers.parent_hash"
+        );
+        let first = CompactHeaders::from_bare(&linked(1, 3)).unwrap();
+        assert_eq!(
+            field(expanded(&first, 2).unwrap_err()),
+            "compact_headers.parent_hash"
+        );
+        // Heights past u64.
+        assert!(expanded(&good, u64::MAX - 3).is_err());
+    }
+
+    #[test]
+    fn responses_check_the_parent_and_the_end() {
+        let compact = CompactHeaders::from_bare(&linked(500, 9)).unwrap();
+        let response = |start_height, end_height| HeadersV2Response {
+            start_height,
+            end_height,
+            result: HeadersV2Result::CompactHeaders {
+                headers: Box::new(compact.clone()),
+                proof: MmrProof::default(),
+            },
+        };
+        assert_eq!(response(500, 508).validate(), Ok(()));
+        assert!(response(500, 507).validate().is_err());
+        assert!(response(1, 600).validate().is_err());
+        let request = crate::GetHeadersV2 {
+            start_height: 500,
+            count: 9,
+            end_height: 600,
+            commitment: Hash([0; 32]),
+            proof_kind: crate::ProofKind::LastLeaf,
+            headers_only: true,
+            compact: false,
+        };
+        // A compact answer only to a request that asked for one.
+        assert!(response(500, 600).validate_for(&request).is_err());
+        let asked = crate::GetHeadersV2 {
+            compact: true,
+            ..request
+        };
+        assert_eq!(response(500, 600).validate_for(&asked), Ok(()));
+        let fewer = crate::GetHeadersV2 { count: 8, ..asked };
+        assert!(response(500, 600).validate_for(&fewer).is_err());
+    }
+}
