@@ -27,11 +27,12 @@
 //!   for the client's and peers' logs on stderr.
 //! - `HEADWAY_BENCH_DIR`: chain cache and results (default `<target dir>/bench-sync`).
 //! - `HEADWAY_BENCH_PLOT`: where the PNG goes (default `docs/bench/header-sync.png`).
-//! - `HEADWAY_BENCH_ONLY=issue8|issue9|v1|v2|v2-bare|pair|cache`: one part only (`v2`:
-//!   v2 with 8 peers on loopback and at +50 ms, or at the added RTTs listed in
-//!   `HEADWAY_BENCH_RTT_MS=0,50`, for profiling; `pair`: v1 then v2 there; both also run v2 headers-only, which `v2-bare` runs alone; `v1`: the
-//!   issue 8 v1 runs alone, once, for profiling;
-//!   results.json and the plot are then not written).
+//! - `HEADWAY_BENCH_ONLY=issue8|issue9|v1|v2|v2-bare|pair|cache|plot`: one part only
+//!   (`v2`: v2 with 8 peers on loopback and at +50 ms, or at the added RTTs listed in
+//!   `HEADWAY_BENCH_RTT_MS=0,50`, for profiling; `pair`: v1 then v2 there; both
+//!   also run v2 headers-only, which `v2-bare` runs alone; `v1`: the issue 8 v1
+//!   runs alone, once, for profiling; results.json and the plot are then not
+//!   written; `plot`: redraws the plot from the last full run's results.json).
 //!
 //! The chain is generated once into `chain-<params>/` under the bench
 //! directory and reused. Serving peers, relays and the client run in three
@@ -108,8 +109,18 @@ fn main() {
     };
     let dir = bench_dir();
     std::fs::create_dir_all(&dir).expect("creating the bench directory");
-    let chain = Arc::new(Chain::load_or_build(&dir, &params, len));
     let only = std::env::var("HEADWAY_BENCH_ONLY").ok();
+    if only.as_deref() == Some("plot") {
+        // Redraw from the last full run's figures, without running anything.
+        let json_path = dir.join("results.json");
+        let text = std::fs::read_to_string(&json_path)
+            .unwrap_or_else(|e| panic!("reading {}: {e}", json_path.display()));
+        let results: Value = serde_json::from_str(&text).expect("results.json is JSON");
+        let len = results["chain"]["headers"].as_u64().expect("chain.headers");
+        write_plot(&results, len);
+        return;
+    }
+    let chain = Arc::new(Chain::load_or_build(&dir, &params, len));
     let part = |name: &str| only.as_deref().is_none_or(|o| o == name);
     if only.as_deref() == Some("cache") {
         return;
@@ -196,14 +207,18 @@ fn main() {
         )
         .expect("writing results.json");
         println!("\nresults: {}", json_path.display());
-        let plot_path = plot_path();
-        if let Some(parent) = plot_path.parent() {
-            std::fs::create_dir_all(parent).expect("creating the plot directory");
-        }
-        std::fs::write(&plot_path, draw(&results, len)).expect("writing the plot");
-        println!("plot:    {}", plot_path.display());
+        write_plot(&results, len);
     }
     drop((client, servers, relays));
+}
+
+fn write_plot(results: &Value, len: u64) {
+    let plot_path = plot_path();
+    if let Some(parent) = plot_path.parent() {
+        std::fs::create_dir_all(parent).expect("creating the plot directory");
+    }
+    std::fs::write(&plot_path, draw(results, len)).expect("writing the plot");
+    println!("plot:    {}", plot_path.display());
 }
 
 /// Issue 8: v1 from 4 peers over loopback against the verification bound, and the probes.
