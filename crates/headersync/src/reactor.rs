@@ -86,7 +86,7 @@ pub const V2_RETRY: Duration = Duration::from_secs(5);
 /// In v2 mode, the least time to gather statuses even when every connected
 /// peer has reported. Short: peers that report later join the running
 /// download (see [`PeerUpdate`]).
-pub const V2_MIN_GATHER: Duration = Duration::from_millis(20);
+pub const V2_MIN_GATHER: Duration = Duration::from_millis(5);
 
 /// Where the reactor is in catching up.
 #[allow(
