@@ -14,7 +14,11 @@
 //!   a third entry, `ckb_with_our_hashing`, runs the peer with this crate's hash
 //!   functions to show how much of the difference is structure rather than hashing;
 //! - `prove_inclusion_1M`, `verify_inclusion_1M`: one leaf of the 1M-leaf MMR;
-//! - `prove_range50_1M`, `verify_range50_1M`: 50 consecutive leaves (one header-sync batch).
+//! - `prove_range50_1M`, `verify_range50_1M`: 50 consecutive leaves (one header-sync batch);
+//! - `append_and_root_100k`: a root before every append, as a store checking
+//!   every header's `history_root` does; a third entry, `ours_whole_message`,
+//!   hashes each root's whole message with `sha2` instead of `Mmr::root`'s
+//!   midstates.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -261,5 +265,68 @@ fn configure_fast(group: &mut criterion::BenchmarkGroup<'_, criterion::measureme
         .measurement_time(Duration::from_secs(2));
 }
 
-criterion_group!(benches, appends, proofs);
+/// Leaves of the root-per-append benchmark.
+const ROOT_LEAVES: u64 = 100_000;
+
+/// The root of `peaks` hashed as one message, as a verifier does:
+/// `SHA256(0x02 || peaks… || u64_be(leaf_count))` with `sha2` alone.
+fn whole_message_root(leaf_count: u64, peaks: &[[u8; 32]]) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    hasher.update([0x02]);
+    for peak in peaks {
+        hasher.update(peak);
+    }
+    hasher.update(leaf_count.to_be_bytes());
+    hasher.finalize().into()
+}
+
+/// A root after every append, as a store checking every header's
+/// `history_root` takes them: `Mmr::root` (midstates over the unchanged
+/// peaks) against hashing the whole root message each time, and against a
+/// peer crate's bagged root.
+fn roots(c: &mut Criterion) {
+    let mut group = c.benchmark_group("append_and_root_100k");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(5));
+    group.throughput(Throughput::Elements(ROOT_LEAVES));
+    group.bench_function("ours", |b| {
+        b.iter(|| {
+            let mut mmr = Mmr::default();
+            let mut acc = 0u8;
+            for i in 0..ROOT_LEAVES {
+                acc ^= mmr.root()[0];
+                let _ = mmr.append(&i.to_be_bytes());
+            }
+            acc
+        });
+    });
+    group.bench_function("ours_whole_message", |b| {
+        b.iter(|| {
+            let mut mmr = Mmr::default();
+            let mut acc = 0u8;
+            for i in 0..ROOT_LEAVES {
+                acc ^= whole_message_root(mmr.leaf_count(), mmr.peaks())[0];
+                let _ = mmr.append(&i.to_be_bytes());
+            }
+            acc
+        });
+    });
+    group.bench_function("ckb", |b| {
+        b.iter(|| {
+            let store = CkbStore::default();
+            let mut mmr = MMR::<_, Sha256Merge, _>::new(0, &store);
+            let mut acc = 0u8;
+            for i in 0..ROOT_LEAVES {
+                acc ^= mmr.get_root().map_or(0, |root| root[0]);
+                let _ = mmr.push(peer_leaf(i));
+            }
+            acc
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, appends, proofs, roots);
 criterion_main!(benches);

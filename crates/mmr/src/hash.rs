@@ -17,7 +17,7 @@ pub type Hash = [u8; 32];
 pub const LEAF_PREFIX: u8 = 0x00;
 /// Domain prefix of an interior node hash: `SHA256(0x01 || left || right)`.
 pub const NODE_PREFIX: u8 = 0x01;
-/// Domain prefix of a root: `SHA256(0x02 || u64_be(leaf_count) || peaks…)`.
+/// Domain prefix of a root: `SHA256(0x02 || peaks… || u64_be(leaf_count))`.
 pub const ROOT_PREFIX: u8 = 0x02;
 
 /// The hash of a leaf, `SHA256(0x00 || data)`.
@@ -96,18 +96,98 @@ pub fn empty_root() -> Hash {
     root_from_peaks(0, &[])
 }
 
-/// `SHA256(0x02 || u64_be(leaf_count) || peaks[0] || … || peaks[k])`.
+/// `SHA256(0x02 || peaks[0] || … || peaks[k] || u64_be(leaf_count))`.
 ///
 /// Callers guarantee that `peaks` are the peaks of an MMR of `leaf_count`
 /// leaves, oldest (largest) first.
 pub(crate) fn root_from_peaks(leaf_count: u64, peaks: &[Hash]) -> Hash {
     let mut hasher = Sha256::new();
     hasher.update([ROOT_PREFIX]);
-    hasher.update(leaf_count.to_be_bytes());
     for peak in peaks {
         hasher.update(peak);
     }
+    hasher.update(leaf_count.to_be_bytes());
     hasher.finalize().into()
+}
+
+/// SHA-256 midstates over the root's message prefix `0x02 || peaks…`, one
+/// per complete 64-byte block, so that the root after an append hashes only
+/// what the append changed.
+///
+/// An append replaces the last `t` peaks (`t`: trailing one bits of the old
+/// leaf count, one on average) and the count, which comes last; every block
+/// before the first changed byte keeps its midstate. A root then costs the
+/// blocks from there on plus the final one or two (about 2 compressions),
+/// where hashing the whole message costs `⌈(17 + 32k) / 64⌉` (5 with 8 peaks).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RootMidstates {
+    /// `states[i]`: the state after blocks `0..=i` of `0x02 || peaks…`.
+    states: Vec<[u32; 8]>,
+}
+
+impl RootMidstates {
+    /// Brings the midstates up to date with `peaks`, of which only the first
+    /// `unchanged` are known to be the peaks of the last update.
+    pub(crate) fn update(&mut self, peaks: &[Hash], unchanged: usize) {
+        let kept = (1 + 32 * unchanged.min(peaks.len())) / 64;
+        self.states.truncate(kept);
+        let full = (1 + 32 * peaks.len()) / 64;
+        let mut state = self.states.last().copied().unwrap_or(INITIAL_STATE);
+        for block_index in self.states.len()..full {
+            let mut block = [0u8; 64];
+            prefix_bytes(peaks, 64 * block_index, &mut block);
+            sha2::compress256(&mut state, &[GenericArray::<u8, U64>::from(block)]);
+            self.states.push(state);
+        }
+    }
+
+    /// The root of the MMR of `leaf_count` leaves whose peaks are `peaks`,
+    /// the peaks of the last [`Self::update`].
+    pub(crate) fn root(&self, leaf_count: u64, peaks: &[Hash]) -> Hash {
+        let len = 1 + 32 * peaks.len();
+        let done = 64 * self.states.len();
+        debug_assert_eq!(self.states.len(), len / 64, "midstates out of date");
+        // The tail (< 64 bytes), the count, 0x80 and the bit length: one
+        // block when they fit in 64 bytes, else two.
+        let mut tail = [0u8; 128];
+        let rest = len - done;
+        prefix_bytes(peaks, done, &mut tail[..rest]);
+        tail[rest..rest + 8].copy_from_slice(&leaf_count.to_be_bytes());
+        tail[rest + 8] = 0x80;
+        let blocks = if rest + 8 + 1 + 8 <= 64 { 1 } else { 2 };
+        // The message is at most 1 + 32·64 + 8 bytes: its bit length fits.
+        let bits = (len as u64 + 8) * 8;
+        tail[64 * blocks - 8..64 * blocks].copy_from_slice(&bits.to_be_bytes());
+        let mut state = self.states.last().copied().unwrap_or(INITIAL_STATE);
+        let first = GenericArray::<u8, U64>::clone_from_slice(&tail[..64]);
+        if blocks == 1 {
+            sha2::compress256(&mut state, &[first]);
+        } else {
+            let second = GenericArray::<u8, U64>::clone_from_slice(&tail[64..]);
+            sha2::compress256(&mut state, &[first, second]);
+        }
+        state_bytes(&state)
+    }
+}
+
+/// Copies bytes `from .. from + out.len()` of `0x02 || peaks…` into `out`.
+fn prefix_bytes(peaks: &[Hash], from: usize, out: &mut [u8]) {
+    let mut at = from;
+    let mut written = 0;
+    while written < out.len() {
+        if at == 0 {
+            out[0] = ROOT_PREFIX;
+            at = 1;
+            written = 1;
+            continue;
+        }
+        let peak = &peaks[(at - 1) / 32];
+        let offset = (at - 1) % 32;
+        let n = (32 - offset).min(out.len() - written);
+        out[written..written + n].copy_from_slice(&peak[offset..offset + n]);
+        written += n;
+        at += n;
+    }
 }
 
 /// Longest leaf data whose padded message `0x00 || data || 0x80 || len`
@@ -191,6 +271,41 @@ mod tests {
             node_hash(&left, &right),
             reference(NODE_PREFIX, &[&left, &right])
         );
+    }
+
+    #[test]
+    fn root_puts_the_count_after_the_peaks() {
+        let peaks = [[7u8; 32], [9u8; 32]];
+        assert_eq!(
+            root_from_peaks(3, &peaks),
+            reference(ROOT_PREFIX, &[&peaks[0], &peaks[1], &3u64.to_be_bytes()])
+        );
+    }
+
+    #[test]
+    fn midstate_roots_equal_whole_roots_for_every_peak_count_and_change() {
+        // Every peak count 0..=64 (every alignment of the tail), each
+        // reached from every shorter prefix of unchanged peaks.
+        let all: Vec<Hash> = (0u8..64).map(|i| [i.wrapping_mul(37) ^ 0x5c; 32]).collect();
+        for len in 0..=all.len() {
+            for unchanged in 0..=len {
+                let mut midstates = RootMidstates::default();
+                // Start from other peaks that share the first `unchanged`.
+                let mut before: Vec<Hash> = all[..len].to_vec();
+                for peak in before.iter_mut().skip(unchanged) {
+                    peak[0] ^= 0xff;
+                }
+                before.push([0xee; 32]);
+                midstates.update(&before, 0);
+                midstates.update(&all[..len], unchanged);
+                let count = (len as u64) << 3 | 5;
+                assert_eq!(
+                    midstates.root(count, &all[..len]),
+                    root_from_peaks(count, &all[..len]),
+                    "{len} peaks, {unchanged} unchanged"
+                );
+            }
+        }
     }
 
     #[test]

@@ -9,7 +9,9 @@
 //! The construction, normative and specified bit for bit in `docs/mmr.md`:
 //! - leaf `SHA256(0x00 || data)`, interior node `SHA256(0x01 || left || right)`;
 //! - one perfect tree (peak) per set bit of the leaf count, oldest on the left;
-//! - root `SHA256(0x02 || u64_be(leaf_count) || peak_0 || … || peak_k)`, no bagging.
+//! - root `SHA256(0x02 || peak_0 || … || peak_k || u64_be(leaf_count))`, no bagging;
+//!   the count comes last so that a root after an append re-hashes only the
+//!   changed peaks from a cached midstate.
 //!
 //! A [`Proof`] is only a sequence of hashes: verifiers derive every structural
 //! fact from the leaf counts and indices they already trust. There are

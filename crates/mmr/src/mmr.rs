@@ -1,6 +1,6 @@
 //! The MMR itself: appends, roots, rewinds and proof generation.
 
-use crate::hash::{Hash, LeafHash, node_hash, root_from_peaks};
+use crate::hash::{Hash, LeafHash, RootMidstates, node_hash, root_from_peaks};
 use crate::proof::{MAX_PROOF_HASHES, Proof, ProofError, check_leaf_indices};
 use crate::shape::{
     MAX_LEAF_COUNT, Peak, leaf_count_for_node_count, node_count, node_position, peaks,
@@ -20,6 +20,8 @@ pub struct Mmr<S> {
     peaks: Vec<Hash>,
     /// The nodes of the append in progress (reused, never reallocated).
     pending: Vec<Hash>,
+    /// The root's hash state over the unchanged peaks (see [`Self::root`]).
+    midstates: RootMidstates,
 }
 
 /// Why an operation on an [`Mmr`] failed.
@@ -83,6 +85,7 @@ impl<S: NodeStore> Mmr<S> {
             .ok_or(MmrError::InvalidNodeCount { node_count })?;
         let mut mmr = Self::empty(store);
         mmr.peaks = mmr.peak_hashes_at(leaf_count)?;
+        mmr.midstates.update(&mmr.peaks, 0);
         mmr.leaf_count = leaf_count;
         Ok(mmr)
     }
@@ -99,10 +102,15 @@ impl<S: NodeStore> Mmr<S> {
         &self.peaks
     }
 
-    /// Current root: `SHA256(0x02 || u64_be(leaf_count) || peaks…)`.
+    /// Current root: `SHA256(0x02 || peaks… || u64_be(leaf_count))`.
+    ///
+    /// Keeps SHA-256's state over the peaks that appends left unchanged, so
+    /// a root after each append costs about two compressions, not the
+    /// whole message (a store checking every header's `history_root` takes
+    /// a root per append).
     #[must_use]
     pub fn root(&self) -> Hash {
-        root_from_peaks(self.leaf_count, &self.peaks)
+        self.midstates.root(self.leaf_count, &self.peaks)
     }
 
     /// The root the MMR had when it held `leaf_count` leaves (for example, the
@@ -145,8 +153,10 @@ impl<S: NodeStore> Mmr<S> {
         self.store
             .append_nodes(&self.pending)
             .map_err(MmrError::Store)?;
-        self.peaks.truncate(self.peaks.len().saturating_sub(merges));
+        let unchanged = self.peaks.len().saturating_sub(merges);
+        self.peaks.truncate(unchanged);
         self.peaks.push(node);
+        self.midstates.update(&self.peaks, unchanged);
         self.leaf_count = leaf_index + 1;
         Ok(leaf_index)
     }
@@ -163,6 +173,7 @@ impl<S: NodeStore> Mmr<S> {
         let node_count = node_count(leaf_count).unwrap_or(u64::MAX);
         self.store.truncate(node_count).map_err(MmrError::Store)?;
         self.peaks = peaks;
+        self.midstates.update(&self.peaks, 0);
         self.leaf_count = leaf_count;
         Ok(())
     }
@@ -352,6 +363,7 @@ impl<S: NodeStore> Mmr<S> {
             leaf_count: 0,
             peaks: Vec::with_capacity(64),
             pending: Vec::with_capacity(64),
+            midstates: RootMidstates::default(),
         }
     }
 

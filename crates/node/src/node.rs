@@ -436,25 +436,25 @@ mod tests {
     fn a_store_of_another_format_says_where_and_what_to_do() {
         let dir = std::path::Path::new("/var/lib/headway/data");
         let old = StoreError::UnsupportedVersion {
-            found: 6,
-            supported: 7,
+            found: 7,
+            supported: 8,
         };
         let message = format!(
             "{:#}",
             anyhow::Error::new(old).context(store_open_context(
                 &StoreError::UnsupportedVersion {
-                    found: 6,
-                    supported: 7
+                    found: 7,
+                    supported: 8
                 },
                 dir
             ))
         );
         for part in [
             "/var/lib/headway/data",
-            "format 6",
             "format 7",
+            "format 8",
             "Move the directory away",
-            "store format version 6 is not supported",
+            "store format version 7 is not supported",
         ] {
             assert!(message.contains(part), "{part:?} missing from {message:?}");
         }

@@ -94,7 +94,10 @@ pub(crate) const MAGIC: &[u8] = b"HEADWAY-STORE";
 /// of headers alone do not read the commits.
 /// 7: MMR nodes live in their own flat file (`mmr.nodes`, node `p` at byte
 /// `32 p`) instead of sled chunks.
-pub(crate) const FORMAT_VERSION: u32 = 7;
+/// 8: no layout change; the history root puts the leaf count after the
+/// peaks (`headway-mmr`), so every stored `history_root` above height 2 of
+/// an earlier store differs from what this version checks.
+pub(crate) const FORMAT_VERSION: u32 = 8;
 
 /// Stages into `batch` the removal of every key `tag || be64(n)` with
 /// `n >= first`: rows of a table keyed by height above the header height,

@@ -8,7 +8,7 @@
 //!   [`Store::load_bare_headers`]), packed into
 //!   header segments of up to 256 consecutive rows so that a batch costs few
 //!   sled keys, their bytes appended to a header log file next to the
-//!   database (on-disk format 7); a header height apart from the contiguous
+//!   database (on-disk format 8); a header height apart from the contiguous
 //!   block height, which only bodies advance ([`Store::save_block`]);
 //!   [`Store::load_block`] returns `None` when the body is missing even though
 //!   the meta exists; [`Store::load_signed_headers`] reads a range segment by

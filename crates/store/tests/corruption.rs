@@ -188,7 +188,7 @@ fn format_marker_version_and_config_are_checked() {
         open(&dir),
         Err(StoreError::UnsupportedVersion {
             found: 9,
-            supported: 7
+            supported: 8
         })
     ));
 
@@ -207,7 +207,7 @@ fn format_marker_version_and_config_are_checked() {
             error,
             StoreError::UnsupportedVersion {
                 found: 1,
-                supported: 7
+                supported: 8
             }
         ),
         "{error}"
@@ -227,7 +227,7 @@ fn format_marker_version_and_config_are_checked() {
             error,
             StoreError::UnsupportedVersion {
                 found: 2,
-                supported: 7
+                supported: 8
             }
         ),
         "{error}"
@@ -243,16 +243,17 @@ fn format_marker_version_and_config_are_checked() {
             error,
             StoreError::UnsupportedVersion {
                 found: 3,
-                supported: 7
+                supported: 8
             }
         ),
         "{error}"
     );
 
-    // And formats 4 to 6: format 4 keeps segments as sled values, not
+    // And formats 4 to 7: format 4 keeps segments as sled values, not
     // pointers into the header log; format 5 keeps each row's commit next to
-    // its header; format 6 keeps MMR nodes in sled chunks.
-    for old in [4u8, 5, 6] {
+    // its header; format 6 keeps MMR nodes in sled chunks; format 7's headers
+    // carry history roots with the leaf count first.
+    for old in [4u8, 5, 6, 7] {
         let dir = populated(&format!("version-{old}"));
         poke(
             &dir,
@@ -263,7 +264,7 @@ fn format_marker_version_and_config_are_checked() {
         assert!(
             matches!(
                 error,
-                StoreError::UnsupportedVersion { found, supported: 7 } if found == u32::from(old)
+                StoreError::UnsupportedVersion { found, supported: 8 } if found == u32::from(old)
             ),
             "{error}"
         );

@@ -71,10 +71,10 @@ pub fn peaks(leaves: &[H]) -> Vec<H> {
 
 pub fn root(leaves: &[H]) -> H {
     let mut msg = vec![0x02];
-    msg.extend_from_slice(&(leaves.len() as u64).to_be_bytes());
     for peak in peaks(leaves) {
         msg.extend_from_slice(&peak);
     }
+    msg.extend_from_slice(&(leaves.len() as u64).to_be_bytes());
     sha(&[&msg])
 }
 

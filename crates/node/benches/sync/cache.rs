@@ -121,11 +121,16 @@ impl Chain {
     }
 }
 
-/// `chain-devnet-s<seed>-v<validators>-r<rotation>-x<replacements>-n<len>`.
+/// What the cached chain's bytes depend on besides the parameters: bumped
+/// when the chain's encoding or history roots change (2: the MMR root puts
+/// the leaf count last), so a stale cache is rebuilt rather than loaded.
+const CACHE_FORMAT: u32 = 2;
+
+/// `chain-devnet-s<seed>-v<validators>-r<rotation>-x<replacements>-n<len>-f<format>`.
 fn cache_dir(dir: &Path, params: &DevnetParams, len: u64) -> PathBuf {
     let replace: Vec<String> = params.replace_all_at.iter().map(u64::to_string).collect();
     dir.join(format!(
-        "chain-devnet-s{}-v{}-r{}-x{}-n{len}",
+        "chain-devnet-s{}-v{}-r{}-x{}-n{len}-f{CACHE_FORMAT}",
         params.seed,
         params.validators,
         params.rotation_interval,
