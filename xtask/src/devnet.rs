@@ -547,9 +547,14 @@ fn wait(
             );
         }
         progress.show(nodes);
-        std::thread::sleep(Duration::from_millis(250));
+        std::thread::sleep(WAIT_POLL);
     }
 }
+
+/// How often [`wait`] scrapes the nodes: the sync times it reports are
+/// this coarse (at 250 ms, a 20 000-header headers-only sync read 0.25 s
+/// in one run and 0.51 s in the next).
+const WAIT_POLL: Duration = Duration::from_millis(20);
 
 /// Live progress: one refreshing line on a terminal, a line every 5 s otherwise.
 struct Progress {
