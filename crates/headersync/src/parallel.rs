@@ -304,12 +304,12 @@ async fn download(
         }
         while let Some((peer, request)) = planner.poll_request(now) {
             inflight += 1;
-            let (net, done) = (net.clone(), done_tx.clone());
+            // Started here, in the planner's order (lowest range first), so
+            // each peer answers the ranges the writer needs first first.
+            let response = net.start_request(peer, &Request::GetHeadersV2(request));
+            let done = done_tx.clone();
             tokio::spawn(async move {
-                let result = net
-                    .request_measured(peer, &Request::GetHeadersV2(request))
-                    .await;
-                let _ = done.send((peer, request, result)).await;
+                let _ = done.send((peer, request, response.await)).await;
             });
         }
         metrics

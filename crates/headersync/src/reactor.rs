@@ -722,13 +722,12 @@ impl Reactor {
         while unstored < MAX_UNSTORED_HEADERS
             && let Some((peer, request)) = pool.poll_request(now)
         {
-            let net = self.net.clone();
+            // Started here, in the pool's order, so each peer answers the
+            // batch at the head of the window first.
+            let response = self.net.start_request(peer, &Request::GetHeaders(request));
             let done = self.done_tx.clone();
             tokio::spawn(async move {
-                let result = net
-                    .request_measured(peer, &Request::GetHeaders(request))
-                    .await;
-                let _ = done.send((peer, request, result)).await;
+                let _ = done.send((peer, request, response.await)).await;
             });
         }
         self.metrics.header_height.store(height, Ordering::Relaxed);

@@ -388,12 +388,47 @@ impl Network {
             .await
     }
 
+    /// Starts `request` to `peer` now and returns the future of its
+    /// response (and payload size, as [`Network::request_measured`]).
+    ///
+    /// Unlike the `async` methods, which open the request's stream when
+    /// first polled, this opens it (and writes the request, when the stream
+    /// has room) before it returns: requests started one after another reach
+    /// the peer on streams in that order, however their futures are then
+    /// spawned and polled. A serving node answers a peer's requests lowest
+    /// stream first, so a syncing node that starts the range it needs first
+    /// gets it first. When no stream is available yet (the peer's stream
+    /// limit), the stream is opened when the future is polled.
+    ///
+    /// The request timeout counts from the first poll.
+    pub fn start_request(
+        &self,
+        peer: PeerId,
+        request: &Request,
+    ) -> impl std::future::Future<Output = Result<(Response, usize), NetError>> + Send + 'static + use<>
+    {
+        let started = self.start_exchange(peer, request);
+        let (this, request) = (self.clone(), request.clone());
+        async move {
+            let timeout = this.inner.config.request_timeout;
+            this.finish_exchange(peer, &request, started, timeout).await
+        }
+    }
+
     async fn exchange(
         &self,
         peer: PeerId,
         request: &Request,
         timeout: Duration,
     ) -> Result<(Response, usize), NetError> {
+        let started = self.start_exchange(peer, request);
+        self.finish_exchange(peer, request, started, timeout).await
+    }
+
+    /// What can be done of an exchange without waiting: the connection, the
+    /// encoded request, and the stream with the bytes already written, when
+    /// one could be opened at once.
+    fn start_exchange(&self, peer: PeerId, request: &Request) -> Result<Started, NetError> {
         let conn = self
             .inner
             .lock()
@@ -406,9 +441,52 @@ impl Network {
             .metrics
             .requests_sent
             .fetch_add(1, Ordering::Relaxed);
+        let stream = match poll_now(conn.open_bi()) {
+            Some(Ok((mut send, recv))) => {
+                // What the stream takes now; the rest is written when polled.
+                let written = match poll_now(send.write(&bytes)) {
+                    Some(Ok(n)) => n,
+                    Some(Err(e)) => return Err(stream_error(peer, e)),
+                    None => 0,
+                };
+                Some((send, recv, written))
+            }
+            Some(Err(e)) => return Err(stream_error(peer, e)),
+            None => None,
+        };
+        Ok(Started {
+            conn,
+            bytes,
+            stream,
+        })
+    }
+
+    async fn finish_exchange(
+        &self,
+        peer: PeerId,
+        request: &Request,
+        started: Result<Started, NetError>,
+        timeout: Duration,
+    ) -> Result<(Response, usize), NetError> {
+        // Not sent at all: not counted as a failed request.
+        let started = match started {
+            Err(e @ (NetError::NotConnected(_) | NetError::InvalidOutgoing(_))) => return Err(e),
+            started => started,
+        };
         let exchange = async {
-            let (mut send, mut recv) = conn.open_bi().await.map_err(|e| stream_error(peer, e))?;
-            send.write_all(&bytes)
+            let Started {
+                conn,
+                bytes,
+                stream,
+            } = started?;
+            let (mut send, mut recv, written) = match stream {
+                Some(stream) => stream,
+                None => {
+                    let (send, recv) = conn.open_bi().await.map_err(|e| stream_error(peer, e))?;
+                    (send, recv, 0)
+                }
+            };
+            send.write_all(&bytes[written..])
                 .await
                 .map_err(|e| stream_error(peer, e))?;
             send.finish().map_err(|e| stream_error(peer, e))?;
@@ -520,6 +598,27 @@ impl Inner {
         let mut config = quinn::ClientConfig::new(Arc::new(quic));
         config.transport_config(self.transport.clone());
         Ok(config)
+    }
+}
+
+/// An exchange as far as it got without waiting ([`Network::start_exchange`]).
+struct Started {
+    conn: quinn::Connection,
+    bytes: Vec<u8>,
+    /// The request's stream and how many of `bytes` it took, if it could
+    /// be opened at once.
+    stream: Option<(quinn::SendStream, quinn::RecvStream, usize)>,
+}
+
+/// Polls `future` once, without a task to wake: its output if it is ready
+/// now. Dropping a pending quinn open or write leaves no stream opened and
+/// no byte written.
+fn poll_now<F: std::future::Future>(future: F) -> Option<F::Output> {
+    let mut future = std::pin::pin!(future);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match future.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(output) => Some(output),
+        std::task::Poll::Pending => None,
     }
 }
 

@@ -461,3 +461,84 @@ async fn a_request_given_up_by_its_requester_is_abandoned() {
     eventually_abandoned(&responder).await;
     assert_eq!(abandoned(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn started_requests_reach_the_peer_in_start_order_however_they_are_polled() {
+    let (server, mut events) = node(1).await;
+    // The server records each request's stream order by its start height.
+    let (orders_tx, mut orders_rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(event) = events.recv().await {
+            if let NetEvent::Request {
+                request: Request::GetHeaders(q),
+                responder,
+                ..
+            } = event
+            {
+                let _ = orders_tx.send((q.start_height, responder.order()));
+                responder.respond(Response::Headers(HeadersResponse {
+                    start_height: q.start_height,
+                    headers: vec![],
+                }));
+            }
+        }
+    });
+    let (client, _client_events) = node(2).await;
+    client
+        .connect(server.local_addr().unwrap(), server.peer_id())
+        .await
+        .unwrap();
+    let peer = server.peer_id();
+    // Below the per-peer stream limit (16), so every stream opens at once.
+    let started: Vec<_> = (1..=12u64)
+        .map(|i| (i, client.start_request(peer, &get_headers(i))))
+        .collect();
+    // Polled last first, each on its own task after a pause: a lazily
+    // opened stream would reach the peer in this order instead.
+    let mut tasks = Vec::new();
+    for (i, response) in started.into_iter().rev() {
+        tasks.push(tokio::spawn(async move { (i, response.await) }));
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    for task in tasks {
+        let (i, response) = task.await.unwrap();
+        assert_eq!(
+            response.unwrap().0,
+            Response::Headers(HeadersResponse {
+                start_height: i,
+                headers: vec![]
+            })
+        );
+    }
+    let mut orders = Vec::new();
+    while orders.len() < 12 {
+        orders.push(orders_rx.recv().await.unwrap());
+    }
+    orders.sort_unstable();
+    let by_start: Vec<u64> = orders.iter().map(|(_, order)| *order).collect();
+    assert!(
+        by_start.windows(2).all(|w| w[0] < w[1]),
+        "stream orders by start height: {by_start:?}"
+    );
+}
+
+#[tokio::test]
+async fn starting_a_request_to_an_unknown_peer_fails_when_awaited() {
+    let (client, _events) = node(2).await;
+    let stranger = NodeKey::from_seed([7; 32]).peer_id();
+    let err = client
+        .start_request(stranger, &get_headers(1))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, NetError::NotConnected(p) if p == stranger),
+        "{err}"
+    );
+    assert_eq!(
+        client
+            .metrics()
+            .requests_failed
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+}
