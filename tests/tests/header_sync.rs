@@ -927,8 +927,10 @@ async fn reactor() -> (HeaderSync, Network, Store) {
     tokio::spawn(async move {
         while let Some(event) = events.recv().await {
             match event {
-                NetEvent::Connected { peer, .. } => {
-                    inputs.input(HeaderSyncInput::Connected(peer)).await
+                NetEvent::Connected { peer, greeted, .. } => {
+                    inputs
+                        .input(HeaderSyncInput::Connected { peer, greeted })
+                        .await
                 }
                 NetEvent::Disconnected { peer, .. } => {
                     inputs.input(HeaderSyncInput::Disconnected(peer)).await

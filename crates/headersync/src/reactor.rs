@@ -112,7 +112,15 @@ enum Phase {
 #[derive(Debug, Clone)]
 pub enum HeaderSyncInput {
     /// A peer connected.
-    Connected(PeerId),
+    Connected {
+        /// The peer.
+        peer: PeerId,
+        /// The status the transport greeted it with
+        /// ([`NetEvent::Connected`](headway_net::NetEvent::Connected)'s
+        /// `greeted`): it counts as the first status pushed to it, so it is
+        /// not repeated, which the peer would punish (R1.4).
+        greeted: Option<StatusResponse>,
+    },
     /// A peer disconnected.
     Disconnected(PeerId),
     /// A peer pushed its status.
@@ -168,6 +176,7 @@ impl HeaderSync {
             store: store.clone(),
             pool,
             announcer: StatusAnnouncer::with_features(config.features),
+            greeting: None,
             metrics: metrics.clone(),
             height_tx,
             inputs: input_rx,
@@ -260,6 +269,8 @@ struct Reactor {
     backlog: Vec<Hashed<SignedHeader>>,
     pool: Option<HeaderSyncPool<PeerId>>,
     announcer: StatusAnnouncer<PeerId>,
+    /// The status the transport greets inbound peers with, as last set.
+    greeting: Option<StatusResponse>,
     metrics: Arc<HeaderSyncMetrics>,
     height_tx: watch::Sender<u64>,
     inputs: mpsc::Receiver<HeaderSyncInput>,
@@ -303,6 +314,7 @@ fn gather_ready_at(
 
 impl Reactor {
     async fn run(mut self) {
+        self.refresh_greeting();
         loop {
             if let Err(e) = self.drain() {
                 error!(error = %e, "header sync stopped: the store failed");
@@ -345,7 +357,7 @@ impl Reactor {
     fn on_input(&mut self, input: HeaderSyncInput) {
         let now = Instant::now();
         match &input {
-            HeaderSyncInput::Connected(peer) => {
+            HeaderSyncInput::Connected { peer, .. } => {
                 self.statuses.entry(*peer).or_insert(None);
             }
             HeaderSyncInput::Disconnected(peer) => {
@@ -383,12 +395,19 @@ impl Reactor {
             self.flush_v2_updates();
         }
         match input {
-            HeaderSyncInput::Connected(peer) => {
+            HeaderSyncInput::Connected { peer, greeted } => {
                 if let Some(pool) = &mut self.pool {
                     pool.add_peer(peer);
                 }
                 let height = self.store.header_height();
-                if let Some(status) = self.announcer.on_connected(peer, self.base(), height) {
+                let base = self.base();
+                let status = match greeted {
+                    Some(greeted) => self
+                        .announcer
+                        .on_connected_greeted(peer, &greeted, base, height),
+                    None => self.announcer.on_connected(peer, base, height),
+                };
+                if let Some(status) = status {
                     self.push_status(peer, status);
                 }
             }
@@ -464,6 +483,7 @@ impl Reactor {
         for (peer, status) in self.announcer.on_height(self.base(), height) {
             self.push_status(peer, status);
         }
+        self.refresh_greeting();
         self.maybe_start_parallel(now);
         let (at, count) = self.rate_mark;
         let elapsed = now.saturating_duration_since(at);
@@ -759,6 +779,23 @@ impl Reactor {
         });
         for (peer, status) in self.announcer.on_height(self.base(), height) {
             self.push_status(peer, status);
+        }
+        self.refresh_greeting();
+    }
+
+    /// Keeps the transport's greeting (the first status of inbound peers,
+    /// sent with the handshake) at what [`StatusAnnouncer::on_connected`]
+    /// would push now.
+    fn refresh_greeting(&mut self) {
+        let status = self
+            .announcer
+            .greeting(self.base(), self.store.header_height());
+        if self.greeting == Some(status) {
+            return;
+        }
+        match self.net.set_greeting(Some(status)) {
+            Ok(()) => self.greeting = Some(status),
+            Err(e) => warn!(error = %e, "cannot greet peers with our status"),
         }
     }
 

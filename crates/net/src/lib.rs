@@ -31,6 +31,8 @@ mod config;
 mod error;
 mod identity;
 pub mod peers;
+#[cfg(feature = "test-util")]
+pub mod testing;
 mod transport;
 
 pub use config::{

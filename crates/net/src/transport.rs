@@ -8,6 +8,10 @@
 //!   when it is full the peer is answered `BUSY` at once instead of waiting.
 //! - Every frame's length is checked against the limit for its kind before
 //!   anything is allocated.
+//! - An inbound connection hears our status (the greeting,
+//!   [`Network::set_greeting`]) in the server's first flight, as 0.5-RTT
+//!   data, so the dialler knows our height when its handshake completes
+//!   instead of a round trip later.
 
 use std::{
     collections::HashMap,
@@ -20,7 +24,7 @@ use std::{
 };
 
 use headway_wire::{
-    Envelope, ErrorCode, ErrorResponse, FrameError, Push, Request, Response,
+    Envelope, ErrorCode, ErrorResponse, FrameError, Push, Request, Response, StatusResponse,
     encoded::EncodedResponse,
     frame,
     limits::{MAX_PUSH_FRAME, MAX_REQUEST_FRAME},
@@ -71,6 +75,11 @@ pub enum NetEvent {
         addr: SocketAddr,
         /// True when the peer dialled us.
         inbound: bool,
+        /// The status this peer was greeted with (inbound connections while
+        /// a greeting is set, [`Network::set_greeting`]): it is the first
+        /// push the peer receives from us, so an application that announces
+        /// statuses must count it as sent.
+        greeted: Option<StatusResponse>,
     },
     /// The connection to `peer` closed.
     Disconnected {
@@ -177,12 +186,14 @@ pub struct NetMetrics {
     pub bad_frames: AtomicU64,
     /// Bans imposed.
     pub bans: AtomicU64,
+    /// Inbound connections greeted with our status as 0.5-RTT data.
+    pub greetings_sent: AtomicU64,
 }
 
 impl NetMetrics {
     /// Appends the counters in Prometheus text format.
     pub fn render_prometheus(&self, out: &mut String) {
-        let counters: [(&str, &str, &AtomicU64); 9] = [
+        let counters: [(&str, &str, &AtomicU64); 10] = [
             (
                 "headway_net_connections_established_total",
                 "Connections established.",
@@ -224,6 +235,11 @@ impl NetMetrics {
                 &self.bad_frames,
             ),
             ("headway_net_bans_total", "Peer bans imposed.", &self.bans),
+            (
+                "headway_net_greetings_sent_total",
+                "Inbound connections greeted with our status in the handshake's first flight.",
+                &self.greetings_sent,
+            ),
         ];
         for (name, help, value) in counters {
             out.push_str(&format!(
@@ -251,6 +267,15 @@ struct Inner {
     dial_wakeup: Notify,
     closed: std::sync::atomic::AtomicBool,
     metrics: NetMetrics,
+    /// What inbound connections are greeted with, encoded once.
+    greeting: Mutex<Option<Greeting>>,
+}
+
+/// A status to greet inbound connections with, and its push frame.
+#[derive(Debug, Clone)]
+struct Greeting {
+    status: StatusResponse,
+    frame: bytes::Bytes,
 }
 
 #[derive(Debug)]
@@ -310,6 +335,7 @@ impl Network {
             dial_wakeup: Notify::new(),
             closed: std::sync::atomic::AtomicBool::new(false),
             metrics: NetMetrics::default(),
+            greeting: Mutex::new(None),
             config,
         });
         tokio::spawn(accept_loop(inner.clone()));
@@ -530,6 +556,43 @@ impl Network {
         })
     }
 
+    /// Sets the status every inbound connection hears first (`None`: none).
+    ///
+    /// It is written on the connection's push stream as soon as the peer's
+    /// first flight is in, as 0.5-RTT data, before the peer has proven its
+    /// identity: the dialler has it when its handshake completes, a round
+    /// trip before a status pushed once the connection is up would arrive.
+    /// A status is public, so nothing is told an unauthenticated peer that
+    /// any peer could not learn. The greeted status is reported in
+    /// [`NetEvent::Connected`], and later pushes follow it on the same
+    /// stream, in order.
+    ///
+    /// # Errors
+    ///
+    /// [`NetError::InvalidOutgoing`] if the status does not encode (the
+    /// greeting is left as it was).
+    pub fn set_greeting(&self, status: Option<StatusResponse>) -> Result<(), NetError> {
+        let greeting = match status {
+            Some(status) => {
+                let push = Push::Status(status);
+                push.validate()
+                    .map_err(|e| NetError::InvalidOutgoing(FrameError::Message(e)))?;
+                let frame = frame::encode_frame(&push).map_err(NetError::InvalidOutgoing)?;
+                Some(Greeting {
+                    status,
+                    frame: frame.into(),
+                })
+            }
+            None => None,
+        };
+        *self
+            .inner
+            .greeting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = greeting;
+        Ok(())
+    }
+
     /// Bans `peer` for `duration`, logging `reason`, and closes its connection.
     pub fn ban(&self, peer: PeerId, duration: Duration, reason: &str) {
         warn!(peer = %peer.short(), ?duration, reason, "banning peer");
@@ -702,7 +765,7 @@ async fn connect(inner: &Arc<Inner>, addr: SocketAddr, expected: PeerId) -> Resu
             reason: format!("peer presented {peer:?}"),
         });
     }
-    register(inner, conn, peer, false)
+    register(inner, conn, peer, false, None)
 }
 
 fn peer_of(conn: &quinn::Connection) -> Result<PeerId, NetError> {
@@ -719,12 +782,15 @@ fn peer_of(conn: &quinn::Connection) -> Result<PeerId, NetError> {
     identity::peer_id_from_certificate(first)
 }
 
-/// Records a new connection and spawns its driver. Refuses duplicates and banned peers.
+/// Records a new connection and spawns its driver. Refuses duplicates and
+/// banned peers. `greeted` is the push stream an inbound connection was
+/// greeted on, and the status it carried.
 fn register(
     inner: &Arc<Inner>,
     conn: quinn::Connection,
     peer: PeerId,
     inbound: bool,
+    greeted: Option<(quinn::SendStream, StatusResponse)>,
 ) -> Result<(), NetError> {
     let (push_tx, push_rx) = mpsc::channel(inner.config.push_queue_per_peer.max(1));
     {
@@ -777,6 +843,7 @@ fn register(
         peer,
         inbound,
         push_rx,
+        greeted,
     ));
     Ok(())
 }
@@ -799,14 +866,12 @@ async fn accept_loop(inner: Arc<Inner>) {
                 Ok(c) => c,
                 Err(e) => return debug!(error = %e, "inbound handshake failed"),
             };
-            let conn = match tokio::time::timeout(inner.config.connect_timeout, connecting).await {
-                Ok(Ok(conn)) => conn,
-                Ok(Err(e)) => return debug!(error = %e, "inbound handshake failed"),
-                Err(_) => return debug!("inbound handshake timed out"),
+            let Some((conn, greeted)) = accept_greeting(&inner, connecting).await else {
+                return;
             };
             match peer_of(&conn) {
                 Ok(peer) => {
-                    if let Err(e) = register(&inner, conn, peer, true) {
+                    if let Err(e) = register(&inner, conn, peer, true, greeted) {
                         debug!(peer = %peer.short(), error = %e, "inbound connection refused");
                     }
                 }
@@ -817,6 +882,82 @@ async fn accept_loop(inner: Arc<Inner>) {
             }
         });
     }
+}
+
+/// Completes an inbound handshake, greeting the peer first when a greeting is
+/// set: the push stream is opened and the status written as 0.5-RTT data
+/// (quinn sends it with the server's handshake flight), then the handshake
+/// is awaited as usual. `None` when the handshake failed or timed out.
+async fn accept_greeting(
+    inner: &Inner,
+    connecting: quinn::Connecting,
+) -> Option<(
+    quinn::Connection,
+    Option<(quinn::SendStream, StatusResponse)>,
+)> {
+    let greeting = inner
+        .greeting
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    let timeout = inner.config.connect_timeout;
+    // Servers can always send 0.5-RTT data; a refusal is handled all the same.
+    let attempt = match greeting {
+        Some(greeting) => match connecting.into_0rtt() {
+            Ok(half_rtt) => Ok((greeting, half_rtt)),
+            Err(connecting) => Err(connecting),
+        },
+        None => Err(connecting),
+    };
+    let (conn, greeted) = match attempt {
+        Ok((greeting, (conn, established))) => {
+            // Everything under the handshake's timeout: the stream and the
+            // write only wait if the peer gave no stream credit.
+            let greet = async {
+                let stream = greet(&conn, &greeting.frame).await;
+                // For a server this resolves when the handshake completes,
+                // whatever its value; a failed one shows in `close_reason`.
+                let _ = established.await;
+                stream
+            };
+            let Ok(stream) = tokio::time::timeout(timeout, greet).await else {
+                conn.close(VarInt::from_u32(close_code::NORMAL), b"handshake timed out");
+                debug!("inbound handshake timed out");
+                return None;
+            };
+            if let Some(reason) = conn.close_reason() {
+                debug!(error = %reason, "inbound handshake failed");
+                return None;
+            }
+            if stream.is_some() {
+                inner.metrics.greetings_sent.fetch_add(1, Ordering::Relaxed);
+            }
+            let greeted = stream.map(|s| (s, greeting.status));
+            (conn, greeted)
+        }
+        Err(connecting) => match tokio::time::timeout(timeout, connecting).await {
+            Ok(Ok(conn)) => (conn, None),
+            Ok(Err(e)) => {
+                debug!(error = %e, "inbound handshake failed");
+                return None;
+            }
+            Err(_) => {
+                debug!("inbound handshake timed out");
+                return None;
+            }
+        },
+    };
+    Some((conn, greeted))
+}
+
+/// Opens `conn`'s push stream and writes the greeting `frame` on it; `None`
+/// (and no greeting) if either fails, which only a closing connection does.
+async fn greet(conn: &quinn::Connection, frame: &[u8]) -> Option<quinn::SendStream> {
+    let mut stream = conn.open_uni().await.ok()?;
+    // Only fails on a stream already closed; the write below reports that.
+    let _ = stream.set_priority(PUSH_PRIORITY);
+    stream.write_all(frame).await.ok()?;
+    Some(stream)
 }
 
 async fn dial_loop(inner: Arc<Inner>) {
@@ -858,16 +999,19 @@ async fn drive_connection(
     peer: PeerId,
     inbound: bool,
     push_rx: mpsc::Receiver<Push>,
+    greeted: Option<(quinn::SendStream, StatusResponse)>,
 ) {
+    let (stream, greeted) = greeted.unzip();
     let _ = inner
         .events
         .send(NetEvent::Connected {
             peer,
             addr: conn.remote_address(),
             inbound,
+            greeted,
         })
         .await;
-    let writer = tokio::spawn(write_pushes(conn.clone(), peer, push_rx));
+    let writer = tokio::spawn(write_pushes(conn.clone(), peer, push_rx, stream));
     let reason = loop {
         tokio::select! {
             stream = conn.accept_bi() => match stream {
@@ -1110,8 +1254,14 @@ fn transport_config(config: &NetConfig) -> Result<quinn::TransportConfig, NetErr
 /// responses (priority 0): a status never waits behind a bulk response.
 const PUSH_PRIORITY: i32 = 1;
 
-async fn write_pushes(conn: quinn::Connection, peer: PeerId, mut rx: mpsc::Receiver<Push>) {
-    let mut stream: Option<quinn::SendStream> = None;
+/// Writes `peer`'s pushes in order on one stream: `stream` when the peer was
+/// greeted on it, else one opened with the first push.
+async fn write_pushes(
+    conn: quinn::Connection,
+    peer: PeerId,
+    mut rx: mpsc::Receiver<Push>,
+    mut stream: Option<quinn::SendStream>,
+) {
     while let Some(push) = rx.recv().await {
         let bytes = match frame::encode_frame(&push) {
             Ok(bytes) => bytes,

@@ -117,15 +117,25 @@ async fn inbound_peers_are_identified_by_their_key() {
         .connect(server.local_addr().unwrap(), server.peer_id())
         .await
         .unwrap();
-    let event = next_matching(&mut server_events, |e| {
-        matches!(e, NetEvent::Connected { .. })
-    })
-    .await;
-    let NetEvent::Connected { peer, inbound, .. } = event else {
-        unreachable!()
-    };
+    let (peer, inbound, _) = next_connected(&mut server_events).await;
     assert_eq!(peer, client.peer_id());
     assert!(inbound);
+}
+
+/// The next `Connected` event: the peer, whether it dialled us, and what it
+/// was greeted with.
+async fn next_connected(
+    rx: &mut mpsc::UnboundedReceiver<NetEvent>,
+) -> (PeerId, bool, Option<StatusResponse>) {
+    match next_matching(rx, |e| matches!(e, NetEvent::Connected { .. })).await {
+        NetEvent::Connected {
+            peer,
+            inbound,
+            greeted,
+            ..
+        } => (peer, inbound, greeted),
+        _ => unreachable!(),
+    }
 }
 
 #[tokio::test]
@@ -541,4 +551,131 @@ async fn starting_a_request_to_an_unknown_peer_fails_when_awaited() {
             .load(std::sync::atomic::Ordering::Relaxed),
         0
     );
+}
+
+/// The next push from `peer` on `events`, skipping other events.
+async fn next_push(rx: &mut mpsc::UnboundedReceiver<NetEvent>) -> Push {
+    let event = next_matching(rx, |e| matches!(e, NetEvent::Push { .. })).await;
+    let NetEvent::Push { push, .. } = event else {
+        unreachable!()
+    };
+    push
+}
+
+/// A node from `seed` that dialled `server`, with its events.
+async fn dialler(seed: u8, server: &Network) -> (Network, mpsc::UnboundedReceiver<NetEvent>) {
+    let (client, events) = node(seed).await;
+    client
+        .connect(server.local_addr().unwrap(), server.peer_id())
+        .await
+        .unwrap();
+    (client, serve(events))
+}
+
+#[tokio::test]
+async fn an_inbound_peer_is_greeted_with_our_status_before_any_other_push() {
+    let (server, events) = node(1).await;
+    let mut server_events = serve(events);
+    let greeting = StatusResponse::new(3, 41);
+    server.set_greeting(Some(greeting)).unwrap();
+    let (client, mut client_events) = dialler(2, &server).await;
+    // The server reports what it greeted the peer with; the dialler was
+    // greeted by nobody.
+    assert_eq!(
+        next_connected(&mut server_events).await,
+        (client.peer_id(), true, Some(greeting))
+    );
+    assert_eq!(
+        next_connected(&mut client_events).await,
+        (server.peer_id(), false, None)
+    );
+    // Later pushes follow the greeting on the same stream, in order.
+    let later = StatusResponse::new(3, 42);
+    server.push(client.peer_id(), Push::Status(later)).unwrap();
+    assert_eq!(next_push(&mut client_events).await, Push::Status(greeting));
+    assert_eq!(next_push(&mut client_events).await, Push::Status(later));
+    let greetings = |net: &Network| {
+        net.metrics()
+            .greetings_sent
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    assert_eq!((greetings(&server), greetings(&client)), (1, 0));
+
+    // With the greeting cleared, a new peer hears nothing unasked.
+    server.set_greeting(None).unwrap();
+    let (other, mut other_events) = dialler(3, &server).await;
+    assert_eq!(
+        next_connected(&mut server_events).await,
+        (other.peer_id(), true, None)
+    );
+    let pushed = StatusResponse::new(3, 43);
+    server.push(other.peer_id(), Push::Status(pushed)).unwrap();
+    assert_eq!(next_push(&mut other_events).await, Push::Status(pushed));
+    assert_eq!(greetings(&server), 1);
+}
+
+#[tokio::test]
+async fn a_greeting_that_does_not_encode_is_refused_and_the_old_one_kept() {
+    let (server, _events) = node(1).await;
+    let kept = StatusResponse::new(1, 10);
+    server.set_greeting(Some(kept)).unwrap();
+    // A base above the height is not a status.
+    let err = server
+        .set_greeting(Some(StatusResponse::new(11, 10)))
+        .unwrap_err();
+    assert!(matches!(err, NetError::InvalidOutgoing(_)), "{err}");
+    let (_client, mut client_events) = dialler(2, &server).await;
+    assert_eq!(next_push(&mut client_events).await, Push::Status(kept));
+}
+
+/// The greeting is 0.5-RTT data: with 200 ms each way, the dialler has it
+/// before the server has even seen the handshake complete (which needs the
+/// dialler's last flight, half a round trip after the greeting left), so
+/// before any status pushed on connection could have been sent. By
+/// causality, not by a timed bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_greeting_reaches_the_dialler_before_the_server_completes_the_handshake() {
+    use headway_net::testing::DelayRelay;
+    use std::time::Instant;
+    let (server, mut server_events) = node(1).await;
+    let greeting = StatusResponse::new(1, 77);
+    server.set_greeting(Some(greeting)).unwrap();
+    let relay = DelayRelay::start(server.local_addr().unwrap(), Duration::from_millis(200))
+        .await
+        .unwrap();
+    let (client, mut client_events) = node(2).await;
+    let server_connected = tokio::spawn(async move {
+        loop {
+            match server_events.recv().await.expect("server events") {
+                NetEvent::Connected { greeted, .. } => return (Instant::now(), greeted),
+                _ => continue,
+            }
+        }
+    });
+    let client_greeted = tokio::spawn(async move {
+        loop {
+            match client_events.recv().await.expect("client events") {
+                NetEvent::Push { push, .. } => return (Instant::now(), push),
+                _ => continue,
+            }
+        }
+    });
+    client.connect(relay.addr, server.peer_id()).await.unwrap();
+    let timeout = Duration::from_secs(10);
+    let (greeted_at, push) = tokio::time::timeout(timeout, client_greeted)
+        .await
+        .unwrap()
+        .unwrap();
+    let (connected_at, greeted) = tokio::time::timeout(timeout, server_connected)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(push, Push::Status(greeting));
+    assert_eq!(greeted, Some(greeting));
+    assert!(
+        greeted_at < connected_at,
+        "the greeting arrived {:?} after the server's handshake completed",
+        greeted_at - connected_at
+    );
+    assert_eq!(relay.dropped.load(std::sync::atomic::Ordering::Relaxed), 0);
 }

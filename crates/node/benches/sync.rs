@@ -12,7 +12,8 @@
 //!    peers alone.
 //! 2. **Issue 9**: every contender on the same chain with 1, 4 and 8 serving
 //!    peers, over loopback and with 50 ms added round-trip time (an in-process
-//!    UDP delay relay per serving peer, real QUIC on both sides). Loopback
+//!    UDP delay relay per serving peer, `headway_net::testing::DelayRelay`;
+//!    real QUIC on both sides). Loopback
 //!    cells are the median of 3 runs (their spread is printed and kept);
 //!    delayed cells, paced by round trips, run once. Each run reports the
 //!    CPU of the syncing node and of the serving peers apart (by thread
@@ -57,8 +58,6 @@ mod peers;
 mod plot;
 #[path = "sync/png.rs"]
 mod png;
-#[path = "sync/shim.rs"]
-mod shim;
 
 use std::{
     path::{Path, PathBuf},

@@ -327,8 +327,10 @@ async fn dispatch(event: NetEvent, d: &Dispatch<'_>) {
         ban_seconds,
     } = *d;
     match event {
-        NetEvent::Connected { peer, .. } => {
-            headersync.input(HeaderSyncInput::Connected(peer)).await
+        NetEvent::Connected { peer, greeted, .. } => {
+            headersync
+                .input(HeaderSyncInput::Connected { peer, greeted })
+                .await
         }
         // The peer's request budget is kept: forgetting it here let a
         // spammer reset its rate limit by reconnecting. The limiter is

@@ -31,7 +31,8 @@ use headway_store::{Store, StoreConfig};
 use headway_wire::{ErrorCode, GetHeaders, ProofKind, Push, Request, Response};
 use tokio::{runtime::Handle, task::JoinHandle};
 
-use crate::{cache::Chain, peers::ServingPeer, shim::DelayRelay};
+use crate::{cache::Chain, peers::ServingPeer};
+use headway_net::testing::DelayRelay;
 
 /// How often the header height is sampled.
 pub const SAMPLE_EVERY: Duration = Duration::from_millis(20);
@@ -211,8 +212,9 @@ async fn run_reactor(env: &Env, scenario: Scenario, config: ReactorConfig) -> Ru
         async move {
             while let Some(event) = events.recv().await {
                 match event {
-                    NetEvent::Connected { peer, .. } => {
-                        sync.input(HeaderSyncInput::Connected(peer)).await
+                    NetEvent::Connected { peer, greeted, .. } => {
+                        sync.input(HeaderSyncInput::Connected { peer, greeted })
+                            .await
                     }
                     NetEvent::Disconnected { peer, .. } => {
                         sync.input(HeaderSyncInput::Disconnected(peer)).await

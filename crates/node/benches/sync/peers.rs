@@ -3,7 +3,8 @@
 //! (header requests rate-limited per peer by `serve::rate_weight`, weighted by the
 //! headers asked for,
 //! with explicit `RATE_LIMITED` answers; store reads on the blocking pool),
-//! and pushing their status on connect.
+//! and greeting every client with their status in the handshake (as the
+//! node's header sync reactor does, `Network::set_greeting`).
 
 use std::{
     net::SocketAddr,
@@ -50,6 +51,13 @@ impl ServingPeer {
             .expect("starting a serving peer");
         let addr = net.local_addr().expect("serving peer address");
         let id = net.peer_id();
+        // R1.1: a client hears our status with the handshake, as 0.5-RTT data.
+        let status = StatusResponse {
+            features: Features::HEADERS_V2,
+            ..StatusResponse::new(1, tip)
+        };
+        net.set_greeting(Some(status))
+            .expect("a serving peer's status encodes");
         // As the node: the rate counts full batches, the limiter weighted units.
         let limiter = Arc::new(Mutex::new(RateLimiter::<PeerId>::new(
             get_headers_per_second * get_headers_weight(MAX_HEADERS_PER_BATCH),
@@ -65,12 +73,12 @@ impl ServingPeer {
             async move {
                 while let Some(event) = events.recv().await {
                     match event {
-                        NetEvent::Connected { peer, .. } => {
-                            // R1.5: a node pushes its status to a new peer.
-                            let status = StatusResponse {
-                                features: Features::HEADERS_V2,
-                                ..StatusResponse::new(1, tip)
-                            };
+                        // Only a client that was not greeted needs telling.
+                        NetEvent::Connected {
+                            peer,
+                            greeted: None,
+                            ..
+                        } => {
                             let _ = net.push(peer, Push::Status(status));
                         }
                         NetEvent::Request {

@@ -1,6 +1,7 @@
-//! An in-process UDP delay shim: `netem` does not work on this machine, so
-//! added latency comes from a relay on 127.0.0.1 that holds every datagram
-//! for a fixed one-way delay in each direction, then forwards it. Both ends
+//! Test support (feature `test-util`): an in-process UDP delay shim, for
+//! tests and benchmarks that need round trips longer than loopback's where
+//! `netem` is not available. A relay on 127.0.0.1 holds every datagram for a
+//! fixed one-way delay in each direction, then forwards it. Both ends
 //! still speak real QUIC: the client dials the relay's address with the
 //! serving peer's real peer id, and the serving peer sees the relay's second
 //! socket as the client.
@@ -111,7 +112,7 @@ impl Drop for DelayRelay {
 
 /// Kernel buffer requested for each relay socket: as the transport's, so
 /// the relay never drops what the endpoints would not.
-const SOCKET_BUFFER: usize = headway_net::DEFAULT_SOCKET_BUFFER_BYTES;
+const SOCKET_BUFFER: usize = crate::DEFAULT_SOCKET_BUFFER_BYTES;
 
 /// A loopback UDP socket with large kernel buffers.
 fn bind() -> std::io::Result<UdpSocket> {
