@@ -13,7 +13,7 @@ use headway_wire::{
     GetHeaderChain, GetHeadersV2, GetSkipChain, GetSnapshot, HeaderChainResponse,
     HeadersV2Response, HeadersV2Result, MmrProof, ProofKind, Request, Response, SignedHeader,
     SkipChainResponse, SnapshotData, ValidatorSetResponse,
-    encoded::EncodedResponse,
+    encoded::{self, CompactRangeBuilder, EncodedResponse},
     limits::{MAX_HEADERS_V2_RESPONSE_FRAME, MAX_SKIP_HOPS, MAX_SNAPSHOT_DATA_FRAME},
 };
 
@@ -130,6 +130,43 @@ fn encoded_headers_v2(
     // budget; each header's framing in the answer is a tag and a length
     // varint, well inside the other half of the frame limit.
     let count = last - q.start_height + 1;
+    let prove = |last: u64| -> Result<MmrProof, StoreError> {
+        Ok(mmr_proof(&match q.proof_kind {
+            ProofKind::LastLeaf => store.prove_header(last, q.end_height)?,
+            ProofKind::Range => store.prove_header_range(q.start_height, last, q.end_height)?,
+        }))
+    };
+    if q.headers_only && q.compact {
+        // Transcoded row by row into the columns, as the decoded path would
+        // build them (and under the same budget as the plain answer's bare
+        // headers). Without a compact form (never for a stored range, short
+        // of 256 proposers in it), the decoded path answers plain bare
+        // headers.
+        let mut range = CompactRangeBuilder::new(q.start_height);
+        let mut budget = None::<usize>;
+        let mut transcoded = true;
+        store.visit_encoded_header_parts(q.start_height, count, |header, set| {
+            let len = encoded::bare_header_len(header, set);
+            let total = match budget {
+                None => len,
+                Some(used) => match used.checked_add(len).filter(|&t| t <= HEADERS_V2_BUDGET) {
+                    Some(total) => total,
+                    None => return false,
+                },
+            };
+            if !range.push(header, set) {
+                transcoded = false;
+                return false;
+            }
+            budget = Some(total);
+            true
+        })?;
+        if !transcoded || range.is_empty() {
+            return Ok(None);
+        }
+        let proof = prove(q.start_height + range.len() as u64 - 1)?;
+        return Ok(range.finish(q.end_height, &proof).ok().flatten());
+    }
     let headers = if q.headers_only {
         store.load_encoded_bare_headers(q.start_height, count, HEADERS_V2_BUDGET)?
     } else {
@@ -138,23 +175,8 @@ fn encoded_headers_v2(
     if headers.is_empty() {
         return Ok(None);
     }
-    let last = q.start_height + headers.len() as u64 - 1;
-    let proof = mmr_proof(&match q.proof_kind {
-        ProofKind::LastLeaf => store.prove_header(last, q.end_height)?,
-        ProofKind::Range => store.prove_header_range(q.start_height, last, q.end_height)?,
-    });
-    let frame = if q.headers_only && q.compact {
-        // Without a compact form (never for a stored range, short of 256
-        // proposers in it), the decoded path answers plain bare headers.
-        return Ok(EncodedResponse::compact_headers_v2(
-            q.start_height,
-            q.end_height,
-            &headers,
-            &proof,
-        )
-        .ok()
-        .flatten());
-    } else if q.headers_only {
+    let proof = prove(q.start_height + headers.len() as u64 - 1)?;
+    let frame = if q.headers_only {
         EncodedResponse::bare_headers_v2(q.start_height, q.end_height, &headers, &proof)
     } else {
         EncodedResponse::headers_v2(q.start_height, q.end_height, &headers, &proof)

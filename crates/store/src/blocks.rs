@@ -594,6 +594,32 @@ impl Store {
         })
     }
 
+    /// Walks the headers of heights `start_height..start_height + count` (up
+    /// to the header height), signed or bare, giving `visit` each one's
+    /// encoded `Header` and, where one is attached, its encoded
+    /// `ValidatorSet`, in height order and without copying either, until
+    /// `visit` returns `false`. Returns how many `visit` accepted. This is
+    /// what a server needs to transcode a range into another encoding (a
+    /// compact range, say) without a vector per header.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Corrupt`] if a segment is missing or malformed.
+    pub fn visit_encoded_header_parts(
+        &self,
+        start_height: u64,
+        count: u64,
+        mut visit: impl FnMut(&[u8], Option<&[u8]>) -> bool,
+    ) -> Result<u64, StoreError> {
+        let mut accepted = 0;
+        self.walk_range(start_height, count, |_: &Segment, row, set| {
+            let more = visit(Segment::encoded_header(row), set.as_deref());
+            accepted += u64::from(more);
+            Ok(more)
+        })?;
+        Ok(accepted)
+    }
+
     /// The range reader behind the `load_*_headers` methods: walks the stored
     /// rows of heights `start_height..start_height + count` (up to the header
     /// height) segment by segment, reading each segment once, and gives
@@ -606,9 +632,32 @@ impl Store {
         count: u64,
         mut visit: impl FnMut(&S, &S::Row<'_>, Option<sled::IVec>) -> Result<Option<T>, StoreError>,
     ) -> Result<Vec<T>, StoreError> {
+        let len = usize::try_from(count.min(self.header_height().saturating_sub(start_height) + 1))
+            .unwrap_or(usize::MAX);
+        let mut out = Vec::with_capacity(len.min(4 * MAX_SEGMENT_HEADERS));
+        self.walk_range(start_height, count, |segment: &S, row, set| {
+            Ok(match visit(segment, row, set)? {
+                Some(item) => {
+                    out.push(item);
+                    true
+                }
+                None => false,
+            })
+        })?;
+        Ok(out)
+    }
+
+    /// What [`Store::collect_range`] walks: `visit` gets each row in
+    /// order until it returns `false`.
+    fn walk_range<S: Stored>(
+        &self,
+        start_height: u64,
+        count: u64,
+        mut visit: impl FnMut(&S, &S::Row<'_>, Option<sled::IVec>) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
         let header_height = self.header_height();
         if start_height == 0 || start_height > header_height || count == 0 {
-            return Ok(Vec::new());
+            return Ok(());
         }
         let end = start_height.saturating_add(count - 1).min(header_height);
         let from = keys::by_u64(keys::VALIDATOR_SET, start_height);
@@ -620,8 +669,6 @@ impl Store {
                 .ok_or_else(|| StoreError::corrupt(&key, "malformed validator set key"))?;
             sets.insert(height, value);
         }
-        let len = usize::try_from(end - start_height + 1).unwrap_or(usize::MAX);
-        let mut out = Vec::with_capacity(len.min(4 * MAX_SEGMENT_HEADERS));
         let mut next = start_height;
         while next <= end {
             let segment: S = segment::find_stored(&self.inner.db, &self.inner.log, next)?;
@@ -637,14 +684,13 @@ impl Store {
                 .take_while(|row| S::height(row) <= end)
             {
                 let height = S::height(row);
-                let Some(item) = visit(&segment, row, sets.remove(&height))? else {
-                    return Ok(out);
-                };
-                out.push(item);
+                if !visit(&segment, row, sets.remove(&height))? {
+                    return Ok(());
+                }
                 next = height + 1;
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     /// The body sizes at `height`: `(block_size, num_txs)`, zero until the

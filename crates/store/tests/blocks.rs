@@ -611,6 +611,29 @@ fn check_mixed_store(
                 &headway_wire::raw::BareHeader::from(expected).encode_to_vec()
             );
         }
+        // The parts, visited in place, make the same encodings; a visitor
+        // that stops is given no further row.
+        let mut parts = Vec::new();
+        let visited = store
+            .visit_encoded_header_parts(start, count, |header, set| {
+                parts.push(headway_wire::encoded::bare_header_from_parts(header, set));
+                true
+            })
+            .unwrap();
+        assert_eq!(parts, encoded, "{start}+{count}");
+        assert_eq!(visited, encoded.len() as u64);
+        let stop = encoded.len().div_ceil(2);
+        let mut seen = 0;
+        let accepted = store
+            .visit_encoded_header_parts(start, count, |_, _| {
+                seen += 1;
+                seen <= stop
+            })
+            .unwrap();
+        assert_eq!(
+            (accepted, seen),
+            (stop as u64, (stop + 1).min(encoded.len()))
+        );
         // A byte limit keeps the prefix whose encodings fit, and always
         // the first header; signed ranges stop at it the same way.
         let total = |e: &[Vec<u8>]| e.iter().map(Vec::len).sum::<usize>();
@@ -640,6 +663,9 @@ fn check_mixed_store(
     }
     for (start, count) in [(0, 10), (top + 1, 10), (5, 0)] {
         assert!(store.load_bare_headers(start, count).unwrap().is_empty());
+        let visited = store
+            .visit_encoded_header_parts(start, count, |_, _| panic!("no row at {start}+{count}"));
+        assert_eq!(visited.unwrap(), 0);
         assert!(
             store
                 .load_encoded_bare_headers(start, count, usize::MAX)

@@ -590,6 +590,129 @@ mod tests {
         assert!(CompactHeaders::from_bare(&crowded).is_some());
     }
 
+    /// A bare header as a store keeps it: its encoded header and, where
+    /// attached, its encoded validator set.
+    fn stored_parts(bare: &BareHeader) -> (Vec<u8>, Option<Vec<u8>>) {
+        (
+            raw::Header::from(&bare.header).encode_to_vec(),
+            bare.validator_set
+                .as_ref()
+                .map(|set| raw::ValidatorSet::from(set).encode_to_vec()),
+        )
+    }
+
+    fn compact_frame(start: u64, headers: &[BareHeader], proof: &MmrProof) -> Vec<u8> {
+        crate::frame::encode_frame(&Response::HeadersV2(HeadersV2Response {
+            start_height: start,
+            end_height: 9_000,
+            result: HeadersV2Result::CompactHeaders {
+                headers: Box::new(CompactHeaders::from_bare(headers).unwrap()),
+                proof: proof.clone(),
+            },
+        }))
+        .unwrap()
+    }
+
+    fn proof() -> MmrProof {
+        MmrProof {
+            hashes: vec![Hash([3; 32]), Hash([4; 32])],
+        }
+    }
+
+    /// The builder servers transcode stored rows with frames, byte for byte,
+    /// what encoding `from_bare` of the decoded headers gives.
+    #[test]
+    fn a_range_built_from_stored_parts_is_the_encoded_compact_range() {
+        use crate::encoded::CompactRangeBuilder;
+        for (start, n) in [(1, 1), (1, 9), (500, 9), (7, 2000)] {
+            let headers = linked(start, n);
+            let mut range = CompactRangeBuilder::new(start);
+            assert!(range.is_empty());
+            for bare in &headers {
+                let (header, set) = stored_parts(bare);
+                assert!(range.push(&header, set.as_deref()));
+            }
+            assert_eq!(range.len(), n);
+            let frame = range.finish(9_000, &proof()).unwrap().unwrap();
+            assert_eq!(
+                frame.as_frame(),
+                &compact_frame(start, &headers, &proof())[..]
+            );
+        }
+        assert_eq!(
+            CompactRangeBuilder::new(5).finish(9_000, &proof()).unwrap(),
+            None
+        );
+    }
+
+    /// Whatever would leave the range without a compact form is refused one
+    /// header at a time, and the builder keeps the headers before it.
+    #[test]
+    fn a_refused_header_leaves_the_builder_as_it_was() {
+        use crate::encoded::CompactRangeBuilder;
+        let headers = linked(5, 8);
+        let mut range = CompactRangeBuilder::new(5);
+        let parts: Vec<_> = headers.iter().map(stored_parts).collect();
+        // The first header must be at the start height.
+        assert!(!range.push(&parts[1].0, None));
+        assert!(range.is_empty());
+        for (header, set) in &parts[..5] {
+            assert!(range.push(header, set.as_deref()));
+        }
+        let refused = |bare: &BareHeader| stored_parts(bare).0;
+        let mut wrong = headers[5].clone();
+        wrong.header.height += 1;
+        assert!(!range.push(&refused(&wrong), None), "a gap");
+        let mut wrong = headers[5].clone();
+        wrong.header.chain_id = "other".into();
+        assert!(!range.push(&refused(&wrong), None), "another chain");
+        let mut wrong = headers[5].clone();
+        wrong.header.validators_hash = Hash([7; 32]);
+        assert!(
+            !range.push(&refused(&wrong), None),
+            "validators discontinuous"
+        );
+        let mut wrong = headers[5].clone();
+        wrong.header.time_ms = u64::MAX;
+        assert!(!range.push(&refused(&wrong), None), "a time step past i64");
+        assert!(!range.push(&parts[5].0[..40], None), "a truncated header");
+        assert!(!range.push(b"\x08\x01", None), "not a header");
+        // A commit's keys where a validator set's belong.
+        assert!(
+            !range.push(&parts[5].0, Some(b"\x08\x05\x10\x01")),
+            "not a set"
+        );
+        assert_eq!(range.len(), 5);
+        for (header, set) in &parts[5..] {
+            assert!(range.push(header, set.as_deref()));
+        }
+        let frame = range.finish(9_000, &proof()).unwrap().unwrap();
+        assert_eq!(frame.as_frame(), &compact_frame(5, &headers, &proof())[..]);
+
+        // No more than MAX_HEADERS_V2 headers, nor 256 proposers.
+        let many = linked(1, MAX_HEADERS_V2 as usize + 1);
+        let mut range = CompactRangeBuilder::new(1);
+        for bare in &many[..MAX_HEADERS_V2 as usize] {
+            let (header, set) = stored_parts(bare);
+            assert!(range.push(&header, set.as_deref()));
+        }
+        let (header, set) = stored_parts(&many[MAX_HEADERS_V2 as usize]);
+        assert!(!range.push(&header, set.as_deref()));
+        let mut crowded = linked(1, 257);
+        for (i, bare) in crowded.iter_mut().enumerate() {
+            bare.header.proposer_address = Address([(i % 256) as u8 ^ 0x80; 20]);
+            bare.header.proposer_address.0[1] = (i / 256) as u8;
+        }
+        let mut range = CompactRangeBuilder::new(1);
+        for bare in &crowded[..256] {
+            let (header, set) = stored_parts(bare);
+            assert!(range.push(&header, set.as_deref()));
+        }
+        let (header, set) = stored_parts(&crowded[256]);
+        assert!(!range.push(&header, set.as_deref()), "a 257th proposer");
+        assert_eq!(range.len(), 256);
+    }
+
     /// Each broken column is refused with an error naming it.
     #[test]
     fn malformed_columns_are_refused_with_their_field() {

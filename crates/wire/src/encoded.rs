@@ -117,23 +117,16 @@ impl EncodedResponse {
         bare_headers: &[Vec<u8>],
         proof: &MmrProof,
     ) -> Result<Option<Self>, FrameError> {
-        let Some(columns) = Columns::read(start_height, bare_headers) else {
-            return Ok(None);
-        };
-        proof.validate()?;
-        let proof = crate::messages::raw_proof(proof).encode_to_vec();
-        let compact_len = columns.encoded_len() + bytes_field_len(11, proof.len());
-        let body_len = u64_field_len(1, start_height)
-            + u64_field_len(2, end_height)
-            + bytes_field_len(6, compact_len);
-        Self::framed(2, body_len, MAX_HEADERS_V2_RESPONSE_FRAME, |out| {
-            put_u64_field(out, 1, start_height);
-            put_u64_field(out, 2, end_height);
-            put_len_prefix(out, 6, compact_len);
-            columns.write(out);
-            put_bytes_field(out, 11, &proof);
-        })
-        .map(Some)
+        let mut range = CompactRangeBuilder::new(start_height);
+        for item in bare_headers {
+            let Some((header, set)) = bare_parts(item) else {
+                return Ok(None);
+            };
+            if !range.push(header, set) {
+                return Ok(None);
+            }
+        }
+        range.finish(end_height, proof)
     }
 
     fn proven(
@@ -253,6 +246,13 @@ pub fn bare_header_from_parts(header: &[u8], validator_set: Option<&[u8]>) -> Ve
         put_bytes_field(&mut out, 2, set);
     }
     out
+}
+
+/// The length of [`bare_header_from_parts`] of the same parts, without
+/// making it.
+#[must_use]
+pub fn bare_header_len(header: &[u8], validator_set: Option<&[u8]>) -> usize {
+    bytes_field_len(1, header.len()) + validator_set.map_or(0, |set| bytes_field_len(2, set.len()))
 }
 
 /// Which message each encoded item is.
@@ -459,20 +459,47 @@ fn bytes_field_len(field: u32, len: usize) -> usize {
 
 // ------------------------------------------------------------ compact ranges
 
-/// The columns of a `CompactHeaders` (fields 1 to 10), read from encoded
-/// bare headers and borrowing from them.
-struct Columns<'a> {
-    chain_id: &'a [u8],
-    parent_hash: Option<&'a [u8]>,
-    validators_hash: &'a [u8],
+/// A compact range (`CompactHeaders`, docs/protocol.md "Compact ranges")
+/// built from stored headers one at a time, as a store walks its rows: each
+/// header given as its encoded `Header` and, where attached, its encoded
+/// `ValidatorSet`, the two parts a store keeps. Nothing is decoded into
+/// domain types and no header is copied whole: the builder keeps only the
+/// columns (about 100 bytes a header), and [`CompactRangeBuilder::finish`]
+/// writes the frame [`EncodedResponse::compact_headers_v2`] would.
+///
+/// A header is refused (and the builder left as it was) where
+/// `CompactHeaders::from_bare` would have no compact form for the range
+/// with it: not the next height, another chain id, a `validators_hash`
+/// that is not the previous header's `next_validators_hash`, a time step
+/// outside `i64`, more than [`MAX_COMPACT_PROPOSERS`](crate::limits::MAX_COMPACT_PROPOSERS)
+/// proposers or [`MAX_HEADERS_V2`] headers; or where the encoded header is
+/// not in the canonical shape this reads, or the set is not a
+/// `ValidatorSet`'s fields. The builder holds what came before.
+#[derive(Debug, Clone)]
+pub struct CompactRangeBuilder {
+    start_height: u64,
+    /// The columns; `None` until the first header.
+    columns: Option<Columns>,
+}
+
+/// The columns of a `CompactHeaders` (fields 1 to 10), and the fields of
+/// the last header the next one is checked against.
+#[derive(Debug, Clone)]
+struct Columns {
+    chain_id: Vec<u8>,
+    parent_hash: Option<[u8; 32]>,
+    validators_hash: [u8; 32],
     first_time_ms: u64,
     /// Zigzag-encoded time steps, as packed `sint64` carries them.
     time_deltas: Vec<u64>,
     roots: Vec<u8>,
-    proposers: Vec<&'a [u8]>,
+    proposers: Vec<[u8; 20]>,
     proposer_indexes: Vec<u8>,
-    validators_changes: Vec<(u32, &'a [u8])>,
-    validator_sets: Vec<(u32, &'a [u8])>,
+    validators_changes: Vec<(u32, [u8; 32])>,
+    validator_sets: Vec<(u32, Vec<u8>)>,
+    /// The last header's `next_validators_hash` and time.
+    last_next_validators_hash: [u8; 32],
+    last_time_ms: u64,
 }
 
 /// The fields of an encoded `Header` the compact form needs.
@@ -480,13 +507,13 @@ struct HeaderView<'a> {
     chain_id: &'a [u8],
     height: u64,
     time_ms: u64,
-    parent_hash: Option<&'a [u8]>,
-    data_hash: &'a [u8],
-    validators_hash: &'a [u8],
-    next_validators_hash: &'a [u8],
-    state_root: &'a [u8],
-    history_root: &'a [u8],
-    proposer: &'a [u8],
+    parent_hash: Option<[u8; 32]>,
+    data_hash: &'a [u8; 32],
+    validators_hash: [u8; 32],
+    next_validators_hash: [u8; 32],
+    state_root: &'a [u8; 32],
+    history_root: &'a [u8; 32],
+    proposer: [u8; 20],
 }
 
 impl<'a> HeaderView<'a> {
@@ -516,10 +543,10 @@ impl<'a> HeaderView<'a> {
                 _ => return None,
             }
         }
-        let hash = |field: Option<&'a [u8]>| field.filter(|f| f.len() == 32);
+        let hash = |field: Option<&'a [u8]>| -> Option<&'a [u8; 32]> { field?.try_into().ok() };
         let parent_hash = match fields[4] {
             // A BlockId: its one field, a 32-byte hash.
-            Some([0x0a, 32, hash @ ..]) if hash.len() == 32 => Some(hash),
+            Some([0x0a, 32, hash @ ..]) => Some(<[u8; 32]>::try_from(hash).ok()?),
             Some(_) => return None,
             None => None,
         };
@@ -529,11 +556,11 @@ impl<'a> HeaderView<'a> {
             time_ms,
             parent_hash,
             data_hash: hash(fields[5])?,
-            validators_hash: hash(fields[6])?,
-            next_validators_hash: hash(fields[7])?,
+            validators_hash: *hash(fields[6])?,
+            next_validators_hash: *hash(fields[7])?,
             state_root: hash(fields[8])?,
             history_root: hash(fields[9])?,
-            proposer: fields[10].filter(|f| f.len() == 20)?,
+            proposer: fields[10]?.try_into().ok()?,
         })
     }
 }
@@ -556,63 +583,152 @@ fn bare_parts(bytes: &[u8]) -> Option<(&[u8], Option<&[u8]>)> {
     Some((header, next()))
 }
 
-impl<'a> Columns<'a> {
-    /// The columns of `items` (encoded bare headers from `start_height`),
-    /// under the rules of `CompactHeaders::from_bare`; `None` where it
-    /// would give `None`, or where an item is not in canonical shape.
-    fn read(start_height: u64, items: &'a [Vec<u8>]) -> Option<Self> {
-        if items.is_empty() || items.len() > MAX_HEADERS_V2 as usize {
-            return None;
+impl CompactRangeBuilder {
+    /// An empty range whose first header will be at `start_height`.
+    #[must_use]
+    pub fn new(start_height: u64) -> Self {
+        Self {
+            start_height,
+            columns: None,
         }
-        let mut columns: Option<Columns<'a>> = None;
-        let mut previous: Option<HeaderView<'a>> = None;
-        for (i, item) in items.iter().enumerate() {
-            let (header, set) = bare_parts(item)?;
-            let header = HeaderView::read(header)?;
-            // `i` is below MAX_HEADERS_V2.
-            let index = i as u32;
-            if Some(header.height) != start_height.checked_add(u64::from(index)) {
-                return None;
-            }
-            let c = columns.get_or_insert_with(|| Columns {
-                chain_id: header.chain_id,
+    }
+
+    /// How many headers it holds.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.columns
+            .as_ref()
+            .map_or(0, |c| c.roots.len() / crate::compact::ROOTS_PER_HEADER)
+    }
+
+    /// Whether it holds no header.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.columns.is_none()
+    }
+
+    /// Adds the next header, `header` its encoded `Header` and
+    /// `validator_set` its encoded `ValidatorSet` where one is attached;
+    /// `false`, adding nothing, where the range with it has no compact form
+    /// (see the [type documentation](Self)).
+    pub fn push(&mut self, header: &[u8], validator_set: Option<&[u8]>) -> bool {
+        let index = self.len();
+        if index >= MAX_HEADERS_V2 as usize {
+            return false;
+        }
+        let Some(header) = HeaderView::read(header) else {
+            return false;
+        };
+        // `index` is below MAX_HEADERS_V2.
+        let index = index as u32;
+        if Some(header.height) != self.start_height.checked_add(u64::from(index))
+            || validator_set.is_some_and(|set| {
+                check_keys(set, VALIDATOR_SET_KEYS, "not a validator set").is_err()
+            })
+        {
+            return false;
+        }
+        let mut fresh = None;
+        let columns = match &mut self.columns {
+            Some(columns) => columns,
+            None => fresh.insert(Columns {
+                chain_id: header.chain_id.to_vec(),
                 parent_hash: header.parent_hash,
                 validators_hash: header.validators_hash,
                 first_time_ms: header.time_ms,
-                time_deltas: Vec::with_capacity(items.len() - 1),
-                roots: Vec::with_capacity(items.len() * crate::compact::ROOTS_PER_HEADER),
+                time_deltas: Vec::new(),
+                roots: Vec::new(),
                 proposers: Vec::new(),
-                proposer_indexes: Vec::with_capacity(items.len()),
+                proposer_indexes: Vec::new(),
                 validators_changes: Vec::new(),
                 validator_sets: Vec::new(),
-            });
-            if let Some(previous) = &previous {
-                if header.chain_id != c.chain_id
-                    || header.validators_hash != previous.next_validators_hash
-                {
-                    return None;
-                }
-                let delta =
-                    i64::try_from(i128::from(header.time_ms) - i128::from(previous.time_ms))
-                        .ok()?;
-                // Zigzag, as `sint64` is encoded.
-                c.time_deltas.push(((delta << 1) ^ (delta >> 63)) as u64);
-            }
-            c.roots.extend_from_slice(header.data_hash);
-            c.roots.extend_from_slice(header.state_root);
-            c.roots.extend_from_slice(header.history_root);
-            let proposer = crate::compact::proposer_index(&mut c.proposers, header.proposer)?;
-            c.proposer_indexes.push(proposer);
-            if header.next_validators_hash != header.validators_hash {
-                c.validators_changes
-                    .push((index, header.next_validators_hash));
-            }
-            if let Some(set) = set {
-                c.validator_sets.push((index, set));
-            }
-            previous = Some(header);
+                last_next_validators_hash: header.validators_hash,
+                last_time_ms: header.time_ms,
+            }),
+        };
+        if !columns.push(index, &header, validator_set) {
+            return false;
         }
-        columns
+        if fresh.is_some() {
+            self.columns = fresh;
+        }
+        true
+    }
+
+    /// The `HeadersV2Response` under `end_height` carrying the range and
+    /// `proof`, framed; `Ok(None)` when the range is empty.
+    ///
+    /// # Errors
+    ///
+    /// A malformed proof, or a frame over [`MAX_HEADERS_V2_RESPONSE_FRAME`].
+    pub fn finish(
+        self,
+        end_height: u64,
+        proof: &MmrProof,
+    ) -> Result<Option<EncodedResponse>, FrameError> {
+        let Some(columns) = self.columns else {
+            return Ok(None);
+        };
+        proof.validate()?;
+        let proof = crate::messages::raw_proof(proof).encode_to_vec();
+        let compact_len = columns.encoded_len() + bytes_field_len(11, proof.len());
+        let body_len = u64_field_len(1, self.start_height)
+            + u64_field_len(2, end_height)
+            + bytes_field_len(6, compact_len);
+        EncodedResponse::framed(2, body_len, MAX_HEADERS_V2_RESPONSE_FRAME, |out| {
+            put_u64_field(out, 1, self.start_height);
+            put_u64_field(out, 2, end_height);
+            put_len_prefix(out, 6, compact_len);
+            columns.write(out);
+            put_bytes_field(out, 11, &proof);
+        })
+        .map(Some)
+    }
+}
+
+impl Columns {
+    /// Appends header `index` (read, at the right height), checked against
+    /// the last one; `false`, changing nothing, where it breaks a rule of
+    /// the compact form.
+    fn push(&mut self, index: u32, header: &HeaderView<'_>, set: Option<&[u8]>) -> bool {
+        let delta = if index == 0 {
+            None
+        } else {
+            if header.chain_id != self.chain_id
+                || header.validators_hash != self.last_next_validators_hash
+            {
+                return false;
+            }
+            let Ok(delta) =
+                i64::try_from(i128::from(header.time_ms) - i128::from(self.last_time_ms))
+            else {
+                return false;
+            };
+            Some(delta)
+        };
+        let Some(proposer) = crate::compact::proposer_index(&mut self.proposers, header.proposer)
+        else {
+            return false;
+        };
+        // Nothing can fail from here on.
+        if let Some(delta) = delta {
+            // Zigzag, as `sint64` is encoded.
+            self.time_deltas.push(((delta << 1) ^ (delta >> 63)) as u64);
+        }
+        self.roots.extend_from_slice(header.data_hash);
+        self.roots.extend_from_slice(header.state_root);
+        self.roots.extend_from_slice(header.history_root);
+        self.proposer_indexes.push(proposer);
+        if header.next_validators_hash != header.validators_hash {
+            self.validators_changes
+                .push((index, header.next_validators_hash));
+        }
+        if let Some(set) = set {
+            self.validator_sets.push((index, set.to_vec()));
+        }
+        self.last_next_validators_hash = header.next_validators_hash;
+        self.last_time_ms = header.time_ms;
+        true
     }
 
     fn deltas_len(&self) -> usize {
@@ -636,7 +752,7 @@ impl<'a> Columns<'a> {
             |field, bytes: Option<&[u8]>| bytes.map_or(0, |b| bytes_field_len(field, b.len()));
         let deltas = self.deltas_len();
         bytes_field_len(1, self.chain_id.len())
-            + optional(2, self.parent_hash)
+            + optional(2, self.parent_hash.as_ref().map(|h| &h[..]))
             + bytes_field_len(3, self.validators_hash.len())
             + u64_field_len(4, self.first_time_ms)
             + if deltas == 0 {
@@ -665,11 +781,11 @@ impl<'a> Columns<'a> {
 
     /// Writes fields 1 to 10 in order, leaving out what prost leaves out.
     fn write(&self, out: &mut Vec<u8>) {
-        put_bytes_field(out, 1, self.chain_id);
-        if let Some(parent) = self.parent_hash {
+        put_bytes_field(out, 1, &self.chain_id);
+        if let Some(parent) = &self.parent_hash {
             put_bytes_field(out, 2, parent);
         }
-        put_bytes_field(out, 3, self.validators_hash);
+        put_bytes_field(out, 3, &self.validators_hash);
         put_u64_field(out, 4, self.first_time_ms);
         let deltas = self.deltas_len();
         if deltas > 0 {
