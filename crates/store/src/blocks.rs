@@ -249,7 +249,7 @@ impl Store {
                 .inner
                 .db
                 .apply_batch(batch)
-                .map(|()| *index = next_index)
+                .map(|()| index.apply(next_index))
                 .map_err(StoreError::engine(context)),
             Err(_) => Err(StoreError::Poisoned),
         };

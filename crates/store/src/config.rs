@@ -84,6 +84,10 @@ impl fmt::Debug for StatePrefixes {
 /// Default snapshot period, in blocks.
 pub const DEFAULT_SNAPSHOT_PERIOD: u64 = 1000;
 
+/// Most (and the default number of) headers the hash index keeps in memory
+/// before writing them as a run ([`StoreConfig::hash_index_tail`]).
+pub const MAX_HASH_INDEX_TAIL: usize = 65_536;
+
 /// Default size of sled's page cache, in bytes.
 pub const DEFAULT_CACHE_CAPACITY: u64 = 256 * 1024 * 1024;
 
@@ -107,6 +111,11 @@ pub struct StoreConfig {
     pub sync_on_commit: bool,
     /// Size of sled's page cache, in bytes.
     pub cache_capacity: u64,
+    /// Headers the hash index keeps in memory before it writes them as one
+    /// sorted run (1 to [`MAX_HASH_INDEX_TAIL`], the default; about 48 bytes
+    /// each). Smaller only to exercise runs in tests: each run costs a
+    /// sort, sled pages and later merges.
+    pub hash_index_tail: usize,
 }
 
 impl StoreConfig {
@@ -118,6 +127,7 @@ impl StoreConfig {
             snapshot_period: DEFAULT_SNAPSHOT_PERIOD,
             sync_on_commit: true,
             cache_capacity: DEFAULT_CACHE_CAPACITY,
+            hash_index_tail: MAX_HASH_INDEX_TAIL,
         }
     }
 
@@ -142,7 +152,19 @@ impl StoreConfig {
         self
     }
 
+    /// This config with another hash index tail size.
+    #[must_use]
+    pub fn with_hash_index_tail(mut self, headers: usize) -> Self {
+        self.hash_index_tail = headers;
+        self
+    }
+
     pub(crate) fn validate(&self) -> Result<(), StoreError> {
+        if !(1..=MAX_HASH_INDEX_TAIL).contains(&self.hash_index_tail) {
+            return Err(StoreError::InvalidConfig {
+                what: "hash_index_tail must be 1 to MAX_HASH_INDEX_TAIL",
+            });
+        }
         if self.snapshot_period == 0 {
             return Err(StoreError::InvalidConfig {
                 what: "snapshot_period must be at least 1",

@@ -424,9 +424,10 @@ impl Store {
 }
 
 /// Checks that the hash index holds the entry of each header (whose
-/// fingerprints, by height from 1, are `fingerprints`) and that its runs in
-/// memory (those lookups read) are those on disk; returns the number of
-/// stale entries.
+/// fingerprints, by height from 1, are `fingerprints`): the runs every
+/// header up to the mark, the in-memory tail each one above it, in order
+/// and found by lookups; and that its runs and mark in memory (those
+/// lookups read) are those on disk. Returns the number of stale entries.
 fn check_hash_index(store: &Store, fingerprints: &[u64]) -> Result<u64, StoreError> {
     let db = &store.inner.db;
     let index = store
@@ -435,17 +436,55 @@ fn check_hash_index(store: &Store, fingerprints: &[u64]) -> Result<u64, StoreErr
         .read()
         .map_err(|_| StoreError::Poisoned)?
         .clone();
-    if !HashIndex::load(db)?.same_runs(&index) {
+    if !HashIndex::load(db)?.same_runs(index.runs()) {
         return Err(StoreError::corrupt(
             &[hash_index::RUN_META],
             "the hash index runs in memory are not those on disk",
+        ));
+    }
+    let tail = index.tail();
+    let mark = read_u64(db, keys::HASH_INDEX_MARK)?.unwrap_or(0);
+    if mark != tail.indexed() {
+        return Err(StoreError::corrupt(
+            keys::HASH_INDEX_MARK,
+            format!(
+                "the hash index mark is {mark} on disk and {} in memory",
+                tail.indexed()
+            ),
+        ));
+    }
+    if tail.indexed() + tail.len() as u64 != fingerprints.len() as u64 {
+        return Err(StoreError::corrupt(
+            keys::HASH_INDEX_MARK,
+            format!(
+                "the hash index holds headers up to {} in runs and {} above them in memory, but the header height is {}",
+                tail.indexed(),
+                tail.len(),
+                fingerprints.len()
+            ),
         ));
     }
     // A bit per header: its entry was found.
     let mut found = vec![0u64; fingerprints.len().div_ceil(64)];
     let mut indexed = 0u64;
     let mut stale = 0u64;
-    index.visit_entries(db, |(fp, height)| {
+    let mut candidates = Vec::new();
+    for (fp, height) in tail.entries() {
+        let at = usize::try_from(height - 1).unwrap_or(usize::MAX);
+        candidates.clear();
+        tail.candidates(fp, &mut candidates);
+        if fingerprints.get(at) != Some(&fp) || !candidates.contains(&height) {
+            return Err(StoreError::corrupt(
+                keys::HASH_INDEX_MARK,
+                format!(
+                    "the hash index's in-memory entry for header {height} is not its fingerprint or is not found by it"
+                ),
+            ));
+        }
+        found[at / 64] |= 1 << (at % 64);
+        indexed += 1;
+    }
+    index.runs().visit_entries(db, |(fp, height)| {
         let at = usize::try_from(height)
             .ok()
             .and_then(|h| h.checked_sub(1))

@@ -67,6 +67,10 @@ pub(crate) const LOG_END: &[u8] = b"\x00header_log_end";
 /// Meta key: the leaf count whose MMR nodes are synced in the node file
 /// (`history.rs`); nodes above it are rebuilt at open.
 pub(crate) const MMR_SYNCED: &[u8] = b"\x00mmr_synced_leaves";
+/// Meta key: the height up to which the hash index's runs hold every
+/// header (`index_tail.rs`; absent: 0). The headers above it are rebuilt
+/// into the index's in-memory tail at open.
+pub(crate) const HASH_INDEX_MARK: &[u8] = b"\x00hash_index_mark";
 /// Meta key of the contiguous block height.
 pub(crate) const BLOCK_HEIGHT: &[u8] = b"\x00block_height";
 /// Meta key of the state height.
@@ -97,7 +101,13 @@ pub(crate) const MAGIC: &[u8] = b"HEADWAY-STORE";
 /// 8: no layout change; the history root puts the leaf count after the
 /// peaks (`headway-mmr`), so every stored `history_root` above height 2 of
 /// an earlier store differs from what this version checks.
-pub(crate) const FORMAT_VERSION: u32 = 8;
+/// 9: the hash index keeps the headers above `HASH_INDEX_MARK` in memory
+/// and writes them as a run every `index_tail::TAIL_ENTRIES` headers (a
+/// format-8 reader would miss them). A format-8 store is upgraded in place
+/// at open: its runs hold every header, so the mark is its header height.
+pub(crate) const FORMAT_VERSION: u32 = 9;
+/// The older format this version upgrades in place at open.
+pub(crate) const UPGRADABLE_VERSION: u32 = 8;
 
 /// Stages into `batch` the removal of every key `tag || be64(n)` with
 /// `n >= first`: rows of a table keyed by height above the header height,

@@ -8,7 +8,7 @@
 //!   [`Store::load_bare_headers`]), packed into
 //!   header segments of up to 256 consecutive rows so that a batch costs few
 //!   sled keys, their bytes appended to a header log file next to the
-//!   database (on-disk format 8); a header height apart from the contiguous
+//!   database (on-disk format 9); a header height apart from the contiguous
 //!   block height, which only bodies advance ([`Store::save_block`]);
 //!   [`Store::load_block`] returns `None` when the body is missing even though
 //!   the meta exists; [`Store::load_signed_headers`] reads a range segment by
@@ -74,6 +74,7 @@ mod error;
 mod hash_index;
 mod header_log;
 mod history;
+mod index_tail;
 mod integrity;
 mod keys;
 mod restore;
@@ -82,7 +83,10 @@ mod snapshot;
 mod state;
 mod store;
 
-pub use config::{DEFAULT_CACHE_CAPACITY, DEFAULT_SNAPSHOT_PERIOD, StatePrefixes, StoreConfig};
+pub use config::{
+    DEFAULT_CACHE_CAPACITY, DEFAULT_SNAPSHOT_PERIOD, MAX_HASH_INDEX_TAIL, StatePrefixes,
+    StoreConfig,
+};
 pub use error::StoreError;
 pub use integrity::IntegrityReport;
 pub use restore::{PrefixRestoreProgress, RestoreProgress};

@@ -14,9 +14,9 @@ use tracing::{debug, info};
 use crate::StoreError;
 use crate::config::{StatePrefixes, StoreConfig};
 use crate::error::hex_string;
-use crate::hash_index::HashIndex;
 use crate::header_log::{self, HeaderLog, TempDir};
 use crate::history::{self, FileNodes, NodeFile, node_count_for_leaves};
+use crate::index_tail::Index;
 use crate::keys;
 use crate::restore::RestoreState;
 use crate::segment::{self, Stored as _};
@@ -62,7 +62,7 @@ pub(crate) struct Inner {
     /// The hash index's runs. Replaced under the write lock together with
     /// the sled batch that changes them, so a lookup never sees runs whose
     /// pages are gone.
-    pub(crate) hash_index: RwLock<HashIndex>,
+    pub(crate) hash_index: RwLock<Index>,
     /// The bytes of the header segments (`header_log.rs`).
     pub(crate) log: HeaderLog,
     /// The history MMR's nodes (`history.rs`), shared with read-only views.
@@ -224,7 +224,12 @@ impl Store {
         }
         let last_header = read_last_header(&db, &log, header_height)?;
         let restore = RestoreState::load(&db, &config.state_prefixes)?;
-        let hash_index = RwLock::new(HashIndex::load(&db)?);
+        let hash_index = RwLock::new(Index::load(
+            &db,
+            &log,
+            header_height,
+            config.hash_index_tail,
+        )?);
         let inner = Inner {
             hash_index,
             hasher: RecordHasher::headway(),
@@ -501,7 +506,7 @@ fn check_format(db: &sled::Db, config: &StoreConfig) -> Result<(), StoreError> {
         .map_err(|_| StoreError::ForeignDatabase {
             reason: format!("format marker is {}", hex_string(&marker)),
         })?;
-    if version != keys::FORMAT_VERSION {
+    if version != keys::FORMAT_VERSION && version != keys::UPGRADABLE_VERSION {
         return Err(StoreError::UnsupportedVersion {
             found: version,
             supported: keys::FORMAT_VERSION,
@@ -530,6 +535,32 @@ fn check_format(db: &sled::Db, config: &StoreConfig) -> Result<(), StoreError> {
             given: config.snapshot_period.to_string(),
         });
     }
+    if version == keys::UPGRADABLE_VERSION {
+        upgrade_hash_index(db)?;
+    }
     debug!("reopened an existing headway store");
+    Ok(())
+}
+
+/// Format 8 → 9: a format-8 store's hash index runs hold every stored
+/// header, so its mark is its header height. The mark and the new marker
+/// are written together and flushed before anything else is.
+fn upgrade_hash_index(db: &sled::Db) -> Result<(), StoreError> {
+    let header_height = read_u64(db, keys::HEADER_HEIGHT)?.unwrap_or(0);
+    let mut batch = sled::Batch::default();
+    let mut marker = keys::MAGIC.to_vec();
+    marker.extend_from_slice(&keys::FORMAT_VERSION.to_be_bytes());
+    batch.insert(keys::FORMAT, marker);
+    batch.insert(keys::HASH_INDEX_MARK, &header_height.to_be_bytes()[..]);
+    db.apply_batch(batch)
+        .map_err(StoreError::engine("upgrading the store format"))?;
+    db.flush()
+        .map_err(StoreError::engine("upgrading the store format"))?;
+    info!(
+        from = keys::UPGRADABLE_VERSION,
+        to = keys::FORMAT_VERSION,
+        header_height,
+        "upgraded the store format in place"
+    );
     Ok(())
 }

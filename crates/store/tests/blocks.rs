@@ -456,40 +456,47 @@ fn reopening_waits_for_a_closing_handle_to_release_its_lock() {
     assert!(second.is_ok(), "{:?}", second.err());
 }
 
-/// The hash index (sorted runs merged four at a time) finds every header
-/// after batches of every size, across a restart, and nothing else; the
-/// integrity check agrees.
+/// The hash index (an in-memory tail written as sorted runs, merged four at
+/// a time) finds every header after batches of every size, across a
+/// restart (which rebuilds the tail from the stored segments), and nothing
+/// else; the integrity check agrees. With a tail of 1 every batch is a run
+/// (many merges), with 64 the tail fills within batches and across them,
+/// with the default nothing is written as a run.
 #[test]
 fn hash_index_finds_every_header_across_merges_and_a_restart() {
     let (headers, _) = common::simple_chain(5, 3_000);
-    let dir = common::fresh_dir("hash-index");
-    {
-        let store = Store::open(&dir, StoreConfig::new()).unwrap();
-        let mut at = 0;
-        for size in [1usize, 50, 50, 50, 50, 7, 300, 1_200, 50, 50, 2, 2, 2, 2, 2]
-            .iter()
-            .cycle()
+    for tail in [1, 64, headway_store::MAX_HASH_INDEX_TAIL] {
+        let config = StoreConfig::new().with_hash_index_tail(tail);
+        let dir = common::fresh_dir("hash-index");
         {
-            if at == headers.len() {
-                break;
+            let store = Store::open(&dir, config.clone()).unwrap();
+            let mut at = 0;
+            for size in [1usize, 50, 50, 50, 50, 7, 300, 1_200, 50, 50, 2, 2, 2, 2, 2]
+                .iter()
+                .cycle()
+            {
+                if at == headers.len() {
+                    break;
+                }
+                let end = (at + size).min(headers.len());
+                store.save_headers(&headers[at..end]).unwrap();
+                at = end;
+                if at == 1_658 {
+                    store.check_integrity().unwrap();
+                }
             }
-            let end = (at + size).min(headers.len());
-            store.save_headers(&headers[at..end]).unwrap();
-            at = end;
+            store.check_integrity().unwrap();
         }
+        // Reopened with another tail size: what the old one left in memory
+        // is rebuilt, and the next batch writes it if it is over the new size.
+        let reopened = StoreConfig::new().with_hash_index_tail(if tail == 64 { 1 } else { 64 });
+        let store = Store::open(&dir, reopened).unwrap();
+        assert_all_found(&store, &headers);
+        let mut unknown = headers[10].header.hash();
+        unknown.0[31] ^= 1; // same fingerprint (first 8 bytes), another hash
+        assert_eq!(store.height_of(&unknown).unwrap(), None);
         store.check_integrity().unwrap();
     }
-    let store = Store::open(&dir, StoreConfig::new()).unwrap();
-    for signed in &headers {
-        assert_eq!(
-            store.height_of(&signed.header.hash()).unwrap(),
-            Some(signed.header.height)
-        );
-    }
-    let mut unknown = headers[10].header.hash();
-    unknown.0[31] ^= 1; // same fingerprint (first 8 bytes), another hash
-    assert_eq!(store.height_of(&unknown).unwrap(), None);
-    store.check_integrity().unwrap();
 }
 
 /// The bare headers of signed ones (validator sets kept where attached).
@@ -1084,6 +1091,12 @@ fn encode_entries(entries: &[(u64, u64)]) -> Vec<u8> {
         .collect()
 }
 
+/// A store config whose hash index writes every batch as a run (a tail of
+/// one header), for the tests of runs on disk.
+fn runs_config() -> StoreConfig {
+    StoreConfig::new().with_hash_index_tail(1)
+}
+
 /// Writes a one-page hash index run behind the store's back, under the
 /// next free run id, as a batch that reached sled but whose flush failed
 /// leaves it.
@@ -1162,7 +1175,7 @@ fn stale_hash_index_entries_of_a_failed_flush_are_tolerated_and_merged_away() {
     for (before, stale_after) in [(&[40][..], [27, 1]), (&[20, 40][..], [0, 0])] {
         let dir = common::fresh_dir("stale-hash-index");
         {
-            let store = Store::open(&dir, StoreConfig::new()).unwrap();
+            let store = Store::open(&dir, runs_config()).unwrap();
             let mut at = 0;
             for &end in before {
                 store.save_headers(&headers[at..end]).unwrap();
@@ -1180,7 +1193,7 @@ fn stale_hash_index_entries_of_a_failed_flush_are_tolerated_and_merged_away() {
             write_stale_run(&db, entries);
             db.flush().unwrap();
         }
-        let mut store = Store::open(&dir, StoreConfig::new()).unwrap();
+        let mut store = Store::open(&dir, runs_config()).unwrap();
         let report = store.check_integrity().unwrap();
         assert_eq!(report.header_height, 40);
         assert_eq!(report.stale_hash_index_entries, 27, "{before:?}");
@@ -1198,7 +1211,7 @@ fn stale_hash_index_entries_of_a_failed_flush_are_tolerated_and_merged_away() {
             assert_all_found(&store, &headers[..range.end]);
         }
         drop(store);
-        store = Store::open(&dir, StoreConfig::new()).unwrap();
+        store = Store::open(&dir, runs_config()).unwrap();
         let report = store.check_integrity().unwrap();
         assert_eq!(report.stale_hash_index_entries, stale_after[1]);
         assert_all_found(&store, &headers);
@@ -1217,7 +1230,7 @@ fn a_missing_or_replaced_hash_index_entry_is_corrupt_naming_its_height() {
     for what in ["removed", "another fingerprint", "header 49's entry again"] {
         let dir = common::fresh_dir("tampered-hash-index");
         {
-            let store = Store::open(&dir, StoreConfig::new()).unwrap();
+            let store = Store::open(&dir, runs_config()).unwrap();
             store.save_headers(&headers[..40]).unwrap();
             store.save_headers(&headers[40..]).unwrap();
             assert_eq!(store.check_integrity().unwrap().stale_hash_index_entries, 0);
@@ -1234,7 +1247,7 @@ fn a_missing_or_replaced_hash_index_entry_is_corrupt_naming_its_height() {
             });
             db.flush().unwrap();
         }
-        let store = Store::open(&dir, StoreConfig::new()).unwrap();
+        let store = Store::open(&dir, runs_config()).unwrap();
         assert_eq!(
             store.height_of(&headers[49].header.hash()).unwrap(),
             None,

@@ -3,6 +3,7 @@
 
 mod common;
 
+use headway_chain::HeaderExt as _;
 use headway_store::{StatePrefixes, Store, StoreConfig, StoreError};
 use headway_wire::Write;
 
@@ -25,7 +26,7 @@ fn populated_in_batches(name: &str, batch: usize) -> std::path::PathBuf {
 /// synced yet.
 fn populated_unsynced(name: &str, batch: usize) -> std::path::PathBuf {
     let dir = common::fresh_dir(name);
-    let store = Store::open(&dir, StoreConfig::new().with_snapshot_period(4)).unwrap();
+    let store = Store::open(&dir, config()).unwrap();
     let (headers, blocks) = common::simple_chain(1, 10);
     for chunk in headers.chunks(batch) {
         store.save_headers(chunk).unwrap();
@@ -142,8 +143,17 @@ fn poke(dir: &std::path::Path, key: &[u8], value: Option<&[u8]>) {
     db.flush().unwrap();
 }
 
+/// Snapshots every 4 blocks; the hash index writes every batch as a run (a
+/// tail of one header), so that nothing above its mark is read at open and
+/// a damaged lower segment is found where it is read.
+fn config() -> StoreConfig {
+    StoreConfig::new()
+        .with_snapshot_period(4)
+        .with_hash_index_tail(1)
+}
+
 fn open(dir: &std::path::Path) -> Result<Store, StoreError> {
-    Store::open(dir, StoreConfig::new().with_snapshot_period(4))
+    Store::open(dir, config())
 }
 
 #[test]
@@ -183,12 +193,12 @@ fn format_marker_version_and_config_are_checked() {
     );
 
     let dir = populated("version");
-    poke(&dir, b"\x00format", Some(b"HEADWAY-STORE\x00\x00\x00\x09"));
+    poke(&dir, b"\x00format", Some(b"HEADWAY-STORE\x00\x00\x00\x0a"));
     assert!(matches!(
         open(&dir),
         Err(StoreError::UnsupportedVersion {
-            found: 9,
-            supported: 8
+            found: 10,
+            supported: 9
         })
     ));
 
@@ -207,7 +217,7 @@ fn format_marker_version_and_config_are_checked() {
             error,
             StoreError::UnsupportedVersion {
                 found: 1,
-                supported: 8
+                supported: 9
             }
         ),
         "{error}"
@@ -227,7 +237,7 @@ fn format_marker_version_and_config_are_checked() {
             error,
             StoreError::UnsupportedVersion {
                 found: 2,
-                supported: 8
+                supported: 9
             }
         ),
         "{error}"
@@ -243,7 +253,7 @@ fn format_marker_version_and_config_are_checked() {
             error,
             StoreError::UnsupportedVersion {
                 found: 3,
-                supported: 8
+                supported: 9
             }
         ),
         "{error}"
@@ -264,7 +274,7 @@ fn format_marker_version_and_config_are_checked() {
         assert!(
             matches!(
                 error,
-                StoreError::UnsupportedVersion { found, supported: 8 } if found == u32::from(old)
+                StoreError::UnsupportedVersion { found, supported: 9 } if found == u32::from(old)
             ),
             "{error}"
         );
@@ -740,4 +750,70 @@ fn the_header_log_is_cut_to_its_segments_and_checked_against_them() {
         matches!(&error, StoreError::Corrupt { key, .. } if key == "070000000000000005"),
         "{error}"
     );
+}
+
+/// A format-8 store (hash index runs hold every header, no mark) is
+/// upgraded in place at open: the marker says 9 and the mark is the header
+/// height, written before anything else; every header is found.
+#[test]
+fn a_format_8_store_is_upgraded_in_place() {
+    let dir = populated("version-8");
+    poke(&dir, b"\x00format", Some(b"HEADWAY-STORE\x00\x00\x00\x08"));
+    poke(&dir, b"\x00hash_index_mark", None);
+    let store = Store::open(&dir, StoreConfig::new().with_snapshot_period(4)).unwrap();
+    store.check_integrity().unwrap();
+    let (headers, _) = common::simple_chain(1, 10);
+    for signed in &headers {
+        assert_eq!(
+            store.height_of(&signed.header.hash()).unwrap(),
+            Some(signed.header.height)
+        );
+    }
+    drop(store);
+    let db = common::open_raw(&dir);
+    assert_eq!(
+        db.get(b"\x00format").unwrap().unwrap().as_ref(),
+        b"HEADWAY-STORE\x00\x00\x00\x09"
+    );
+    assert_eq!(
+        db.get(b"\x00hash_index_mark").unwrap().unwrap().as_ref(),
+        10u64.to_be_bytes()
+    );
+}
+
+/// The hash index's tail is rebuilt at open from the segments above its
+/// mark: a damaged one there is found at open (as the MMR's rebuild finds
+/// one above its synced mark), and a mark above the header height, or more
+/// headers below it than a tail can hold, is corrupt.
+#[test]
+fn the_hash_index_mark_and_the_segments_above_it_are_checked_at_open() {
+    let tail = || StoreConfig::new().with_snapshot_period(4);
+    let dir = populated_in_batches("tail-segment", 3);
+    poke(&dir, b"\x00hash_index_mark", Some(&3u64.to_be_bytes()));
+    assert_eq!(
+        Store::open(&dir, tail())
+            .unwrap()
+            .height_of(&common::simple_chain(1, 10).0[5].header.hash())
+            .unwrap(),
+        Some(6)
+    );
+    poke_segment(&dir, 4, Some((b"garbage", b"\x00")));
+    let error = Store::open(&dir, tail()).unwrap_err();
+    assert!(
+        matches!(&error, StoreError::Corrupt { key, .. } if key == "070000000000000004"),
+        "{error}"
+    );
+
+    let dir = populated("tail-mark-high");
+    poke(&dir, b"\x00hash_index_mark", Some(&11u64.to_be_bytes()));
+    let error = Store::open(&dir, tail()).unwrap_err();
+    assert!(
+        matches!(&error, StoreError::Corrupt { key, what } if key == "00686173685f696e6465785f6d61726b" && what.contains("above the header height")),
+        "{error}"
+    );
+    poke(&dir, b"\x00hash_index_mark", Some(&[0u8; 3]));
+    assert!(matches!(
+        Store::open(&dir, tail()),
+        Err(StoreError::Corrupt { .. })
+    ));
 }
