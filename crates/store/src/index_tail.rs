@@ -21,6 +21,7 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher, RandomState};
+use std::sync::{Mutex, PoisonError};
 
 use crate::StoreError;
 use crate::hash_index::{Entry, HashIndex};
@@ -29,8 +30,8 @@ use crate::keys;
 use crate::segment::{self, Segment, Stored as _};
 
 /// Headers the tail holds at most: the batch that would reach this writes
-/// the tail as a run. About 3 MiB of memory (a fingerprint by height and a
-/// map from fingerprint to height). The store's config may set less
+/// the tail as a run. 512 KiB of fingerprints, and about 3 MiB with the map
+/// a lookup builds (see [`Tail`]). The store's config may set less
 /// (`StoreConfig::hash_index_tail`), never more: a store whose mark is this
 /// far below its header height is corrupt.
 pub(crate) const TAIL_ENTRIES: usize = crate::config::MAX_HASH_INDEX_TAIL;
@@ -83,17 +84,61 @@ impl Hasher for FingerprintHasher {
 }
 
 /// The entries of the headers above the mark, in memory.
-#[derive(Debug, Clone, Default)]
+///
+/// Only the fingerprints by height are kept as headers arrive; the map
+/// lookups need is built at the first lookup and kept up to date from then
+/// on, until the tail becomes a run. Header sync stores tens of thousands of
+/// headers a second and looks none up, so it never pays for the map (it was
+/// about a tenth of the store writer's time there).
+#[derive(Debug, Default)]
 pub(crate) struct Tail {
     /// Heights up to this one are in the runs (`keys::HASH_INDEX_MARK`).
     indexed: u64,
     /// The fingerprint of each header above `indexed`, by height.
     fingerprints: Vec<u64>,
-    /// Fingerprint → height, for lookups.
+    /// Built by the first lookup since the tail was last emptied.
+    lookup: Mutex<Option<Lookup>>,
+}
+
+/// Fingerprint → height over the tail's entries.
+#[derive(Debug, Default)]
+struct Lookup {
     by_fingerprint: HashMap<u64, u64, FingerprintState>,
     /// Entries whose fingerprint another tail entry has (8-byte collisions:
     /// practically never; bounded by the tail).
     collisions: Vec<Entry>,
+}
+
+impl Lookup {
+    fn build(tail: &Tail) -> Lookup {
+        let mut lookup = Lookup {
+            by_fingerprint: HashMap::with_capacity_and_hasher(
+                tail.fingerprints.len(),
+                FingerprintState::default(),
+            ),
+            collisions: Vec::new(),
+        };
+        for (fp, height) in tail.entries() {
+            lookup.insert(fp, height);
+        }
+        lookup
+    }
+
+    fn insert(&mut self, fp: u64, height: u64) {
+        if let Some(other) = self.by_fingerprint.insert(fp, height) {
+            self.collisions.push((fp, other));
+        }
+    }
+}
+
+impl Clone for Tail {
+    fn clone(&self) -> Tail {
+        Tail {
+            indexed: self.indexed,
+            fingerprints: self.fingerprints.clone(),
+            lookup: Mutex::default(),
+        }
+    }
 }
 
 impl Tail {
@@ -122,11 +167,18 @@ impl Tail {
             .map(|(&fp, h)| (fp, h))
     }
 
+    /// The lookup map if a lookup built it (no locking: `&mut self`).
+    fn lookup_mut(&mut self) -> &mut Option<Lookup> {
+        self.lookup
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn push(&mut self, fp: u64) {
         let height = self.indexed + self.fingerprints.len() as u64 + 1;
         self.fingerprints.push(fp);
-        if let Some(other) = self.by_fingerprint.insert(fp, height) {
-            self.collisions.push((fp, other));
+        if let Some(lookup) = self.lookup_mut() {
+            lookup.insert(fp, height);
         }
     }
 
@@ -136,32 +188,52 @@ impl Tail {
             return;
         }
         let cut = self.indexed + keep as u64 + 1;
-        for (i, &fp) in self.fingerprints[keep..].iter().enumerate() {
-            let height = cut + i as u64;
-            if self.by_fingerprint.get(&fp) == Some(&height) {
-                self.by_fingerprint.remove(&fp);
+        let (fingerprints, lookup) = (
+            &self.fingerprints,
+            self.lookup
+                .get_mut()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        if let Some(lookup) = lookup {
+            for (i, &fp) in fingerprints[keep..].iter().enumerate() {
+                let height = cut + i as u64;
+                if lookup.by_fingerprint.get(&fp) == Some(&height) {
+                    lookup.by_fingerprint.remove(&fp);
+                }
             }
+            lookup.collisions.retain(|&(_, h)| h < cut);
         }
         self.fingerprints.truncate(keep);
-        self.collisions.retain(|&(_, h)| h < cut);
     }
 
     fn reset(&mut self, indexed: u64) {
         self.indexed = indexed;
         self.fingerprints.clear();
-        self.by_fingerprint.clear();
-        self.collisions.clear();
+        *self.lookup_mut() = None;
     }
 
-    /// Heights in the tail with fingerprint `fp`.
+    /// Heights in the tail with fingerprint `fp`. The first lookup since the
+    /// tail was emptied builds the map (a few milliseconds for a full tail).
     pub(crate) fn candidates(&self, fp: u64, out: &mut Vec<u64>) {
-        out.extend(self.by_fingerprint.get(&fp));
+        let mut lookup = self.lookup.lock().unwrap_or_else(PoisonError::into_inner);
+        let lookup = lookup.get_or_insert_with(|| Lookup::build(self));
+        out.extend(lookup.by_fingerprint.get(&fp));
         out.extend(
-            self.collisions
+            lookup
+                .collisions
                 .iter()
                 .filter(|&&(f, _)| f == fp)
                 .map(|&(_, h)| h),
         );
+    }
+
+    /// Whether a lookup has built the map (tests).
+    #[cfg(test)]
+    fn has_lookup(&self) -> bool {
+        self.lookup
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some()
     }
 }
 
@@ -298,7 +370,19 @@ impl Index {
         // mark lowers it (see the module docs).
         let (keep, indexed) = if first_height > tail.indexed {
             let above = usize::try_from(first_height - tail.indexed - 1).unwrap_or(usize::MAX);
-            (above.min(tail.len()), tail.indexed)
+            if above > tail.len() {
+                // The store only stages a batch at its header height + 1,
+                // and the tail always reaches the header height: a gap
+                // here means the index and the headers disagree.
+                return Err(StoreError::corrupt(
+                    keys::HASH_INDEX_MARK,
+                    format!(
+                        "a header batch at {first_height} would leave a gap above the hash index, which reaches {}",
+                        tail.indexed + tail.len() as u64
+                    ),
+                ));
+            }
+            (above, tail.indexed)
         } else {
             (0, first_height.saturating_sub(1))
         };
@@ -483,5 +567,58 @@ mod tests {
         out.clear();
         tail.candidates(8, &mut out);
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn the_lookup_map_is_built_by_the_first_lookup_and_kept_in_step() {
+        let all = |tail: &Tail, fps: std::ops::Range<u64>| -> Vec<Vec<u64>> {
+            fps.map(|fp| {
+                let mut out = Vec::new();
+                tail.candidates(fp, &mut out);
+                out.sort_unstable();
+                out
+            })
+            .collect()
+        };
+        // `early` is looked up after every step, `late` only at the end:
+        // they must answer alike.
+        let mut early = Tail::new(100);
+        let mut late = Tail::new(100);
+        assert!(!early.has_lookup());
+        let steps: [&dyn Fn(&mut Tail); 5] = [
+            &|t| (0..40).for_each(|i| t.push(i % 30)),
+            &|t| t.truncate(25),
+            &|t| (0..10).for_each(|i| t.push(i * 3)),
+            &|t| t.truncate(0),
+            &|t| (5..20).for_each(|i| t.push(i)),
+        ];
+        for step in steps {
+            step(&mut early);
+            step(&mut late);
+            let _ = all(&early, 0..40);
+            assert!(early.has_lookup());
+        }
+        assert!(!late.has_lookup());
+        assert_eq!(all(&early, 0..40), all(&late, 0..40));
+        assert_eq!(all(&late, 5..6), [vec![101]]);
+        // Emptying the tail drops the map; pushes alone do not rebuild it.
+        early.reset(500);
+        early.push(9);
+        assert!(!early.has_lookup());
+        assert_eq!(all(&early, 9..10), [vec![501]]);
+    }
+
+    #[test]
+    fn a_batch_beyond_the_tails_end_is_refused() {
+        let db = db();
+        let mut index = Index::with_limit(1000);
+        add(&db, &mut index, 1, 10, 0);
+        let mut batch = sled::Batch::default();
+        let err = index.stage(&db, &mut batch, vec![(1, 12)], 12).unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+        assert!(err.to_string().contains("gap"), "{err}");
+        // 11, right after the tail, is fine.
+        add(&db, &mut index, 11, 1, 0);
+        assert_eq!(index.tail().len(), 11);
     }
 }
