@@ -30,7 +30,52 @@ pub trait HeaderExt {
 
 impl HeaderExt for Header {
     fn hash(&self) -> Hash {
-        sha256(&header_encoding(self))
+        // Encoded on the stack: header sync hashes every header it gets, and
+        // an allocation per header showed in its profile.
+        let mut buf = StackEncoding {
+            bytes: [0; MAX_STACK_HEADER_ENCODING],
+            len: 0,
+        };
+        if HEADER_FIXED_LEN + self.chain_id.len() <= MAX_STACK_HEADER_ENCODING {
+            encode_header(self, &mut buf);
+            sha256(&buf.bytes[..buf.len])
+        } else {
+            // A chain id longer than any valid one: still hashed, as specified.
+            sha256(&header_encoding(self))
+        }
+    }
+}
+
+/// Bytes of a header's encoding besides its chain id (with
+/// `last_block_id` present, the longer case).
+const HEADER_FIXED_LEN: usize = HEADER_TAG.len() + 4 + 8 + 8 + 33 + 5 * 32 + 20;
+
+/// The longest header encoding hashed from a stack buffer: a chain id of
+/// [`headway_wire::limits::MAX_CHAIN_ID_LEN`] bytes.
+const MAX_STACK_HEADER_ENCODING: usize = HEADER_FIXED_LEN + headway_wire::limits::MAX_CHAIN_ID_LEN;
+
+/// Where an encoding is written.
+trait Put {
+    fn put(&mut self, bytes: &[u8]);
+}
+
+impl Put for Vec<u8> {
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
+/// A header encoding on the stack; the caller checks it fits.
+struct StackEncoding {
+    bytes: [u8; MAX_STACK_HEADER_ENCODING],
+    len: usize,
+}
+
+impl Put for StackEncoding {
+    fn put(&mut self, bytes: &[u8]) {
+        let end = self.len + bytes.len();
+        self.bytes[self.len..end].copy_from_slice(bytes);
+        self.len = end;
     }
 }
 
@@ -65,17 +110,22 @@ impl PublicKeyExt for PublicKey {
 ///  || last_block_id (0x00, or 0x01 || hash) || data_hash || validators_hash
 ///  || next_validators_hash || state_root || history_root || proposer_address`.
 pub fn header_encoding(header: &Header) -> Vec<u8> {
-    let mut out =
-        Vec::with_capacity(HEADER_TAG.len() + 4 + header.chain_id.len() + 8 + 8 + 33 + 5 * 32 + 20);
-    out.extend_from_slice(HEADER_TAG);
-    put_bytes(&mut out, header.chain_id.as_bytes());
-    out.extend_from_slice(&header.height.to_be_bytes());
-    out.extend_from_slice(&header.time_ms.to_be_bytes());
+    let mut out = Vec::with_capacity(HEADER_FIXED_LEN + header.chain_id.len());
+    encode_header(header, &mut out);
+    out
+}
+
+fn encode_header(header: &Header, out: &mut impl Put) {
+    out.put(HEADER_TAG);
+    out.put(&len32(header.chain_id.len()));
+    out.put(header.chain_id.as_bytes());
+    out.put(&header.height.to_be_bytes());
+    out.put(&header.time_ms.to_be_bytes());
     match &header.last_block_id {
-        None => out.push(0x00),
+        None => out.put(&[0x00]),
         Some(id) => {
-            out.push(0x01);
-            out.extend_from_slice(&id.hash.0);
+            out.put(&[0x01]);
+            out.put(&id.hash.0);
         }
     }
     for hash in [
@@ -85,10 +135,9 @@ pub fn header_encoding(header: &Header) -> Vec<u8> {
         &header.state_root,
         &header.history_root,
     ] {
-        out.extend_from_slice(&hash.0);
+        out.put(&hash.0);
     }
-    out.extend_from_slice(&header.proposer_address.0);
-    out
+    out.put(&header.proposer_address.0);
 }
 
 /// The bytes a validator signs to vote for a block:
@@ -250,5 +299,36 @@ mod tests {
         let mut expected = Vec::from(DATA_TAG);
         expected.extend_from_slice(&0u64.to_be_bytes());
         assert_eq!(data_hash(&[]), sha256(&expected));
+    }
+
+    #[test]
+    fn the_header_hash_is_sha256_of_the_encoding_for_every_chain_id_length() {
+        use headway_wire::{Address, BlockId};
+        for (len, parent) in [
+            (1, None),
+            (7, Some(3u8)),
+            (50, Some(9)),
+            (51, Some(1)),
+            (300, None),
+        ] {
+            let header = Header {
+                chain_id: "c".repeat(len),
+                height: 77,
+                time_ms: 1_700_000_000_123,
+                last_block_id: parent.map(|b| BlockId {
+                    hash: Hash([b; 32]),
+                }),
+                data_hash: Hash([1; 32]),
+                validators_hash: Hash([2; 32]),
+                next_validators_hash: Hash([3; 32]),
+                state_root: Hash([4; 32]),
+                history_root: Hash([5; 32]),
+                proposer_address: Address([6; 20]),
+            };
+            let encoding = header_encoding(&header);
+            let expected_len = HEADER_FIXED_LEN + len - if parent.is_none() { 32 } else { 0 };
+            assert_eq!(encoding.len(), expected_len, "chain id of {len}");
+            assert_eq!(header.hash(), sha256(&encoding), "chain id of {len}");
+        }
     }
 }

@@ -72,11 +72,26 @@ impl Hashed<BareHeader> {
         start_height: u64,
         compact: &CompactHeaders,
     ) -> Result<Vec<Self>, WireError> {
-        Ok(compact
-            .expand(start_height, |header| header.hash())?
-            .into_iter()
-            .map(|(value, hash)| Hashed { value, hash })
-            .collect())
+        let mut out = Vec::new();
+        Self::expand_compact_into(start_height, compact, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`Hashed::expand_compact`] into `out` (cleared first, and again on
+    /// error), so that a caller can reuse one vector for many ranges.
+    ///
+    /// # Errors
+    ///
+    /// As [`Hashed::expand_compact`].
+    pub fn expand_compact_into(
+        start_height: u64,
+        compact: &CompactHeaders,
+        out: &mut Vec<Self>,
+    ) -> Result<(), WireError> {
+        compact.expand_into(start_height, out, |value| {
+            let hash = value.header.hash();
+            (Hashed { value, hash }, hash)
+        })
     }
 }
 

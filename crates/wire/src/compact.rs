@@ -210,6 +210,43 @@ impl CompactHeaders {
         start_height: u64,
         mut hash: impl FnMut(&Header) -> Hash,
     ) -> Result<Vec<(BareHeader, Hash)>, WireError> {
+        let mut out = Vec::new();
+        self.expand_into(start_height, &mut out, |bare| {
+            let h = hash(&bare.header);
+            ((bare, h), h)
+        })?;
+        Ok(out)
+    }
+
+    /// [`CompactHeaders::expand`] into a vector the caller owns (a range's
+    /// headers are a few hundred KiB: reusing one vector saves allocating
+    /// and faulting in fresh pages for every range), each header made into a
+    /// `T` by `make`, which also returns the header hash. `out` is cleared
+    /// first, and again on error.
+    ///
+    /// # Errors
+    ///
+    /// As [`CompactHeaders::expand`].
+    pub fn expand_into<T>(
+        &self,
+        start_height: u64,
+        out: &mut Vec<T>,
+        make: impl FnMut(BareHeader) -> (T, Hash),
+    ) -> Result<(), WireError> {
+        out.clear();
+        let result = self.expand_each(start_height, out, make);
+        if result.is_err() {
+            out.clear();
+        }
+        result
+    }
+
+    fn expand_each<T>(
+        &self,
+        start_height: u64,
+        out: &mut Vec<T>,
+        mut make: impl FnMut(BareHeader) -> (T, Hash),
+    ) -> Result<(), WireError> {
         self.validate()?;
         match (start_height, self.parent_hash) {
             (0, _) => {
@@ -237,7 +274,7 @@ impl CompactHeaders {
                 rule: "the range's heights must fit in u64",
             });
         }
-        let mut out = Vec::with_capacity(n);
+        out.reserve(n);
         let mut parent = self.parent_hash;
         let mut validators_hash = self.validators_hash;
         let mut time_ms = self.first_time_ms;
@@ -276,18 +313,15 @@ impl CompactHeaders {
                 history_root: Hash(fixed("compact_headers.roots", &roots[64..])?),
                 proposer_address: self.proposers[usize::from(self.proposer_indexes[i])],
             };
-            let header_hash = hash(&header);
+            let (item, header_hash) = make(BareHeader {
+                header,
+                validator_set,
+            });
             parent = Some(header_hash);
             validators_hash = next_validators_hash;
-            out.push((
-                BareHeader {
-                    header,
-                    validator_set,
-                },
-                header_hash,
-            ));
+            out.push(item);
         }
-        Ok(out)
+        Ok(())
     }
 }
 
