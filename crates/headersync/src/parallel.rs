@@ -276,6 +276,9 @@ async fn download(
     let mut failure = None;
     loop {
         let now = Instant::now();
+        while let Some(buffer) = writer.take_spare() {
+            planner.recycle(buffer);
+        }
         while let Some(event) = planner.poll_event() {
             match event {
                 RangeEvent::Ready(headers) => {

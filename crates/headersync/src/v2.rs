@@ -451,7 +451,20 @@ pub struct RangeSync<P> {
     /// Peers banned or found unusable in this run: never added again
     /// (at most [`MAX_EXCLUDED_PEERS`]).
     excluded: HashSet<P>,
+    /// Emptied header vectors to expand compact ranges into (at most
+    /// [`MAX_SPARE_BUFFERS`], see [`RangeSync::recycle`]).
+    spare: Vec<Vec<Hashed<BareHeader>>>,
 }
+
+/// Emptied header vectors the planner keeps for reuse, at most. A range's
+/// headers take a few hundred KiB; expanding each into a fresh vector cost
+/// the download task page faults on every range (the allocator maps and
+/// unmaps blocks that large).
+pub const MAX_SPARE_BUFFERS: usize = 8;
+
+/// A vector kept for reuse holds room for this many headers at most (a
+/// range's worth, with the growth a reservation may add).
+const MAX_SPARE_CAPACITY: usize = 2 * MAX_HEADERS_V2 as usize;
 
 /// Peers a range download remembers as banned or unusable, at most; past it,
 /// the transport's ban list still keeps banned peers away.
@@ -487,7 +500,25 @@ impl<P: Copy + Eq + StdHash + Ord + Debug> RangeSync<P> {
             events: VecDeque::new(),
             counters: RangeCounters::default(),
             excluded: HashSet::new(),
+            spare: Vec::new(),
         }
+    }
+
+    /// Takes back the vector of a range handed out ([`RangeEvent::Ready`])
+    /// once it is stored, emptied or not, so that a later compact range is
+    /// expanded into it instead of a fresh one. Kept while fewer than
+    /// [`MAX_SPARE_BUFFERS`] are and it holds room for at most two ranges'
+    /// worth of headers; dropped otherwise.
+    pub fn recycle(&mut self, mut buffer: Vec<Hashed<BareHeader>>) {
+        buffer.clear();
+        if self.spare.len() < MAX_SPARE_BUFFERS && buffer.capacity() <= MAX_SPARE_CAPACITY {
+            self.spare.push(buffer);
+        }
+    }
+
+    /// Vectors kept for reuse ([`RangeSync::recycle`]).
+    pub fn spare_buffers(&self) -> usize {
+        self.spare.len()
     }
 
     /// True when every height up to the end has been handed out.
@@ -606,9 +637,11 @@ impl<P: Copy + Eq + StdHash + Ord + Debug> RangeSync<P> {
             HeadersV2Result::CompactHeaders { headers, proof }
                 if self.config.headers_only && self.config.compact =>
             {
-                match Hashed::expand_compact(start, &headers) {
-                    Ok(headers) => (HeaderBatch::Bare(headers), proof),
+                let mut expanded = self.spare.pop().unwrap_or_default();
+                match Hashed::expand_compact_into(start, &headers, &mut expanded) {
+                    Ok(()) => (HeaderBatch::Bare(expanded), proof),
                     Err(error) => {
+                        self.recycle(expanded);
                         self.counters.ranges_failed += 1;
                         self.unassign_if_idle(start, others_pending);
                         self.ban(peer, format!("malformed compact range: {error}"));

@@ -9,7 +9,7 @@
 //! asking peers for more while it is full (the reactor does,
 //! [`MAX_UNSTORED_HEADERS`]).
 
-use std::sync::{Arc, atomic::Ordering};
+use std::sync::{Arc, Mutex, PoisonError, atomic::Ordering};
 
 use headway_chain::{Hashed, HeaderExt as _};
 use headway_store::{Store, StoreError};
@@ -21,6 +21,11 @@ use crate::HeaderSyncMetrics;
 
 /// Batches queued for the writer at most.
 pub const WRITE_QUEUE: usize = 8;
+
+/// Emptied vectors of stored headers-only batches the writer keeps for the
+/// caller to reuse ([`HeaderWriter::take_spare`]), at most; past it they
+/// are dropped.
+pub const MAX_RETURNED_BUFFERS: usize = 4;
 
 /// Headers stored in one write at most (a group of queued batches).
 pub const MAX_WRITE_HEADERS: usize = 4096;
@@ -115,7 +120,12 @@ pub struct HeaderWriter {
     task: Option<tokio::task::JoinHandle<()>>,
     /// The writer thread is gone and that was reported once.
     gone_reported: bool,
+    /// Emptied vectors of stored bare batches (at most [`MAX_RETURNED_BUFFERS`]).
+    spare: Arc<Spare>,
 }
+
+/// See [`HeaderWriter::take_spare`].
+type Spare = Mutex<Vec<Vec<Hashed<BareHeader>>>>;
 
 impl HeaderWriter {
     /// Starts the writer on a blocking thread. It counts stored headers into
@@ -123,6 +133,8 @@ impl HeaderWriter {
     pub fn spawn(store: Store, metrics: Arc<HeaderSyncMetrics>) -> HeaderWriter {
         let (tx, mut rx) = mpsc::channel::<HeaderBatch>(WRITE_QUEUE);
         let (state_tx, state) = watch::channel(WriterState::Stored(store.header_height()));
+        let spare = Arc::new(Spare::default());
+        let returned = spare.clone();
         let task = tokio::task::spawn_blocking(move || {
             while let Some(first) = rx.blocking_recv() {
                 let mut batches = vec![first];
@@ -136,10 +148,22 @@ impl HeaderWriter {
                         Err(_) => break,
                     }
                 }
-                if let Err(e) = write_group(&store, &metrics, batches) {
+                if let Err(e) = write_group(&store, &metrics, &batches) {
                     error!(error = %e, "storing verified headers failed");
                     let _ = state_tx.send(WriterState::Failed(e.to_string()));
                     return;
+                }
+                // Before the new height is published: a caller that saw it
+                // finds the vectors back.
+                for batch in batches {
+                    if let HeaderBatch::Bare(mut headers) = batch {
+                        // Dropped here, on the writer's thread, as before.
+                        headers.clear();
+                        let mut spare = returned.lock().unwrap_or_else(PoisonError::into_inner);
+                        if spare.len() < MAX_RETURNED_BUFFERS {
+                            spare.push(headers);
+                        }
+                    }
                 }
                 let _ = state_tx.send(WriterState::Stored(store.header_height()));
             }
@@ -149,7 +173,18 @@ impl HeaderWriter {
             state,
             task: Some(task),
             gone_reported: false,
+            spare,
         }
+    }
+
+    /// An emptied vector of a stored headers-only batch, if the writer kept
+    /// one, to fill with another batch instead of allocating (see
+    /// `RangeSync::recycle`).
+    pub fn take_spare(&self) -> Option<Vec<Hashed<BareHeader>>> {
+        self.spare
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop()
     }
 
     /// Queues a batch, waiting for room.
@@ -231,9 +266,9 @@ impl HeaderWriter {
 fn write_group(
     store: &Store,
     metrics: &HeaderSyncMetrics,
-    batches: Vec<HeaderBatch>,
+    batches: &[HeaderBatch],
 ) -> Result<(), StoreError> {
-    let mut batches = batches.as_slice();
+    let mut batches = batches;
     while let Some(first) = batches.first() {
         let signed = matches!(first, HeaderBatch::Signed(_));
         let run = batches
@@ -481,7 +516,7 @@ mod tests {
             bare(22, 30),
             signed(30, 40),
         ];
-        write_group(&store, &metrics, group).unwrap();
+        write_group(&store, &metrics, &group).unwrap();
         assert_eq!(store.header_height(), 40);
         assert_eq!(store.bare_height(), 30);
         assert_eq!(metrics.headers_synced.load(Ordering::Relaxed), 28);
@@ -498,7 +533,7 @@ mod tests {
         // 41..=45 good, then a batch that skips 46: the run fails as a
         // whole, and the retry stores the good batch before failing.
         let group = vec![bare(40, 45), bare(46, 50)];
-        let error = write_group(&store, &metrics, group).unwrap_err();
+        let error = write_group(&store, &metrics, &group).unwrap_err();
         assert!(
             matches!(
                 error,
@@ -537,5 +572,38 @@ mod tests {
         );
         assert_eq!(writer.finish().await, WriterState::Failed(reason));
         assert_eq!(store.header_height(), 5);
+    }
+
+    /// Stored headers-only batches give their emptied vectors back (at most
+    /// `MAX_RETURNED_BUFFERS` kept); signed ones do not.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn stored_bare_batches_give_their_vectors_back() {
+        let headers = chain(80);
+        let reference = store();
+        reference.save_headers(&headers).unwrap();
+        let store = store();
+        let mut writer = HeaderWriter::spawn(store.clone(), Arc::default());
+        writer.send(headers[..10].to_vec()).await.unwrap();
+        for from in (10..80).step_by(10) {
+            let bare = reference.load_bare_headers(from + 1, 10).unwrap();
+            writer.send(bare).await.unwrap();
+        }
+        while writer.state() != WriterState::Stored(80) {
+            writer.changed().await;
+        }
+        let mut spares = Vec::new();
+        while let Some(spare) = writer.take_spare() {
+            spares.push(spare);
+        }
+        assert!(
+            (1..=MAX_RETURNED_BUFFERS).contains(&spares.len()),
+            "{} vectors back",
+            spares.len()
+        );
+        for spare in &spares {
+            assert!(spare.is_empty() && spare.capacity() >= 10);
+        }
+        assert_eq!(writer.finish().await, WriterState::Stored(80));
+        store.check_integrity().unwrap();
     }
 }

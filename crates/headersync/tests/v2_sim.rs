@@ -9,14 +9,17 @@
 
 use std::{
     cmp::Reverse,
-    collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap},
+    collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet},
     sync::OnceLock,
     time::{Duration, Instant},
 };
 
 use headway_chain::{ChainGenerator, Corruption, GeneratedBlock, GeneratorConfig, HeaderExt};
 use headway_headersync::{
-    v2::{RangeError, RangeEvent, RangeFailure, RangeSync, RangeSyncConfig, verify_range},
+    v2::{
+        MAX_SPARE_BUFFERS, RangeError, RangeEvent, RangeFailure, RangeSync, RangeSyncConfig,
+        verify_range,
+    },
     writer::HeaderBatch,
 };
 use headway_mmr::{MemStore, Mmr};
@@ -157,6 +160,10 @@ struct Sim {
     unusable: BTreeSet<u32>,
     served: HashMap<u32, u64>,
     max_buffered: usize,
+    /// Addresses of the vectors given back to the planner to reuse.
+    recycled: HashSet<usize>,
+    /// Bare batches handed out in a vector given back before.
+    reused: usize,
 }
 
 impl Sim {
@@ -185,6 +192,8 @@ impl Sim {
             unusable: BTreeSet::new(),
             served: HashMap::new(),
             max_buffered: 0,
+            recycled: HashSet::new(),
+            reused: 0,
         }
     }
 
@@ -307,6 +316,19 @@ impl Sim {
                         assert_eq!(*self.bare.get_or_insert(bare), bare, "one kind per run");
                         self.stored
                             .extend((0..headers.len()).map(|i| headers.header(i).unwrap().clone()));
+                        // Stored: the vector goes back, as the writer gives it.
+                        if let HeaderBatch::Bare(headers) = headers {
+                            let at = headers.as_ptr() as usize;
+                            if self.recycled.remove(&at) {
+                                self.reused += 1;
+                            }
+                            let spare = self.planner.spare_buffers();
+                            self.planner.recycle(headers);
+                            assert!(self.planner.spare_buffers() <= MAX_SPARE_BUFFERS);
+                            if self.planner.spare_buffers() > spare {
+                                self.recycled.insert(at);
+                            }
+                        }
                     }
                     RangeEvent::Ban { peer, .. } => {
                         self.banned.insert(peer);
@@ -480,6 +502,8 @@ fn compact_ranges_are_verified_plain_bare_answers_taken_and_malformed_ones_banne
     assert_eq!(sim.bare, Some(true), "stored without commits");
     assert_eq!(sim.banned, BTreeSet::from([3, 4, 5]));
     assert!(sim.served[&1] > 0 && sim.served[&2] > 0, "{:?}", sim.served);
+    // Compact ranges were expanded into vectors given back, not fresh ones.
+    assert!(sim.reused > 0, "no vector was reused");
 }
 
 /// A compact answer to a request that did not ask for one is refused like
