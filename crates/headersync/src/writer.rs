@@ -41,7 +41,11 @@ pub const MAX_UNSTORED_HEADERS: u64 = 8192;
 pub enum HeaderBatch {
     /// Headers with their commits.
     Signed(Vec<Hashed<SignedHeader>>),
-    /// Headers without commits, proven by hashes into a verified commitment.
+    /// Headers without commits, proven by hashes into a verified commitment
+    /// (a v2 range that passed `verify_range`). They are stored with
+    /// `Store::save_proven_bare_header_parts`, which relies on that proof:
+    /// only a group's first `history_root` is checked against the store's
+    /// MMR.
     Bare(Vec<Hashed<BareHeader>>),
 }
 
@@ -348,7 +352,9 @@ impl Stored for BareHeader {
         &item.header
     }
     fn save(store: &Store, parts: &[&[Hashed<Self>]]) -> Result<(), StoreError> {
-        store.save_hashed_bare_header_parts(parts)
+        // Bare headers come from v2 ranges, proven into a verified
+        // commitment (see `HeaderBatch::Bare`).
+        store.save_proven_bare_header_parts(parts)
     }
 }
 

@@ -135,6 +135,49 @@ impl<S: NodeStore> Mmr<S> {
     /// Appends a leaf whose hash is already computed and returns its leaf index.
     pub fn append_leaf_hash(&mut self, leaf: LeafHash) -> Result<u64, MmrError<S::Error>> {
         let leaf_index = self.leaf_count;
+        let unchanged = self.push_leaf(leaf)?;
+        self.midstates.update(&self.peaks, unchanged);
+        Ok(leaf_index)
+    }
+
+    /// Appends leaves whose hashes are already computed, in order, bringing
+    /// the root's hash state (see [`Self::root`]) up to date once at the end
+    /// instead of after each leaf: for a caller that wants no root between
+    /// them, this saves about a third of the cost of an append. The result is
+    /// that of appending them one by one. Returns how many were appended.
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::append_leaf_hash`], for the first leaf that fails; the
+    /// leaves before it stay appended (and the root is theirs).
+    pub fn extend_leaf_hashes(
+        &mut self,
+        leaves: impl IntoIterator<Item = LeafHash>,
+    ) -> Result<u64, MmrError<S::Error>> {
+        let mut unchanged = self.peaks.len();
+        let mut appended = 0;
+        let mut result = Ok(());
+        for leaf in leaves {
+            match self.push_leaf(leaf) {
+                Ok(kept) => {
+                    unchanged = unchanged.min(kept);
+                    appended += 1;
+                }
+                Err(error) => {
+                    result = Err(error);
+                    break;
+                }
+            }
+        }
+        self.midstates.update(&self.peaks, unchanged);
+        result.map(|()| appended)
+    }
+
+    /// Appends a leaf and its merges to the store and the peaks, leaving
+    /// the root's hash state behind; returns how many of the old peaks were
+    /// left unchanged (for [`RootMidstates::update`]).
+    fn push_leaf(&mut self, leaf: LeafHash) -> Result<usize, MmrError<S::Error>> {
+        let leaf_index = self.leaf_count;
         if leaf_index >= MAX_LEAF_COUNT {
             return Err(MmrError::Full {
                 max: MAX_LEAF_COUNT,
@@ -156,9 +199,8 @@ impl<S: NodeStore> Mmr<S> {
         let unchanged = self.peaks.len().saturating_sub(merges);
         self.peaks.truncate(unchanged);
         self.peaks.push(node);
-        self.midstates.update(&self.peaks, unchanged);
         self.leaf_count = leaf_index + 1;
-        Ok(leaf_index)
+        Ok(unchanged)
     }
 
     /// Rewinds to an earlier leaf count (a reorg), dropping later nodes from

@@ -151,6 +151,41 @@ proptest! {
     }
 
     #[test]
+    fn runs_of_leaves_extended_at_once_match_appends(
+        ops in prop::collection::vec((0u8..3, 0u64..70), 1..12),
+    ) {
+        // 0: append one by one, 1: extend with a run, 2: truncate.
+        let mut mmr = Mmr::default();
+        let mut model: Vec<common::H> = Vec::new();
+        let mut next_data = 0u64;
+        for (op, amount) in ops {
+            match op {
+                2 => {
+                    let to = model.len() as u64 - amount.min(model.len() as u64);
+                    mmr.truncate(to).unwrap();
+                    model.truncate(to as usize);
+                }
+                _ => {
+                    let run: Vec<_> = (0..amount).map(|i| common::leaf_data(next_data + i)).collect();
+                    next_data += amount;
+                    if op == 0 {
+                        for data in &run {
+                            mmr.append(data).unwrap();
+                        }
+                    } else {
+                        let leaves = run.iter().map(|data| LeafHash::of(data));
+                        prop_assert_eq!(mmr.extend_leaf_hashes(leaves).unwrap(), amount);
+                    }
+                    model.extend(run.iter().map(|data| common::leaf(data)));
+                }
+            }
+            prop_assert_eq!(mmr.leaf_count(), model.len() as u64);
+            prop_assert_eq!(mmr.root(), common::root(&model));
+            prop_assert_eq!(mmr.peaks().to_vec(), common::peaks(&model));
+        }
+    }
+
+    #[test]
     fn multi_proofs_match_model_and_verify(
         (n, indices) in (1..=MAX_LEAVES).prop_flat_map(|n| (Just(n), subsequence((0..n).collect::<Vec<_>>(), 1..=(n as usize).min(12)))),
         at_extra in 0u64..20,

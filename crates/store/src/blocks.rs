@@ -16,7 +16,7 @@
 use std::sync::atomic::Ordering;
 
 use headway_chain::{Hashed, HeaderExt as _, ValidatorSetExt as _, data_hash};
-use headway_mmr::Mmr;
+use headway_mmr::{LeafHash, Mmr};
 use headway_wire::{
     BareHeader, Block, BlockId, BlockMeta, Commit, Hash, Header, SignedHeader, ValidatorSet,
     WireError, raw,
@@ -174,6 +174,32 @@ impl Store {
         self.save_batch(parts, "storing bare headers")
     }
 
+    /// [`Store::save_hashed_bare_header_parts`] for headers *proven* already:
+    /// each of them is bound, by its hash linkage to a header whose
+    /// inclusion was proven, into a history commitment taken from a verified
+    /// header (a v2 range that passed `headway_chain::verify_range`). Their
+    /// `history_root` fields are then the committed chain's, so the store
+    /// checks the history root of the batch's *first* header only, against
+    /// its own MMR (which keeps the MMR from drifting from the chain: every
+    /// batch boundary is checked), and not after every append, which was
+    /// about a sixth of the cost of storing a header. Every other check is
+    /// the same.
+    ///
+    /// Only for headers proven that way: a header whose `history_root` is
+    /// wrong inside the batch is stored (and a later batch's first check
+    /// fails), where [`Store::save_hashed_bare_header_parts`] refuses it.
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::save_bare_headers`], with indexes counted across the
+    /// parts; [`StoreError::HistoryRootMismatch`] only for the first header.
+    pub fn save_proven_bare_header_parts(
+        &self,
+        parts: &[&[Hashed<BareHeader>]],
+    ) -> Result<(), StoreError> {
+        self.save_batch_checked(parts, "storing proven bare headers", RootChecks::First)
+    }
+
     /// The one write path of header batches, signed or bare: checks and
     /// stages the rows and the hash index run, writes the segments to the
     /// header log and the MMR nodes to the node file (both synced), then
@@ -183,6 +209,16 @@ impl Store {
         &self,
         parts: &[&[H]],
         context: &'static str,
+    ) -> Result<(), StoreError> {
+        self.save_batch_checked(parts, context, RootChecks::Every)
+    }
+
+    /// [`Store::save_batch`] with the history root checked as `roots` says.
+    fn save_batch_checked<H: BatchHeader>(
+        &self,
+        parts: &[&[H]],
+        context: &'static str,
+        roots: RootChecks,
     ) -> Result<(), StoreError> {
         let headers = Parts(parts);
         let first = headers.iter().next().ok_or(StoreError::EmptyBatch)?;
@@ -201,8 +237,7 @@ impl Store {
             &self.inner.db,
             &mut writer.mmr,
             writer.last_header.clone(),
-            expected,
-            headers,
+            (expected, headers, roots),
             &mut batch,
             &mut entries,
         )
@@ -893,6 +928,16 @@ impl Budget {
     }
 }
 
+/// Which headers of a batch have their `history_root` checked against the
+/// store's MMR.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RootChecks {
+    /// Every header (headers not proven otherwise).
+    Every,
+    /// The first only: the batch is proven into a verified commitment.
+    First,
+}
+
 /// What [`stage_headers`] found about a batch it staged.
 struct Staged {
     /// The new top header's facts.
@@ -925,15 +970,14 @@ impl<'a, H> Parts<'a, H> {
 }
 
 /// Checks and stages the rows of a header batch starting at `expected`
-/// (header segments, hash index entries, validator sets); appends to the MMR
-/// (pending nodes). The one path of signed and bare batches: a header without
+/// (header segments, hash index entries, validator sets), with history roots
+/// checked as `roots` says; appends to the MMR (pending nodes). The one path of signed and bare batches: a header without
 /// a commit skips the commit's check and is stored without it.
 fn stage_headers<H: BatchHeader>(
     db: &sled::Db,
     mmr: &mut Mmr<FileNodes>,
     last: Option<LastHeader>,
-    expected: u64,
-    headers: Parts<'_, H>,
+    (expected, headers, roots): (u64, Parts<'_, H>, RootChecks),
     batch: &mut sled::Batch,
     entries: &mut Vec<hash_index::Entry>,
 ) -> Result<Staged, StoreError> {
@@ -1011,15 +1055,19 @@ fn stage_headers<H: BatchHeader>(
             None if set_changes => return Err(StoreError::MissingValidatorSet { height }),
             None => {}
         }
-        let root = Hash(mmr.root());
-        if header.history_root != root {
-            return Err(StoreError::HistoryRootMismatch {
-                height,
-                expected: root,
-                got: header.history_root,
-            });
+        if index == 0 || roots == RootChecks::Every {
+            let root = Hash(mmr.root());
+            if header.history_root != root {
+                return Err(StoreError::HistoryRootMismatch {
+                    height,
+                    expected: root,
+                    got: header.history_root,
+                });
+            }
         }
-        mmr.append(&hash.0)?;
+        if roots == RootChecks::Every {
+            mmr.append(&hash.0)?;
+        }
         if segment.len() == MAX_SEGMENT_HEADERS {
             // Room for another segment like the full one, with some slack.
             let (headers, commits) = segment.part_lens();
@@ -1033,6 +1081,11 @@ fn stage_headers<H: BatchHeader>(
         prev = Some((hash, header.validators_hash, &header.chain_id));
     }
     segments.extend(segment.finish());
+    if roots == RootChecks::First {
+        // No root is asked for between these leaves: the root's hash state
+        // is brought up to date once.
+        mmr.extend_leaf_hashes(headers.iter().map(|item| LeafHash::of(&item.hash().0)))?;
+    }
     let (hash, validators_hash, chain_id) = prev.ok_or(StoreError::EmptyBatch)?;
     let last = LastHeader {
         hash,
