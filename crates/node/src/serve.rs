@@ -142,7 +142,10 @@ fn encoded_headers_v2(
         // headers). Without a compact form (never for a stored range, short
         // of 256 proposers in it), the decoded path answers plain bare
         // headers.
-        let mut range = CompactRangeBuilder::new(q.start_height);
+        let mut range = CompactRangeBuilder::with_capacity(
+            q.start_height,
+            usize::try_from(count).unwrap_or(usize::MAX),
+        );
         let mut budget = None::<usize>;
         let mut transcoded = true;
         store.visit_encoded_header_parts(q.start_height, count, |header, set| {

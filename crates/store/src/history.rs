@@ -119,11 +119,12 @@ impl NodeFile {
         if nodes.is_empty() {
             return Ok(());
         }
-        let bytes = nodes.concat();
+        // The nodes are `[u8; 32]`s back to back: written as they lie.
+        let bytes = nodes.as_flattened();
         let offset = first
             .checked_mul(NODE_BYTES)
             .ok_or_else(|| StoreError::corrupt(file_key(), "MMR position out of range"))?;
-        write_all_at(&self.file, &bytes, offset)
+        write_all_at(&self.file, bytes, offset)
             .map_err(StoreError::log("writing the MMR node file"))
     }
 

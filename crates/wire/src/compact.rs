@@ -658,20 +658,27 @@ mod tests {
     #[test]
     fn a_range_built_from_stored_parts_is_the_encoded_compact_range() {
         use crate::encoded::CompactRangeBuilder;
-        for (start, n) in [(1, 1), (1, 9), (500, 9), (7, 2000)] {
-            let headers = linked(start, n);
-            let mut range = CompactRangeBuilder::new(start);
-            assert!(range.is_empty());
-            for bare in &headers {
-                let (header, set) = stored_parts(bare);
-                assert!(range.push(&header, set.as_deref()));
+        // Sized for the range, for less, for more, or for more than a range
+        // may hold (capped): the bytes are the same.
+        for capacity in [None, Some(0), Some(5), Some(2000), Some(usize::MAX)] {
+            for (start, n) in [(1, 1), (1, 9), (500, 9), (7, 2000)] {
+                let headers = linked(start, n);
+                let mut range = match capacity {
+                    None => CompactRangeBuilder::new(start),
+                    Some(c) => CompactRangeBuilder::with_capacity(start, c),
+                };
+                assert!(range.is_empty());
+                for bare in &headers {
+                    let (header, set) = stored_parts(bare);
+                    assert!(range.push(&header, set.as_deref()));
+                }
+                assert_eq!(range.len(), n);
+                let frame = range.finish(9_000, &proof()).unwrap().unwrap();
+                assert_eq!(
+                    frame.as_frame(),
+                    &compact_frame(start, &headers, &proof())[..]
+                );
             }
-            assert_eq!(range.len(), n);
-            let frame = range.finish(9_000, &proof()).unwrap().unwrap();
-            assert_eq!(
-                frame.as_frame(),
-                &compact_frame(start, &headers, &proof())[..]
-            );
         }
         assert_eq!(
             CompactRangeBuilder::new(5).finish(9_000, &proof()).unwrap(),

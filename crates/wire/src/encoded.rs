@@ -478,6 +478,9 @@ fn bytes_field_len(field: u32, len: usize) -> usize {
 #[derive(Debug, Clone)]
 pub struct CompactRangeBuilder {
     start_height: u64,
+    /// Headers the columns are sized for at the first header (at most
+    /// [`MAX_HEADERS_V2`]).
+    capacity: usize,
     /// The columns; `None` until the first header.
     columns: Option<Columns>,
 }
@@ -587,8 +590,18 @@ impl CompactRangeBuilder {
     /// An empty range whose first header will be at `start_height`.
     #[must_use]
     pub fn new(start_height: u64) -> Self {
+        Self::with_capacity(start_height, 0)
+    }
+
+    /// As [`CompactRangeBuilder::new`], with the per-header columns sized
+    /// for `headers` headers (at most [`MAX_HEADERS_V2`], whatever is asked)
+    /// once the first one is added, so that a range of known length is
+    /// built without growing them.
+    #[must_use]
+    pub fn with_capacity(start_height: u64, headers: usize) -> Self {
         Self {
             start_height,
+            capacity: headers.min(MAX_HEADERS_V2 as usize),
             columns: None,
         }
     }
@@ -636,10 +649,10 @@ impl CompactRangeBuilder {
                 parent_hash: header.parent_hash,
                 validators_hash: header.validators_hash,
                 first_time_ms: header.time_ms,
-                time_deltas: Vec::new(),
-                roots: Vec::new(),
+                time_deltas: Vec::with_capacity(self.capacity.saturating_sub(1)),
+                roots: Vec::with_capacity(self.capacity * crate::compact::ROOTS_PER_HEADER),
                 proposers: Vec::new(),
-                proposer_indexes: Vec::new(),
+                proposer_indexes: Vec::with_capacity(self.capacity),
                 validators_changes: Vec::new(),
                 validator_sets: Vec::new(),
                 last_next_validators_hash: header.validators_hash,
