@@ -137,8 +137,9 @@ fn encoded_headers_v2(
         }))
     };
     if q.headers_only && q.compact {
-        // Transcoded row by row into the columns, as the decoded path would
-        // build them (and under the same budget as the plain answer's bare
+        // Transcoded row by row into the columns from the stored fields
+        // (a delta row's are read without protobuf), as the decoded path
+        // would build them (and under the same budget as the plain answer's bare
         // headers). Without a compact form (never for a stored range, short
         // of 256 proposers in it), the decoded path answers plain bare
         // headers.
@@ -148,8 +149,8 @@ fn encoded_headers_v2(
         );
         let mut budget = None::<usize>;
         let mut transcoded = true;
-        store.visit_encoded_header_parts(q.start_height, count, |header, set| {
-            let len = encoded::bare_header_len(header, set);
+        store.visit_header_fields(q.start_height, count, |header, set| {
+            let len = encoded::bare_header_len_of(header.encoded_len(), set);
             let total = match budget {
                 None => len,
                 Some(used) => match used.checked_add(len).filter(|&t| t <= HEADERS_V2_BUDGET) {
@@ -157,7 +158,7 @@ fn encoded_headers_v2(
                     None => return false,
                 },
             };
-            if !range.push(header, set) {
+            if !range.push_fields(header, set) {
                 transcoded = false;
                 return false;
             }

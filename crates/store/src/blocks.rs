@@ -566,7 +566,7 @@ impl Store {
                 return Ok(None);
             };
             let encoded =
-                headway_wire::encoded::signed_header_from_parts(header, commit, set.as_deref());
+                headway_wire::encoded::signed_header_from_parts(&header, commit, set.as_deref());
             Ok(budget.take(encoded))
         })
     }
@@ -622,7 +622,7 @@ impl Store {
         let mut budget = Budget::new(max_bytes);
         self.collect_range(start_height, count, |_: &Segment, row, set| {
             let encoded = headway_wire::encoded::bare_header_from_parts(
-                Segment::encoded_header(row),
+                &Segment::encoded_header(row),
                 set.as_deref(),
             );
             Ok(budget.take(encoded))
@@ -648,7 +648,34 @@ impl Store {
     ) -> Result<u64, StoreError> {
         let mut accepted = 0;
         self.walk_range(start_height, count, |_: &Segment, row, set| {
-            let more = visit(Segment::encoded_header(row), set.as_deref());
+            let more = visit(&Segment::encoded_header(row), set.as_deref());
+            accepted += u64::from(more);
+            Ok(more)
+        })?;
+        Ok(accepted)
+    }
+
+    /// As [`Store::visit_encoded_header_parts`], but each header given by
+    /// its fields ([`HeaderFields`](headway_wire::encoded::HeaderFields)),
+    /// as delta rows hold them, and not encoded: what a server building a
+    /// compact range needs
+    /// ([`CompactRangeBuilder::push_fields`](headway_wire::encoded::CompactRangeBuilder::push_fields)),
+    /// without a protobuf encoding or parse per header. The validator set
+    /// stays encoded.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Corrupt`] if a segment is missing or malformed, or a
+    /// protobuf row (an earlier format's) is not a canonical `Header`.
+    pub fn visit_header_fields(
+        &self,
+        start_height: u64,
+        count: u64,
+        mut visit: impl FnMut(&headway_wire::encoded::HeaderFields<'_>, Option<&[u8]>) -> bool,
+    ) -> Result<u64, StoreError> {
+        let mut accepted = 0;
+        self.walk_range(start_height, count, |segment: &Segment, row, set| {
+            let more = visit(&segment.header_fields(row)?, set.as_deref());
             accepted += u64::from(more);
             Ok(more)
         })?;

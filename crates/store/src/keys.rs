@@ -105,9 +105,16 @@ pub(crate) const MAGIC: &[u8] = b"HEADWAY-STORE";
 /// and writes them as a run every `index_tail::TAIL_ENTRIES` headers (a
 /// format-8 reader would miss them). A format-8 store is upgraded in place
 /// at open: its runs hold every header, so the mark is its header height.
-pub(crate) const FORMAT_VERSION: u32 = 9;
-/// The older format this version upgrades in place at open.
-pub(crate) const UPGRADABLE_VERSION: u32 = 8;
+/// 10: new header segments hold delta rows (`segment.rs`), flagged in their
+/// row count, which a format-9 reader would take for a bad count. Segments
+/// of earlier formats keep their protobuf rows and are read as they are, so
+/// a format-9 store is upgraded in place by its marker alone (a format-8
+/// one as to 9 first).
+pub(crate) const FORMAT_VERSION: u32 = 10;
+/// The older formats this version upgrades in place at open.
+pub(crate) const UPGRADABLE_VERSIONS: [u32; 2] = [8, 9];
+/// The format whose hash index is upgraded at open (see format 9).
+pub(crate) const WITHOUT_INDEX_MARK: u32 = 8;
 
 /// Stages into `batch` the removal of every key `tag || be64(n)` with
 /// `n >= first`: rows of a table keyed by height above the header height,

@@ -506,7 +506,7 @@ fn check_format(db: &sled::Db, config: &StoreConfig) -> Result<(), StoreError> {
         .map_err(|_| StoreError::ForeignDatabase {
             reason: format!("format marker is {}", hex_string(&marker)),
         })?;
-    if version != keys::FORMAT_VERSION && version != keys::UPGRADABLE_VERSION {
+    if version != keys::FORMAT_VERSION && !keys::UPGRADABLE_VERSIONS.contains(&version) {
         return Err(StoreError::UnsupportedVersion {
             found: version,
             supported: keys::FORMAT_VERSION,
@@ -535,29 +535,33 @@ fn check_format(db: &sled::Db, config: &StoreConfig) -> Result<(), StoreError> {
             given: config.snapshot_period.to_string(),
         });
     }
-    if version == keys::UPGRADABLE_VERSION {
-        upgrade_hash_index(db)?;
+    if version != keys::FORMAT_VERSION {
+        upgrade(db, version)?;
     }
     debug!("reopened an existing headway store");
     Ok(())
 }
 
-/// Format 8 → 9: a format-8 store's hash index runs hold every stored
-/// header, so its mark is its header height. The mark and the new marker
-/// are written together and flushed before anything else is.
-fn upgrade_hash_index(db: &sled::Db) -> Result<(), StoreError> {
+/// Formats 8 and 9 → 10, in one batch with the new marker, flushed before
+/// anything else is written. 8 → 9: a format-8 store's hash index runs
+/// hold every stored header, so its mark is its header height. 9 → 10: the
+/// marker alone (new segments hold delta rows; old ones are read as they
+/// are).
+fn upgrade(db: &sled::Db, from: u32) -> Result<(), StoreError> {
     let header_height = read_u64(db, keys::HEADER_HEIGHT)?.unwrap_or(0);
     let mut batch = sled::Batch::default();
     let mut marker = keys::MAGIC.to_vec();
     marker.extend_from_slice(&keys::FORMAT_VERSION.to_be_bytes());
     batch.insert(keys::FORMAT, marker);
-    batch.insert(keys::HASH_INDEX_MARK, &header_height.to_be_bytes()[..]);
+    if from == keys::WITHOUT_INDEX_MARK {
+        batch.insert(keys::HASH_INDEX_MARK, &header_height.to_be_bytes()[..]);
+    }
     db.apply_batch(batch)
         .map_err(StoreError::engine("upgrading the store format"))?;
     db.flush()
         .map_err(StoreError::engine("upgrading the store format"))?;
     info!(
-        from = keys::UPGRADABLE_VERSION,
+        from,
         to = keys::FORMAT_VERSION,
         header_height,
         "upgraded the store format in place"

@@ -274,7 +274,8 @@ fn generated_blocks_execute_into_the_store() {
 
 /// The header segments on disk (tag `0x07`, pointing into the header log
 /// since format 5, headers apart from commits since format 6): first
-/// height and row count.
+/// height and row count. Each holds delta rows (format 10: the count's top
+/// bit).
 fn segments_on_disk(dir: &std::path::Path) -> Vec<(u64, u32)> {
     let log = std::fs::read(dir.join("headers.log")).unwrap();
     let db = common::open_raw(dir);
@@ -289,10 +290,11 @@ fn segments_on_disk(dir: &std::path::Path) -> Vec<(u64, u32)> {
             let offset = u64::from_be_bytes(pointer[..8].try_into().unwrap()) as usize;
             let len = u32::from_be_bytes(pointer[8..12].try_into().unwrap()) as usize;
             let segment = &log[offset..offset + len];
-            (
-                u64::from_be_bytes(key[1..9].try_into().unwrap()),
-                u32::from_be_bytes(segment[..4].try_into().unwrap()),
-            )
+            (u64::from_be_bytes(key[1..9].try_into().unwrap()), {
+                let count = u32::from_be_bytes(segment[..4].try_into().unwrap());
+                assert_eq!(count >> 31, 1, "delta rows");
+                count & 0x7fff_ffff
+            })
         })
         .collect()
 }

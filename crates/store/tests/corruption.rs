@@ -6,6 +6,7 @@ mod common;
 use headway_chain::HeaderExt as _;
 use headway_store::{StatePrefixes, Store, StoreConfig, StoreError};
 use headway_wire::Write;
+use prost::Message as _;
 
 fn populated(name: &str) -> std::path::PathBuf {
     populated_in_batches(name, 10)
@@ -51,28 +52,32 @@ fn peek(dir: &std::path::Path, key: &[u8]) -> Vec<u8> {
     db.get(key).unwrap().unwrap().to_vec()
 }
 
-/// Splits a header segment (format 6: a header part of `be32(rows)`, then
-/// per row the hash (32) and a length-delimited header; a commit part of a
-/// length-delimited commit per row) into its rows: `(hash, header bytes,
-/// commit bytes)`.
-fn segment_rows((headers, commits): &(Vec<u8>, Vec<u8>)) -> Vec<(Vec<u8>, Vec<u8>, Vec<u8>)> {
-    let count = u32::from_be_bytes(headers[..4].try_into().unwrap());
-    let (mut rest, mut commits) = (&headers[4..], &commits[..]);
+/// The rows of the header segment starting at `first` of a store built by
+/// [`populated`] (from `common::simple_chain(1, 10)`), as protobuf rows:
+/// `(hash, encoded Header, encoded Commit)`, the headers from the chain and
+/// the commits as stored. The store writes delta rows (format 10);
+/// [`segment_value`] writes these back as a protobuf-row segment (formats 6
+/// to 9), which it still reads.
+fn segment_rows(
+    first: u64,
+    (headers, commits): &(Vec<u8>, Vec<u8>),
+) -> Vec<(Vec<u8>, Vec<u8>, Vec<u8>)> {
+    let count = u32::from_be_bytes(headers[..4].try_into().unwrap()) & 0x7fff_ffff;
+    let (chain, _) = common::simple_chain(1, 10);
+    let mut commits = &commits[..];
     let mut rows = Vec::new();
-    let delimited = |rest: &mut &[u8]| {
-        let len = prost::encoding::decode_varint(rest).unwrap() as usize;
-        let (message, tail) = rest.split_at(len);
-        *rest = tail;
-        message.to_vec()
-    };
-    for _ in 0..count {
-        let hash = rest[..32].to_vec();
-        rest = &rest[32..];
-        let header = delimited(&mut rest);
-        let commit = delimited(&mut commits);
-        rows.push((hash, header, commit));
+    for height in first..first + u64::from(count) {
+        let header = &chain[height as usize - 1].header;
+        let len = prost::encoding::decode_varint(&mut commits).unwrap() as usize;
+        let (commit, tail) = commits.split_at(len);
+        commits = tail;
+        rows.push((
+            header.hash().0.to_vec(),
+            headway_wire::raw::Header::from(header).encode_to_vec(),
+            commit.to_vec(),
+        ));
     }
-    assert!(rest.is_empty() && commits.is_empty());
+    assert!(commits.is_empty());
     rows
 }
 
@@ -193,12 +198,12 @@ fn format_marker_version_and_config_are_checked() {
     );
 
     let dir = populated("version");
-    poke(&dir, b"\x00format", Some(b"HEADWAY-STORE\x00\x00\x00\x0a"));
+    poke(&dir, b"\x00format", Some(b"HEADWAY-STORE\x00\x00\x00\x0b"));
     assert!(matches!(
         open(&dir),
         Err(StoreError::UnsupportedVersion {
-            found: 10,
-            supported: 9
+            found: 11,
+            supported: 10
         })
     ));
 
@@ -217,7 +222,7 @@ fn format_marker_version_and_config_are_checked() {
             error,
             StoreError::UnsupportedVersion {
                 found: 1,
-                supported: 9
+                supported: 10
             }
         ),
         "{error}"
@@ -237,7 +242,7 @@ fn format_marker_version_and_config_are_checked() {
             error,
             StoreError::UnsupportedVersion {
                 found: 2,
-                supported: 9
+                supported: 10
             }
         ),
         "{error}"
@@ -253,7 +258,7 @@ fn format_marker_version_and_config_are_checked() {
             error,
             StoreError::UnsupportedVersion {
                 found: 3,
-                supported: 9
+                supported: 10
             }
         ),
         "{error}"
@@ -274,7 +279,7 @@ fn format_marker_version_and_config_are_checked() {
         assert!(
             matches!(
                 error,
-                StoreError::UnsupportedVersion { found, supported: 9 } if found == u32::from(old)
+                StoreError::UnsupportedVersion { found, supported: 10 } if found == u32::from(old)
             ),
             "{error}"
         );
@@ -336,7 +341,7 @@ fn garbage_values_are_typed_corruption_errors() {
     // The top segment is one row short, or holds a row too many: found at open.
     for (name, keep) in [("top-short", 9), ("top-long", 11)] {
         let dir = populated(name);
-        let mut rows = segment_rows(&peek_segment(&dir, 1));
+        let mut rows = segment_rows(1, &peek_segment(&dir, 1));
         let extra = rows[9].clone();
         rows.push(extra);
         rows.truncate(keep);
@@ -352,11 +357,11 @@ fn garbage_values_are_typed_corruption_errors() {
     // read, never a panic, and only where they are.
     let dir = populated_in_batches("lower-header", 3);
     poke_segment(&dir, 1, Some((b"garbage", b"\x00")));
-    let mut rows = segment_rows(&peek_segment(&dir, 4));
+    let mut rows = segment_rows(4, &peek_segment(&dir, 4));
     rows[0].2 = b"\x0a\x02zz".to_vec();
     let (headers, commits) = segment_value(&rows);
     poke_segment(&dir, 4, Some((&headers, &commits)));
-    let mut rows = segment_rows(&peek_segment(&dir, 7));
+    let mut rows = segment_rows(7, &peek_segment(&dir, 7));
     rows[1].1 = rows[0].1.clone();
     let (headers, commits) = segment_value(&rows);
     poke_segment(&dir, 7, Some((&headers, &commits)));
@@ -596,7 +601,7 @@ fn bare_height_is_checked_against_the_rows() {
 
     // A row whose commit was dropped behind the store's back.
     let dir = populated("bare-dropped");
-    let mut rows = segment_rows(&peek_segment(&dir, 1));
+    let mut rows = segment_rows(1, &peek_segment(&dir, 1));
     rows[3].2 = Vec::new();
     let (headers, commits) = segment_value(&rows);
     poke_segment(&dir, 1, Some((&headers, &commits)));
@@ -753,7 +758,7 @@ fn the_header_log_is_cut_to_its_segments_and_checked_against_them() {
 }
 
 /// A format-8 store (hash index runs hold every header, no mark) is
-/// upgraded in place at open: the marker says 9 and the mark is the header
+/// upgraded in place at open: the marker says 10 and the mark is the header
 /// height, written before anything else; every header is found.
 #[test]
 fn a_format_8_store_is_upgraded_in_place() {
@@ -773,7 +778,7 @@ fn a_format_8_store_is_upgraded_in_place() {
     let db = common::open_raw(&dir);
     assert_eq!(
         db.get(b"\x00format").unwrap().unwrap().as_ref(),
-        b"HEADWAY-STORE\x00\x00\x00\x09"
+        b"HEADWAY-STORE\x00\x00\x00\x0a"
     );
     assert_eq!(
         db.get(b"\x00hash_index_mark").unwrap().unwrap().as_ref(),
@@ -816,4 +821,76 @@ fn the_hash_index_mark_and_the_segments_above_it_are_checked_at_open() {
         Store::open(&dir, tail()),
         Err(StoreError::Corrupt { .. })
     ));
+}
+
+/// A format-9 store, whose segments hold protobuf rows, is upgraded in
+/// place at open by its marker alone: its old segments read as they did,
+/// beside the delta rows (format 10) of the segments stored after, through
+/// every reader (decoded, encoded, by fields, by hash), and the store
+/// keeps growing on top of them.
+#[test]
+fn a_format_9_store_is_read_and_grown_beside_delta_rows() {
+    let dir = populated_in_batches("version-9", 5);
+    let rows = segment_rows(6, &peek_segment(&dir, 6));
+    let (headers, commits) = segment_value(&rows);
+    assert_eq!(u32::from_be_bytes(headers[..4].try_into().unwrap()), 5);
+    poke_segment(&dir, 6, Some((&headers, &commits)));
+    poke(&dir, b"\x00format", Some(b"HEADWAY-STORE\x00\x00\x00\x09"));
+    let (chain, _) = common::simple_chain(1, 20);
+    assert_eq!(chain[..10], common::simple_chain(1, 10).0[..]);
+    let check = |store: &Store, top: u64| {
+        store.check_integrity().unwrap();
+        let signed = store.load_signed_headers(1, top).unwrap();
+        assert_eq!(signed, chain[..top as usize]);
+        let encoded = store.load_encoded_bare_headers(1, top, usize::MAX).unwrap();
+        let mut fields = Vec::new();
+        let mut parts = Vec::new();
+        store
+            .visit_header_fields(1, top, |f, set| {
+                let mut bytes = Vec::new();
+                f.encode(&mut bytes);
+                fields.push((bytes, set.map(<[u8]>::to_vec)));
+                true
+            })
+            .unwrap();
+        store
+            .visit_encoded_header_parts(1, top, |header, set| {
+                parts.push((header.to_vec(), set.map(<[u8]>::to_vec)));
+                true
+            })
+            .unwrap();
+        assert_eq!(fields, parts);
+        for (h, signed) in chain[..top as usize].iter().enumerate() {
+            let header = headway_wire::raw::Header::from(&signed.header).encode_to_vec();
+            assert_eq!(parts[h].0, header, "height {}", h + 1);
+            assert_eq!(
+                encoded[h],
+                headway_wire::encoded::bare_header_from_parts(&header, parts[h].1.as_deref())
+            );
+            assert_eq!(
+                store.height_of(&signed.header.hash()).unwrap(),
+                Some(signed.header.height)
+            );
+        }
+    };
+    let store = open(&dir).unwrap();
+    check(&store, 10);
+    store.save_headers(&chain[10..15]).unwrap();
+    store.save_headers(&chain[15..]).unwrap();
+    check(&store, 20);
+    drop(store);
+    let db = common::open_raw(&dir);
+    assert_eq!(
+        db.get(b"\x00format").unwrap().unwrap().as_ref(),
+        b"HEADWAY-STORE\x00\x00\x00\x0a"
+    );
+    drop(db);
+    let store = open(&dir).unwrap();
+    check(&store, 20);
+    // Segment 6 still holds its protobuf rows; the others, delta rows.
+    drop(store);
+    for (first, delta) in [(1, true), (6, false), (11, true), (16, true)] {
+        let (headers, _) = peek_segment(&dir, first);
+        assert_eq!(headers[0] >> 7 == 1, delta, "segment {first}");
+    }
 }

@@ -252,7 +252,14 @@ pub fn bare_header_from_parts(header: &[u8], validator_set: Option<&[u8]>) -> Ve
 /// making it.
 #[must_use]
 pub fn bare_header_len(header: &[u8], validator_set: Option<&[u8]>) -> usize {
-    bytes_field_len(1, header.len()) + validator_set.map_or(0, |set| bytes_field_len(2, set.len()))
+    bare_header_len_of(header.len(), validator_set)
+}
+
+/// As [`bare_header_len`], for a header whose encoding is `header_len`
+/// bytes ([`HeaderFields::encoded_len`]).
+#[must_use]
+pub fn bare_header_len_of(header_len: usize, validator_set: Option<&[u8]>) -> usize {
+    bytes_field_len(1, header_len) + validator_set.map_or(0, |set| bytes_field_len(2, set.len()))
 }
 
 /// Which message each encoded item is.
@@ -505,24 +512,109 @@ struct Columns {
     last_time_ms: u64,
 }
 
-/// The fields of an encoded `Header` the compact form needs.
-struct HeaderView<'a> {
-    chain_id: &'a [u8],
-    height: u64,
-    time_ms: u64,
-    parent_hash: Option<[u8; 32]>,
-    data_hash: &'a [u8; 32],
-    validators_hash: [u8; 32],
-    next_validators_hash: [u8; 32],
-    state_root: &'a [u8; 32],
-    history_root: &'a [u8; 32],
-    proposer: [u8; 20],
+/// The fields of one `Header`, borrowed where they can be: what a store
+/// that keeps headers in another layout than protobuf (`headway-store`'s
+/// delta rows) hands a server, which builds a compact range from them
+/// ([`CompactRangeBuilder::push_fields`]) or the protobuf encoding
+/// ([`HeaderFields::encode`]) without a `Header` in between.
+///
+/// The fields are taken as they are: nothing here checks them against the
+/// rules of a valid header (a store checked them when it stored them). A
+/// [`Header`](crate::Header) decoded from [`HeaderFields::encode`]'s bytes
+/// is checked as any decoded header is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeaderFields<'a> {
+    /// The chain id's bytes.
+    pub chain_id: &'a [u8],
+    /// The height.
+    pub height: u64,
+    /// The block time, ms.
+    pub time_ms: u64,
+    /// The parent's hash (`last_block_id`); `None` at height 1.
+    pub parent_hash: Option<[u8; 32]>,
+    /// `data_hash`.
+    pub data_hash: &'a [u8; 32],
+    /// `validators_hash`.
+    pub validators_hash: [u8; 32],
+    /// `next_validators_hash`.
+    pub next_validators_hash: [u8; 32],
+    /// `state_root`.
+    pub state_root: &'a [u8; 32],
+    /// `history_root`.
+    pub history_root: &'a [u8; 32],
+    /// `proposer_address`.
+    pub proposer: [u8; 20],
 }
 
-impl<'a> HeaderView<'a> {
-    /// Reads a `Header` in canonical shape: fields in order, each at most
-    /// once, hashes of 32 bytes and an address of 20; `None` otherwise.
-    fn read(mut bytes: &'a [u8]) -> Option<Self> {
+impl<'a> HeaderFields<'a> {
+    /// The fields of `header`.
+    #[must_use]
+    pub fn of(header: &'a Header) -> Self {
+        Self {
+            chain_id: header.chain_id.as_bytes(),
+            height: header.height,
+            time_ms: header.time_ms,
+            parent_hash: header.last_block_id.map(|id| id.hash.0),
+            data_hash: &header.data_hash.0,
+            validators_hash: header.validators_hash.0,
+            next_validators_hash: header.next_validators_hash.0,
+            state_root: &header.state_root.0,
+            history_root: &header.history_root.0,
+            proposer: header.proposer_address.0,
+        }
+    }
+
+    /// Bytes of [`HeaderFields::encode`]'s output.
+    #[must_use]
+    pub fn encoded_len(&self) -> usize {
+        let chain_id = if self.chain_id.is_empty() {
+            0
+        } else {
+            bytes_field_len(1, self.chain_id.len())
+        };
+        let parent = self
+            .parent_hash
+            .map_or(0, |_| bytes_field_len(4, bytes_field_len(1, 32)));
+        chain_id
+            + u64_field_len(2, self.height)
+            + u64_field_len(3, self.time_ms)
+            + parent
+            + 5 * bytes_field_len(5, 32)
+            + bytes_field_len(10, 20)
+    }
+
+    /// Appends the protobuf encoding of the `Header` (no length prefix):
+    /// byte for byte what `prost` gives for the same header.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.reserve(self.encoded_len());
+        if !self.chain_id.is_empty() {
+            put_bytes_field(out, 1, self.chain_id);
+        }
+        put_u64_field(out, 2, self.height);
+        put_u64_field(out, 3, self.time_ms);
+        if let Some(hash) = &self.parent_hash {
+            put_len_prefix(out, 4, bytes_field_len(1, hash.len()));
+            put_bytes_field(out, 1, hash);
+        }
+        for (field, hash) in [
+            (5, &self.data_hash[..]),
+            (6, &self.validators_hash[..]),
+            (7, &self.next_validators_hash[..]),
+            (8, &self.state_root[..]),
+            (9, &self.history_root[..]),
+        ] {
+            put_bytes_field(out, field, hash);
+        }
+        put_bytes_field(out, 10, &self.proposer);
+    }
+}
+
+impl<'a> HeaderFields<'a> {
+    /// Reads an encoded `Header` in canonical shape: fields in order, each
+    /// at most once, hashes of 32 bytes and an address of 20; `None`
+    /// otherwise.
+    #[must_use]
+    pub fn read(mut bytes: &'a [u8]) -> Option<Self> {
         let mut fields: [Option<&'a [u8]>; 11] = [None; 11];
         let (mut height, mut time_ms) = (0, 0);
         let mut last = 0;
@@ -553,7 +645,7 @@ impl<'a> HeaderView<'a> {
             Some(_) => return None,
             None => None,
         };
-        Some(HeaderView {
+        Some(HeaderFields {
             chain_id: fields[1]?,
             height,
             time_ms,
@@ -625,13 +717,18 @@ impl CompactRangeBuilder {
     /// `false`, adding nothing, where the range with it has no compact form
     /// (see the [type documentation](Self)).
     pub fn push(&mut self, header: &[u8], validator_set: Option<&[u8]>) -> bool {
+        match HeaderFields::read(header) {
+            Some(header) => self.push_fields(&header, validator_set),
+            None => false,
+        }
+    }
+
+    /// As [`CompactRangeBuilder::push`], the header given by its fields.
+    pub fn push_fields(&mut self, header: &HeaderFields<'_>, validator_set: Option<&[u8]>) -> bool {
         let index = self.len();
         if index >= MAX_HEADERS_V2 as usize {
             return false;
         }
-        let Some(header) = HeaderView::read(header) else {
-            return false;
-        };
         // `index` is below MAX_HEADERS_V2.
         let index = index as u32;
         if Some(header.height) != self.start_height.checked_add(u64::from(index))
@@ -659,7 +756,7 @@ impl CompactRangeBuilder {
                 last_time_ms: header.time_ms,
             }),
         };
-        if !columns.push(index, &header, validator_set) {
+        if !columns.push(index, header, validator_set) {
             return false;
         }
         if fresh.is_some() {
@@ -703,7 +800,7 @@ impl Columns {
     /// Appends header `index` (read, at the right height), checked against
     /// the last one; `false`, changing nothing, where it breaks a rule of
     /// the compact form.
-    fn push(&mut self, index: u32, header: &HeaderView<'_>, set: Option<&[u8]>) -> bool {
+    fn push(&mut self, index: u32, header: &HeaderFields<'_>, set: Option<&[u8]>) -> bool {
         let delta = if index == 0 {
             None
         } else {

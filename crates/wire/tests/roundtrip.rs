@@ -11,6 +11,7 @@ mod strategies;
 
 use headway_wire::{frame, limits::*, *};
 use proptest::prelude::*;
+use prost::Message as _;
 use strategies::*;
 
 fn roundtrip<M: Envelope + PartialEq + std::fmt::Debug>(message: &M, max: usize) {
@@ -376,4 +377,21 @@ fn spliced_bare_responses_check_counts_shapes_and_sizes() {
         EncodedResponse::bare_headers_v2(5, 9, &[huge], &proof),
         Err(FrameError::TooLarge { .. })
     ));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    /// `HeaderFields` reads a header's protobuf encoding, encodes it back
+    /// byte for byte as prost does, and says how long that is.
+    #[test]
+    fn header_fields_encode_as_prost_does(header in header()) {
+        let bytes = raw::Header::from(&header).encode_to_vec();
+        let fields = encoded::HeaderFields::of(&header);
+        prop_assert_eq!(encoded::HeaderFields::read(&bytes), Some(fields));
+        let mut out = vec![7];
+        fields.encode(&mut out);
+        prop_assert_eq!(&out[1..], &bytes[..]);
+        prop_assert_eq!(fields.encoded_len(), bytes.len());
+    }
 }

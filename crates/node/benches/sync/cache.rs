@@ -123,8 +123,11 @@ impl Chain {
 
 /// What the cached chain's bytes depend on besides the parameters: bumped
 /// when the chain's encoding or history roots change (2: the MMR root puts
-/// the leaf count last), so a stale cache is rebuilt rather than loaded.
-const CACHE_FORMAT: u32 = 2;
+/// the leaf count last), or when the store would read an older cache but
+/// serve it otherwise than a new one (3: store format 10 reads format-9
+/// segments, but the serving peers should read the delta rows a store now
+/// writes), so a stale cache is rebuilt rather than loaded.
+const CACHE_FORMAT: u32 = 3;
 
 /// `chain-devnet-s<seed>-v<validators>-r<rotation>-x<replacements>-n<len>-f<format>`.
 fn cache_dir(dir: &Path, params: &DevnetParams, len: u64) -> PathBuf {
