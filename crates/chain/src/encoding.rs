@@ -6,7 +6,10 @@
 //! carry a 4-byte big-endian length prefix. Protobuf bytes are never hashed.
 //! `docs/chain.md` specifies each encoding byte for byte.
 
-use headway_wire::{Address, Commit, Hash, Header, PublicKey, Transaction, ValidatorSet, Write};
+use headway_wire::{
+    Address, Commit, Hash, Header, PublicKey, Transaction, ValidatorSet, Write,
+    encoded::HeaderFields,
+};
 use sha2::{Digest, Sha256};
 
 /// Tag of the header hash.
@@ -32,17 +35,7 @@ impl HeaderExt for Header {
     fn hash(&self) -> Hash {
         // Encoded on the stack: header sync hashes every header it gets, and
         // an allocation per header showed in its profile.
-        let mut buf = StackEncoding {
-            bytes: [0; MAX_STACK_HEADER_ENCODING],
-            len: 0,
-        };
-        if HEADER_FIXED_LEN + self.chain_id.len() <= MAX_STACK_HEADER_ENCODING {
-            encode_header(self, &mut buf);
-            sha256(&buf.bytes[..buf.len])
-        } else {
-            // A chain id longer than any valid one: still hashed, as specified.
-            sha256(&header_encoding(self))
-        }
+        header_fields_hash(&HeaderFields::of(self))
     }
 }
 
@@ -116,28 +109,51 @@ pub fn header_encoding(header: &Header) -> Vec<u8> {
 }
 
 fn encode_header(header: &Header, out: &mut impl Put) {
+    encode_header_fields(&HeaderFields::of(header), out);
+}
+
+fn encode_header_fields(header: &HeaderFields<'_>, out: &mut impl Put) {
     out.put(HEADER_TAG);
     out.put(&len32(header.chain_id.len()));
-    out.put(header.chain_id.as_bytes());
+    out.put(header.chain_id);
     out.put(&header.height.to_be_bytes());
     out.put(&header.time_ms.to_be_bytes());
-    match &header.last_block_id {
+    match &header.parent_hash {
         None => out.put(&[0x00]),
-        Some(id) => {
+        Some(hash) => {
             out.put(&[0x01]);
-            out.put(&id.hash.0);
+            out.put(hash);
         }
     }
     for hash in [
-        &header.data_hash,
+        header.data_hash,
         &header.validators_hash,
         &header.next_validators_hash,
-        &header.state_root,
-        &header.history_root,
+        header.state_root,
+        header.history_root,
     ] {
-        out.put(&hash.0);
+        out.put(hash);
     }
-    out.put(&header.proposer_address.0);
+    out.put(&header.proposer);
+}
+
+/// The header hash of a header given by its fields (as a compact range or a
+/// stored row holds them): the same as [`HeaderExt::hash`] of the header
+/// with those fields, without making one.
+#[must_use]
+pub fn header_fields_hash(header: &HeaderFields<'_>) -> Hash {
+    if HEADER_FIXED_LEN + header.chain_id.len() <= MAX_STACK_HEADER_ENCODING {
+        let mut buf = StackEncoding {
+            bytes: [0; MAX_STACK_HEADER_ENCODING],
+            len: 0,
+        };
+        encode_header_fields(header, &mut buf);
+        sha256(&buf.bytes[..buf.len])
+    } else {
+        let mut out = Vec::with_capacity(HEADER_FIXED_LEN + header.chain_id.len());
+        encode_header_fields(header, &mut out);
+        sha256(&out)
+    }
 }
 
 /// The bytes a validator signs to vote for a block:

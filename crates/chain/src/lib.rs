@@ -59,7 +59,7 @@ pub use bisection::{
 };
 pub use encoding::{
     HeaderExt, PublicKeyExt, ValidatorSetExt, address_of, data_hash, header_encoding,
-    transaction_encoding, validator_set_hash, vote_sign_bytes,
+    header_fields_hash, transaction_encoding, validator_set_hash, vote_sign_bytes,
 };
 pub use error::VerifyError;
 pub use execution::{
@@ -67,7 +67,7 @@ pub use execution::{
     compute_transition, execute_block,
 };
 pub use generator::{ChainGenerator, Corruption, GeneratedBlock, GeneratorConfig, GeneratorError};
-pub use hashed::{HasHeader, Hashed, SignedItem};
+pub use hashed::{HasHeader, Hashed, HashedCompact, SignedItem};
 pub use history::HistoryAccumulator;
 pub use verify::{
     TrustThreshold, VerifiedCommit, bind_commit, bind_commit_hashed, check_header,

@@ -26,7 +26,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use headway_chain::{Hashed, HeaderExt, bind_commit_hashed, check_validator_set};
+use headway_chain::{
+    Hashed, HashedCompact, HeaderExt, ValidatorSetExt as _, bind_commit_hashed, check_validator_set,
+};
 use headway_mmr::{LeafHash, Proof, verify_inclusion, verify_range as mmr_verify_range};
 use headway_wire::{
     BareHeader, Commit, GetHeadersV2, Hash, Header, HeadersV2Response, HeadersV2Result, MmrProof,
@@ -238,6 +240,85 @@ pub fn verify_range<T: RangeItem>(
         }
         hashes.push(hash);
     }
+    verify_proof(
+        commitment,
+        end_height,
+        (first_h, last_h),
+        &hashes,
+        proof,
+        kind,
+    )?;
+    Ok(hashes)
+}
+
+/// [`verify_range`] of a compact range, from its columns and the hashes
+/// [`HashedCompact::new`] computed: inside the range, linkage and validator
+/// continuity hold by construction (each header's parent is the hash of the
+/// one before, its `validators_hash` that one's `next_validators_hash`), so
+/// what is left is the range's place, its chain id, the attached validator
+/// sets and the MMR proof.
+pub fn verify_compact_range(
+    chain_id: &str,
+    commitment: &Hash,
+    end_height: u64,
+    start_height: u64,
+    range: &HashedCompact,
+    proof: &MmrProof,
+    kind: ProofKind,
+) -> Result<(), RangeError> {
+    let (first_h, last_h) = (range.start_height(), range.last_height());
+    if range.is_empty() {
+        return Err(RangeError::Empty);
+    }
+    if first_h != start_height || last_h > end_height {
+        return Err(RangeError::OutOfRange {
+            first: first_h,
+            last: last_h,
+            start: start_height,
+            end: end_height,
+        });
+    }
+    if range.headers().chain_id != chain_id {
+        return Err(RangeError::ChainId {
+            height: first_h,
+            expected: chain_id.into(),
+            actual: range.headers().chain_id.clone(),
+        });
+    }
+    for (index, set, validators_hash) in range.headers().attached_sets() {
+        let actual = set.hash();
+        if actual != validators_hash {
+            return Err(RangeError::Binding {
+                height: first_h + u64::from(index),
+                reason: format!(
+                    "the attached validator set hashes to {actual}, not to validators_hash {validators_hash}"
+                ),
+            });
+        }
+    }
+    verify_proof(
+        commitment,
+        end_height,
+        (first_h, last_h),
+        range.hashes(),
+        proof,
+        kind,
+    )
+}
+
+/// The MMR proof of a range's hashes (heights `first..=last`) into
+/// `commitment = C(end_height)`.
+fn verify_proof(
+    commitment: &Hash,
+    end_height: u64,
+    (first_h, last_h): (u64, u64),
+    hashes: &[Hash],
+    proof: &MmrProof,
+    kind: ProofKind,
+) -> Result<(), RangeError> {
+    let Some(last_hash) = hashes.last() else {
+        return Err(RangeError::Empty);
+    };
     let proof = Proof::from_hashes(proof.hashes.iter().map(|h| h.0).collect());
     let fail = |e: headway_mmr::ProofError| RangeError::Proof {
         first: first_h,
@@ -247,16 +328,32 @@ pub fn verify_range<T: RangeItem>(
     };
     match kind {
         ProofKind::LastLeaf => {
-            let leaf = LeafHash::of(&hashes[hashes.len() - 1].0);
-            verify_inclusion(&commitment.0, end_height, last_h - 1, &leaf, &proof).map_err(fail)?;
+            let leaf = LeafHash::of(&last_hash.0);
+            verify_inclusion(&commitment.0, end_height, last_h - 1, &leaf, &proof).map_err(fail)
         }
         ProofKind::Range => {
             let leaves: Vec<LeafHash> = hashes.iter().map(|h| LeafHash::of(&h.0)).collect();
-            mmr_verify_range(&commitment.0, end_height, first_h - 1, &leaves, &proof)
-                .map_err(fail)?;
+            mmr_verify_range(&commitment.0, end_height, first_h - 1, &leaves, &proof).map_err(fail)
         }
     }
-    Ok(hashes)
+}
+
+/// Bytes a verified compact range holds in memory: its columns and hashes.
+fn compact_bytes(range: &HashedCompact) -> usize {
+    let headers = range.headers();
+    let sets: usize = headers
+        .validator_sets
+        .iter()
+        .map(|(_, set)| set.validators.len() * 80 + 8)
+        .sum();
+    headers.chain_id.len()
+        + headers.roots.len()
+        + headers.time_deltas_ms.len() * 8
+        + headers.proposers.len() * 20
+        + headers.proposer_indexes.len()
+        + headers.validators_changes.len() * 36
+        + sets
+        + range.hashes().len() * 32
 }
 
 /// Planner limits; every bound has a name.
@@ -451,18 +548,18 @@ pub struct RangeSync<P> {
     /// Peers banned or found unusable in this run: never added again
     /// (at most [`MAX_EXCLUDED_PEERS`]).
     excluded: HashSet<P>,
-    /// Emptied header vectors to expand compact ranges into (at most
+    /// Emptied hash vectors to hash compact ranges into (at most
     /// [`MAX_SPARE_BUFFERS`], see [`RangeSync::recycle`]).
-    spare: Vec<Vec<Hashed<BareHeader>>>,
+    spare: Vec<Vec<Hash>>,
 }
 
-/// Emptied header vectors the planner keeps for reuse, at most. A range's
-/// headers take a few hundred KiB; expanding each into a fresh vector cost
-/// the download task page faults on every range (the allocator maps and
-/// unmaps blocks that large).
+/// Emptied hash vectors the planner keeps for reuse, at most. Each range
+/// would otherwise take a fresh one (64 KiB for 2000 headers), and fresh
+/// blocks that large cost the download task page faults on every range (the
+/// allocator maps and unmaps them).
 pub const MAX_SPARE_BUFFERS: usize = 8;
 
-/// A vector kept for reuse holds room for this many headers at most (a
+/// A vector kept for reuse holds room for this many hashes at most (a
 /// range's worth, with the growth a reservation may add).
 const MAX_SPARE_CAPACITY: usize = 2 * MAX_HEADERS_V2 as usize;
 
@@ -504,12 +601,13 @@ impl<P: Copy + Eq + StdHash + Ord + Debug> RangeSync<P> {
         }
     }
 
-    /// Takes back the vector of a range handed out ([`RangeEvent::Ready`])
-    /// once it is stored, emptied or not, so that a later compact range is
-    /// expanded into it instead of a fresh one. Kept while fewer than
+    /// Takes back the hash vector of a compact range handed out
+    /// ([`RangeEvent::Ready`], [`HashedCompact::into_hashes`]) once it is
+    /// stored, emptied or not, so that a later compact range is hashed into
+    /// it instead of a fresh one. Kept while fewer than
     /// [`MAX_SPARE_BUFFERS`] are and it holds room for at most two ranges'
-    /// worth of headers; dropped otherwise.
-    pub fn recycle(&mut self, mut buffer: Vec<Hashed<BareHeader>>) {
+    /// worth of hashes; dropped otherwise.
+    pub fn recycle(&mut self, mut buffer: Vec<Hash>) {
         buffer.clear();
         if self.spare.len() < MAX_SPARE_BUFFERS && buffer.capacity() <= MAX_SPARE_CAPACITY {
             self.spare.push(buffer);
@@ -637,11 +735,10 @@ impl<P: Copy + Eq + StdHash + Ord + Debug> RangeSync<P> {
             HeadersV2Result::CompactHeaders { headers, proof }
                 if self.config.headers_only && self.config.compact =>
             {
-                let mut expanded = self.spare.pop().unwrap_or_default();
-                match Hashed::expand_compact_into(start, &headers, &mut expanded) {
-                    Ok(()) => (HeaderBatch::Bare(expanded), proof),
+                let hashes = self.spare.pop().unwrap_or_default();
+                match HashedCompact::new(start, *headers, hashes) {
+                    Ok(range) => (HeaderBatch::from(range), proof),
                     Err(error) => {
-                        self.recycle(expanded);
                         self.counters.ranges_failed += 1;
                         self.unassign_if_idle(start, others_pending);
                         self.ban(peer, format!("malformed compact range: {error}"));
@@ -671,7 +768,7 @@ impl<P: Copy + Eq + StdHash + Ord + Debug> RangeSync<P> {
                 return;
             }
         };
-        let last = headers.last_header().map_or(start, |h| h.height);
+        let last = headers.last().map_or(start, |(height, _)| height);
         let verified = match &headers {
             HeaderBatch::Signed(h) => verify_range(
                 &self.chain_id,
@@ -691,12 +788,23 @@ impl<P: Copy + Eq + StdHash + Ord + Debug> RangeSync<P> {
                 &proof,
                 self.config.proof_kind,
             ),
+            HeaderBatch::Compact(h) => verify_compact_range(
+                &self.chain_id,
+                &self.commitment,
+                self.end,
+                start,
+                h,
+                &proof,
+                self.config.proof_kind,
+            )
+            .map(|()| Vec::new()),
         };
         match verified {
             Ok(_hashes) => {
                 let bytes: usize = match &headers {
                     HeaderBatch::Signed(h) => h.iter().map(|s| s.encoded_len_bound()).sum(),
                     HeaderBatch::Bare(h) => h.iter().map(|b| b.encoded_len_bound()).sum(),
+                    HeaderBatch::Compact(h) => compact_bytes(h),
                 };
                 self.header_bytes = (self.header_bytes * 3 + bytes / headers.len().max(1)) / 4;
                 self.counters.headers_verified += headers.len() as u64;
@@ -1044,11 +1152,7 @@ impl<P: Copy + Eq + StdHash + Ord + Debug> RangeSync<P> {
                 return;
             };
             self.buffered_bytes = self.buffered_bytes.saturating_sub(bytes);
-            let links = headers
-                .header(0)
-                .and_then(|h| h.last_block_id)
-                .map(|b| b.hash)
-                == Some(self.prev_hash);
+            let links = headers.first_parent() == Some(self.prev_hash);
             if !links {
                 // The range is proven into the verified commitment, so the
                 // stored prefix is not that chain's: nobody to ban, no way on.
@@ -1059,9 +1163,7 @@ impl<P: Copy + Eq + StdHash + Ord + Debug> RangeSync<P> {
                 self.ranges.clear();
                 return;
             }
-            self.prev_hash = headers
-                .last_header()
-                .map_or(self.prev_hash, HeaderExt::hash);
+            self.prev_hash = headers.last().map_or(self.prev_hash, |(_, hash)| hash);
             self.next = range.end + 1;
             self.events.push_back(RangeEvent::Ready(headers));
         }

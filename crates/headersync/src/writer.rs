@@ -11,9 +11,9 @@
 
 use std::sync::{Arc, Mutex, PoisonError, atomic::Ordering};
 
-use headway_chain::{Hashed, HeaderExt as _};
+use headway_chain::{Hashed, HashedCompact, HeaderExt as _};
 use headway_store::{Store, StoreError};
-use headway_wire::{BareHeader, Header, SignedHeader};
+use headway_wire::{BareHeader, Hash, Header, SignedHeader};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, error, warn};
 
@@ -36,7 +36,8 @@ pub const MAX_WRITE_HEADERS: usize = 4096;
 pub const MAX_UNSTORED_HEADERS: u64 = 8192;
 
 /// Consecutive verified headers to store: signed (with their commits, from
-/// v1 or full v2 ranges) or bare (headers-only v2 ranges).
+/// v1 or full v2 ranges), bare (headers-only v2 ranges) or compact (compact
+/// headers-only v2 ranges, kept as their columns).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HeaderBatch {
     /// Headers with their commits.
@@ -47,6 +48,10 @@ pub enum HeaderBatch {
     /// only a group's first `history_root` is checked against the store's
     /// MMR.
     Bare(Vec<Hashed<BareHeader>>),
+    /// A compact range proven as [`HeaderBatch::Bare`] headers are (it passed
+    /// `verify_compact_range`), stored from its columns with
+    /// `Store::save_proven_compact_parts`: no header struct is made.
+    Compact(Box<HashedCompact>),
 }
 
 impl HeaderBatch {
@@ -56,6 +61,7 @@ impl HeaderBatch {
         match self {
             HeaderBatch::Signed(h) => h.len(),
             HeaderBatch::Bare(h) => h.len(),
+            HeaderBatch::Compact(h) => h.len(),
         }
     }
 
@@ -65,19 +71,54 @@ impl HeaderBatch {
         self.len() == 0
     }
 
-    /// The `i`-th header.
+    /// The first header's `last_block_id` hash.
     #[must_use]
-    pub fn header(&self, i: usize) -> Option<&Header> {
+    pub fn first_parent(&self) -> Option<Hash> {
         match self {
-            HeaderBatch::Signed(h) => h.get(i).map(|s| &s.header),
-            HeaderBatch::Bare(h) => h.get(i).map(|b| &b.header),
+            HeaderBatch::Signed(h) => h.first()?.header.last_block_id.map(|id| id.hash),
+            HeaderBatch::Bare(h) => h.first()?.header.last_block_id.map(|id| id.hash),
+            HeaderBatch::Compact(h) => h.headers().parent_hash,
         }
     }
 
-    /// The last header.
+    /// The first header's height.
     #[must_use]
-    pub fn last_header(&self) -> Option<&Header> {
-        self.header(self.len().checked_sub(1)?)
+    pub fn first_height(&self) -> Option<u64> {
+        match self {
+            HeaderBatch::Signed(h) => h.first().map(|s| s.header.height),
+            HeaderBatch::Bare(h) => h.first().map(|b| b.header.height),
+            HeaderBatch::Compact(h) => Some(h.start_height()),
+        }
+    }
+
+    /// The last header's height and hash.
+    #[must_use]
+    pub fn last(&self) -> Option<(u64, Hash)> {
+        match self {
+            HeaderBatch::Signed(h) => h.last().map(|s| (s.header.height, s.hash())),
+            HeaderBatch::Bare(h) => h.last().map(|b| (b.header.height, b.hash())),
+            HeaderBatch::Compact(h) => h.hashes().last().map(|hash| (h.last_height(), *hash)),
+        }
+    }
+
+    /// The headers, copied (a compact batch's are made from its columns).
+    #[must_use]
+    pub fn to_headers(&self) -> Vec<Header> {
+        match self {
+            HeaderBatch::Signed(h) => h.iter().map(|s| s.header.clone()).collect(),
+            HeaderBatch::Bare(h) => h.iter().map(|b| b.header.clone()).collect(),
+            HeaderBatch::Compact(h) => h
+                .to_bare()
+                .into_iter()
+                .map(|b| b.into_inner().header)
+                .collect(),
+        }
+    }
+}
+
+impl From<HashedCompact> for HeaderBatch {
+    fn from(range: HashedCompact) -> Self {
+        HeaderBatch::Compact(Box::new(range))
     }
 }
 
@@ -129,7 +170,7 @@ pub struct HeaderWriter {
 }
 
 /// See [`HeaderWriter::take_spare`].
-type Spare = Mutex<Vec<Vec<Hashed<BareHeader>>>>;
+type Spare = Mutex<Vec<Vec<Hash>>>;
 
 impl HeaderWriter {
     /// Starts the writer on a blocking thread. It counts stored headers into
@@ -160,12 +201,13 @@ impl HeaderWriter {
                 // Before the new height is published: a caller that saw it
                 // finds the vectors back.
                 for batch in batches {
-                    if let HeaderBatch::Bare(mut headers) = batch {
-                        // Dropped here, on the writer's thread, as before.
-                        headers.clear();
+                    if let HeaderBatch::Compact(range) = batch {
+                        // The columns are dropped here, on the writer's thread.
+                        let mut hashes = range.into_hashes();
+                        hashes.clear();
                         let mut spare = returned.lock().unwrap_or_else(PoisonError::into_inner);
                         if spare.len() < MAX_RETURNED_BUFFERS {
-                            spare.push(headers);
+                            spare.push(hashes);
                         }
                     }
                 }
@@ -181,10 +223,10 @@ impl HeaderWriter {
         }
     }
 
-    /// An emptied vector of a stored headers-only batch, if the writer kept
-    /// one, to fill with another batch instead of allocating (see
+    /// The emptied hash vector of a stored compact batch, if the writer kept
+    /// one, to hash another range into instead of allocating (see
     /// `RangeSync::recycle`).
-    pub fn take_spare(&self) -> Option<Vec<Hashed<BareHeader>>> {
+    pub fn take_spare(&self) -> Option<Vec<Hash>> {
         self.spare
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -274,16 +316,16 @@ fn write_group(
 ) -> Result<(), StoreError> {
     let mut batches = batches;
     while let Some(first) = batches.first() {
-        let signed = matches!(first, HeaderBatch::Signed(_));
+        let kind = std::mem::discriminant(first);
         let run = batches
             .iter()
-            .take_while(|b| matches!(b, HeaderBatch::Signed(_)) == signed)
+            .take_while(|b| std::mem::discriminant(*b) == kind)
             .count();
         let (this, rest) = batches.split_at(run);
-        if signed {
-            write_run(store, metrics, &signed_parts(this))?;
-        } else {
-            write_run(store, metrics, &bare_parts(this))?;
+        match first {
+            HeaderBatch::Signed(_) => write_run(store, metrics, &signed_parts(this))?,
+            HeaderBatch::Bare(_) => write_run(store, metrics, &bare_parts(this))?,
+            HeaderBatch::Compact(_) => write_compact_run(store, metrics, &compact_parts(this))?,
         }
         batches = rest;
     }
@@ -295,7 +337,7 @@ fn signed_parts(batches: &[HeaderBatch]) -> Vec<&[Hashed<SignedHeader>]> {
         .iter()
         .filter_map(|b| match b {
             HeaderBatch::Signed(h) => Some(&h[..]),
-            HeaderBatch::Bare(_) => None,
+            _ => None,
         })
         .collect()
 }
@@ -305,9 +347,54 @@ fn bare_parts(batches: &[HeaderBatch]) -> Vec<&[Hashed<BareHeader>]> {
         .iter()
         .filter_map(|b| match b {
             HeaderBatch::Bare(h) => Some(&h[..]),
-            HeaderBatch::Signed(_) => None,
+            _ => None,
         })
         .collect()
+}
+
+fn compact_parts(batches: &[HeaderBatch]) -> Vec<&HashedCompact> {
+    batches
+        .iter()
+        .filter_map(|b| match b {
+            HeaderBatch::Compact(h) => Some(&**h),
+            _ => None,
+        })
+        .collect()
+}
+
+/// [`write_run`] of compact ranges: stored from their columns, unless the
+/// first reaches into the stored headers (only after a v2 run that ended
+/// abnormally), when the run is made into headers and stored as bare ones,
+/// which skips the headers stored already.
+fn write_compact_run(
+    store: &Store,
+    metrics: &HeaderSyncMetrics,
+    parts: &[&HashedCompact],
+) -> Result<(), StoreError> {
+    let Some(first) = parts.first() else {
+        return Ok(());
+    };
+    if first.start_height() <= store.header_height() {
+        let bare: Vec<Vec<Hashed<BareHeader>>> = parts.iter().map(|p| p.to_bare()).collect();
+        let bare: Vec<&[Hashed<BareHeader>]> = bare.iter().map(Vec::as_slice).collect();
+        return write_run(store, metrics, &bare);
+    }
+    let save = |parts: &[&HashedCompact]| {
+        store.save_proven_compact_parts(parts)?;
+        counted(store, metrics, parts.iter().map(|p| p.len()).sum(), true);
+        Ok(())
+    };
+    let Err(error) = save(parts) else {
+        return Ok(());
+    };
+    if parts.len() == 1 {
+        return Err(error);
+    }
+    warn!(%error, batches = parts.len(), "storing a group of compact ranges failed; storing them one by one");
+    for part in parts {
+        save(&[part])?;
+    }
+    Ok(())
 }
 
 fn write_run<T: Stored>(
@@ -394,6 +481,12 @@ fn write<T: Stored>(
         return Ok(());
     }
     T::save(store, &parts)?;
+    counted(store, metrics, count, T::BARE);
+    Ok(())
+}
+
+/// Counts `count` headers just stored.
+fn counted(store: &Store, metrics: &HeaderSyncMetrics, count: usize, bare: bool) {
     metrics
         .headers_synced
         .fetch_add(count as u64, Ordering::Relaxed);
@@ -403,10 +496,9 @@ fn write<T: Stored>(
     debug!(
         count,
         height = store.header_height(),
-        bare = T::BARE,
+        bare,
         "stored a group of headers"
     );
-    Ok(())
 }
 
 #[cfg(test)]
@@ -499,7 +591,7 @@ mod tests {
     /// every batch before the bad one.
     #[test]
     fn groups_are_stored_as_parts_by_kind_and_retried_one_by_one() {
-        let headers = chain(60);
+        let headers = chain(70);
         let reference = store();
         reference.save_headers(&headers).unwrap();
         let bare = |from: usize, to: usize| {
@@ -536,8 +628,46 @@ mod tests {
             reference.load_commit(35).unwrap()
         );
 
+        // Compact runs: 38..=50 reaches into the stored 40 and is stored
+        // as bare headers from 41; then 51..=60 from its columns.
+        let group = vec![
+            compact(&reference, 38, 13),
+            compact(&reference, 51, 5),
+            compact(&reference, 56, 5),
+        ];
+        write_group(&store, &metrics, &group).unwrap();
+        assert_eq!(store.header_height(), 60);
+        assert_eq!(store.bare_height(), 60);
+        assert_eq!(
+            store.load_bare_headers(1, 60).unwrap(),
+            reference.load_bare_headers(1, 60).unwrap()
+        );
+
+        // 61..=65 good, then a range that skips 66: the run fails as a
+        // whole, and the retry stores the good range before failing.
+        let group = vec![compact(&reference, 61, 5), compact(&reference, 67, 4)];
+        let error = write_group(&store, &metrics, &group).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                StoreError::NonContiguousBatch {
+                    expected: 66,
+                    got: 67,
+                    ..
+                } | StoreError::HeaderHeightGap {
+                    expected: 66,
+                    got: 67
+                }
+            ),
+            "{error}"
+        );
+        assert_eq!(store.header_height(), 65);
+        store.check_integrity().unwrap();
+
         // 41..=45 good, then a batch that skips 46: the run fails as a
         // whole, and the retry stores the good batch before failing.
+        let store = self::store();
+        store.save_headers(&headers[..40]).unwrap();
         let group = vec![bare(40, 45), bare(46, 50)];
         let error = write_group(&store, &metrics, &group).unwrap_err();
         assert!(
@@ -580,21 +710,25 @@ mod tests {
         assert_eq!(store.header_height(), 5);
     }
 
-    /// Stored headers-only batches give their emptied vectors back (at most
-    /// `MAX_RETURNED_BUFFERS` kept); signed ones do not.
+    /// Stored compact batches give their emptied hash vectors back (at most
+    /// `MAX_RETURNED_BUFFERS` kept); signed and bare ones do not.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn stored_bare_batches_give_their_vectors_back() {
-        let headers = chain(80);
+    async fn stored_compact_batches_give_their_vectors_back() {
+        let headers = chain(90);
         let reference = store();
         reference.save_headers(&headers).unwrap();
         let store = store();
         let mut writer = HeaderWriter::spawn(store.clone(), Arc::default());
         writer.send(headers[..10].to_vec()).await.unwrap();
-        for from in (10..80).step_by(10) {
-            let bare = reference.load_bare_headers(from + 1, 10).unwrap();
-            writer.send(bare).await.unwrap();
+        let bare = reference.load_bare_headers(11, 10).unwrap();
+        writer.send(bare).await.unwrap();
+        for from in (20..90).step_by(10) {
+            writer
+                .send(compact(&reference, from + 1, 10))
+                .await
+                .unwrap();
         }
-        while writer.state() != WriterState::Stored(80) {
+        while writer.state() != WriterState::Stored(90) {
             writer.changed().await;
         }
         let mut spares = Vec::new();
@@ -609,7 +743,20 @@ mod tests {
         for spare in &spares {
             assert!(spare.is_empty() && spare.capacity() >= 10);
         }
-        assert_eq!(writer.finish().await, WriterState::Stored(80));
+        assert_eq!(writer.finish().await, WriterState::Stored(90));
+        assert_eq!(
+            store.load_bare_headers(1, 90).unwrap(),
+            reference.load_bare_headers(1, 90).unwrap()
+        );
         store.check_integrity().unwrap();
+    }
+
+    /// The compact range of `count` stored headers from `from`, hashed.
+    fn compact(reference: &Store, from: u64, count: u64) -> HeaderBatch {
+        let bare = reference.load_bare_headers(from, count).unwrap();
+        let columns = headway_wire::CompactHeaders::from_bare(&bare).unwrap();
+        HashedCompact::new(from, columns, Vec::new())
+            .unwrap()
+            .into()
     }
 }

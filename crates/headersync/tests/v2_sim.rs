@@ -130,6 +130,8 @@ enum Peer {
     /// Answers a compact request with a range that does not expand (its
     /// parent hash left out).
     MalformedCompact,
+    /// Compact ranges whose first attached validator set is not its header's.
+    WrongSet,
     /// Answers compact ranges whether asked for them or not.
     UnaskedCompact,
     /// Fails every request at once, in transport (a reset stream, an
@@ -282,6 +284,18 @@ impl Sim {
                 }
                 (Some(r), None)
             }
+            Peer::WrongSet => {
+                // A well-formed validator set, but not the one its header
+                // names: every field the proof covers is untouched.
+                let mut r = honest(&request, u32::MAX);
+                if let HeadersV2Result::CompactHeaders { headers, .. } = &mut r.result
+                    && let Some((_, set)) = headers.validator_sets.first_mut()
+                    && let Some(validator) = set.validators.first_mut()
+                {
+                    validator.voting_power += 1;
+                }
+                (Some(r), None)
+            }
             Peer::UnaskedCompact => {
                 let compact = GetHeadersV2 {
                     compact: true,
@@ -308,16 +322,23 @@ impl Sim {
                     RangeEvent::Ready(headers) => {
                         let prev = self.stored.last().unwrap().hash();
                         assert_eq!(
-                            headers.header(0).unwrap().last_block_id.unwrap().hash,
-                            prev,
+                            headers.first_parent(),
+                            Some(prev),
                             "handed out in order, linked"
                         );
-                        let bare = matches!(headers, HeaderBatch::Bare(_));
+                        let bare = !matches!(headers, HeaderBatch::Signed(_));
                         assert_eq!(*self.bare.get_or_insert(bare), bare, "one kind per run");
-                        self.stored
-                            .extend((0..headers.len()).map(|i| headers.header(i).unwrap().clone()));
-                        // Stored: the vector goes back, as the writer gives it.
-                        if let HeaderBatch::Bare(headers) = headers {
+                        let made = headers.to_headers();
+                        assert_eq!(made.len(), headers.len());
+                        assert_eq!(
+                            headers.last().map(|(_, hash)| hash),
+                            made.last().map(HeaderExt::hash),
+                            "the hash carried is the header's"
+                        );
+                        self.stored.extend(made);
+                        // Stored: the hash vector goes back, as the writer gives it.
+                        if let HeaderBatch::Compact(range) = headers {
+                            let headers = range.into_hashes();
                             let at = headers.as_ptr() as usize;
                             if self.recycled.remove(&at) {
                                 self.reused += 1;
@@ -497,12 +518,13 @@ fn compact_ranges_are_verified_plain_bare_answers_taken_and_malformed_ones_banne
     sim.add(3, Peer::BadProof, 1);
     sim.add(4, Peer::ForgedMiddle, 1);
     sim.add(5, Peer::MalformedCompact, 1);
+    sim.add(6, Peer::WrongSet, 1);
     sim.run(Duration::from_secs(120));
     sim.assert_complete();
     assert_eq!(sim.bare, Some(true), "stored without commits");
-    assert_eq!(sim.banned, BTreeSet::from([3, 4, 5]));
+    assert_eq!(sim.banned, BTreeSet::from([3, 4, 5, 6]));
     assert!(sim.served[&1] > 0 && sim.served[&2] > 0, "{:?}", sim.served);
-    // Compact ranges were expanded into vectors given back, not fresh ones.
+    // Compact ranges were hashed into vectors given back, not fresh ones.
     assert!(sim.reused > 0, "no vector was reused");
 }
 

@@ -352,9 +352,82 @@ fn quick() -> Criterion {
         .measurement_time(Duration::from_secs(4))
 }
 
+/// Headers of the compact-range group: ranges of `COMPACT_RANGE`.
+const COMPACT_HEADERS: u64 = 10_000;
+const COMPACT_RANGE: u64 = 1_000;
+
+/// A syncing node's two ways from compact ranges (v2 headers-only answers)
+/// to stored rows, on the same ranges: expanding each into hashed bare
+/// header structs and storing those (`save_proven_bare_header_parts`), or
+/// hashing the columns and storing from them (`HashedCompact`,
+/// `save_proven_compact_parts`); each also without the store, to tell the
+/// two halves apart.
+fn compact_ranges(c: &mut Criterion) {
+    use headway_chain::{Hashed, HashedCompact};
+    use headway_wire::CompactHeaders;
+
+    let (headers, _) = common::build_chain(1, COMPACT_HEADERS, false);
+    let reference = Store::open_temporary(config()).unwrap();
+    reference.save_headers(&headers).unwrap();
+    let ranges: Vec<(u64, CompactHeaders)> = (1..=COMPACT_HEADERS)
+        .step_by(COMPACT_RANGE as usize)
+        .map(|start| {
+            let bare = reference.load_bare_headers(start, COMPACT_RANGE).unwrap();
+            (start, CompactHeaders::from_bare(&bare).unwrap())
+        })
+        .collect();
+    let mut group = c.benchmark_group("compact_ranges");
+    group.throughput(Throughput::Elements(COMPACT_HEADERS));
+    group.bench_function("expand", |b| {
+        b.iter(|| {
+            for (start, compact) in &ranges {
+                black_box(Hashed::expand_compact(*start, compact).unwrap());
+            }
+        });
+    });
+    group.bench_function("columns", |b| {
+        b.iter_batched(
+            || ranges.clone(),
+            |ranges| {
+                for (start, compact) in ranges {
+                    black_box(HashedCompact::new(start, compact, Vec::new()).unwrap());
+                }
+            },
+            BatchSize::PerIteration,
+        );
+    });
+    group.bench_function("expand_store", |b| {
+        b.iter_batched(
+            || Store::open_temporary(config()).unwrap(),
+            |store| {
+                for (start, compact) in &ranges {
+                    let expanded = Hashed::expand_compact(*start, compact).unwrap();
+                    store.save_proven_bare_header_parts(&[&expanded]).unwrap();
+                }
+                store
+            },
+            BatchSize::PerIteration,
+        );
+    });
+    group.bench_function("columns_store", |b| {
+        b.iter_batched(
+            || (Store::open_temporary(config()).unwrap(), ranges.clone()),
+            |(store, ranges)| {
+                for (start, compact) in ranges {
+                    let range = HashedCompact::new(start, compact, Vec::new()).unwrap();
+                    store.save_proven_compact_parts(&[&range]).unwrap();
+                }
+                store
+            },
+            BatchSize::PerIteration,
+        );
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = quick();
-    targets = headers, state, snapshot
+    targets = headers, state, snapshot, compact_ranges
 }
 criterion_main!(benches);

@@ -15,8 +15,9 @@
 
 use std::sync::atomic::Ordering;
 
-use headway_chain::{Hashed, HeaderExt as _, ValidatorSetExt as _, data_hash};
+use headway_chain::{Hashed, HashedCompact, HeaderExt as _, ValidatorSetExt as _, data_hash};
 use headway_mmr::{LeafHash, Mmr};
+use headway_wire::encoded::HeaderFields;
 use headway_wire::{
     BareHeader, Block, BlockId, BlockMeta, Commit, Hash, Header, SignedHeader, ValidatorSet,
     WireError, raw,
@@ -200,6 +201,23 @@ impl Store {
         self.save_batch_checked(parts, "storing proven bare headers", RootChecks::First)
     }
 
+    /// Stores compact ranges proven into a verified commitment, as
+    /// [`Store::save_proven_bare_header_parts`] stores bare headers, from
+    /// their columns and hashes ([`HashedCompact`]): no header is made
+    /// between the wire and the stored rows. The ranges must follow each
+    /// other and the stored headers.
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::save_proven_bare_header_parts`].
+    pub fn save_proven_compact_parts(&self, parts: &[&HashedCompact]) -> Result<(), StoreError> {
+        self.save_source(
+            CompactParts(parts),
+            "storing proven compact ranges",
+            RootChecks::First,
+        )
+    }
+
     /// The one write path of header batches, signed or bare: checks and
     /// stages the rows and the hash index run, writes the segments to the
     /// header log and the MMR nodes to the node file (both synced), then
@@ -220,14 +238,23 @@ impl Store {
         context: &'static str,
         roots: RootChecks,
     ) -> Result<(), StoreError> {
-        let headers = Parts(parts);
-        let first = headers.iter().next().ok_or(StoreError::EmptyBatch)?;
+        self.save_source(Parts(parts), context, roots)
+    }
+
+    /// [`Store::save_batch_checked`] of any [`StageSource`].
+    fn save_source<'a>(
+        &self,
+        headers: impl StageSource<'a>,
+        context: &'static str,
+        roots: RootChecks,
+    ) -> Result<(), StoreError> {
+        let first_height = headers.first_height().ok_or(StoreError::EmptyBatch)?;
         let writer = &mut *self.inner.writer()?;
         let expected = self.header_height() + 1;
-        if first.header().height != expected {
+        if first_height != expected {
             return Err(StoreError::HeaderHeightGap {
                 expected,
-                got: first.header().height,
+                got: first_height,
             });
         }
         let start_leaves = writer.mmr.leaf_count();
@@ -987,12 +1014,85 @@ impl<H> Clone for Parts<'_, H> {
 impl<H> Copy for Parts<'_, H> {}
 
 impl<'a, H> Parts<'a, H> {
+    fn iter(self) -> impl Iterator<Item = &'a H> {
+        self.0.iter().flat_map(|part| part.iter())
+    }
+}
+
+/// One header of a batch as [`stage_headers`] takes it.
+struct StageItem<'a> {
+    fields: HeaderFields<'a>,
+    hash: Hash,
+    commit: Option<&'a Commit>,
+    validator_set: Option<&'a ValidatorSet>,
+    /// Its shape check, by whoever made the item (a compact range is checked
+    /// whole when it is hashed).
+    valid: Result<(), WireError>,
+}
+
+/// A header batch as [`stage_headers`] reads it: headers as structs
+/// ([`Parts`]) or compact ranges' columns ([`CompactParts`]).
+trait StageSource<'a>: Copy {
+    /// Headers in the batch.
+    fn len(self) -> usize;
+    /// The first header's height.
+    fn first_height(self) -> Option<u64>;
+    /// The headers, in order.
+    fn items(self) -> impl Iterator<Item = StageItem<'a>>;
+    /// Their hashes, in order.
+    fn hashes(self) -> impl Iterator<Item = Hash>;
+}
+
+impl<'a, H: BatchHeader> StageSource<'a> for Parts<'a, H> {
     fn len(self) -> usize {
         self.0.iter().map(|part| part.len()).sum()
     }
+    fn first_height(self) -> Option<u64> {
+        self.iter().next().map(|item| item.header().height)
+    }
+    fn items(self) -> impl Iterator<Item = StageItem<'a>> {
+        self.iter().map(|item| StageItem {
+            fields: HeaderFields::of(item.header()),
+            hash: item.hash(),
+            commit: item.commit(),
+            validator_set: item.validator_set(),
+            valid: item.validate(),
+        })
+    }
+    fn hashes(self) -> impl Iterator<Item = Hash> {
+        self.iter().map(BatchHeader::hash)
+    }
+}
 
-    fn iter(self) -> impl Iterator<Item = &'a H> {
-        self.0.iter().flat_map(|part| part.iter())
+/// Consecutive compact ranges, read as one batch of bare headers.
+#[derive(Clone, Copy)]
+struct CompactParts<'a>(&'a [&'a HashedCompact]);
+
+impl<'a> StageSource<'a> for CompactParts<'a> {
+    fn len(self) -> usize {
+        self.0.iter().map(|part| part.len()).sum()
+    }
+    fn first_height(self) -> Option<u64> {
+        self.0
+            .iter()
+            .find(|part| !part.is_empty())
+            .map(|part| part.start_height())
+    }
+    fn items(self) -> impl Iterator<Item = StageItem<'a>> {
+        self.0.iter().flat_map(|part| {
+            part.fields()
+                .zip(part.hashes())
+                .map(|((fields, set), hash)| StageItem {
+                    fields,
+                    hash: *hash,
+                    commit: None,
+                    validator_set: set,
+                    valid: Ok(()),
+                })
+        })
+    }
+    fn hashes(self) -> impl Iterator<Item = Hash> {
+        self.0.iter().flat_map(|part| part.hashes().iter().copied())
     }
 }
 
@@ -1000,11 +1100,11 @@ impl<'a, H> Parts<'a, H> {
 /// (header segments, hash index entries, validator sets), with history roots
 /// checked as `roots` says; appends to the MMR (pending nodes). The one path of signed and bare batches: a header without
 /// a commit skips the commit's check and is stored without it.
-fn stage_headers<H: BatchHeader>(
+fn stage_headers<'a, S: StageSource<'a>>(
     db: &sled::Db,
     mmr: &mut Mmr<FileNodes>,
     last: Option<LastHeader>,
-    (expected, headers, roots): (u64, Parts<'_, H>, RootChecks),
+    (expected, headers, roots): (u64, S, RootChecks),
     batch: &mut sled::Batch,
     entries: &mut Vec<hash_index::Entry>,
 ) -> Result<Staged, StoreError> {
@@ -1017,11 +1117,13 @@ fn stage_headers<H: BatchHeader>(
     let mut bare_top = None;
     // The previous header's hash, validator set hash and chain id: borrowed,
     // so that a batch clones no chain id per header.
-    let mut prev: Option<(Hash, Hash, &str)> = last
+    let mut prev: Option<(Hash, [u8; 32], &[u8])> = last
         .as_ref()
-        .map(|l| (l.hash, l.validators_hash, l.chain_id.as_str()));
-    for (index, item) in headers.iter().enumerate() {
-        let header = item.header();
+        .map(|l| (l.hash, l.validators_hash.0, l.chain_id.as_bytes()));
+    let mut count = 0;
+    for (index, item) in headers.items().enumerate() {
+        count += 1;
+        let header = &item.fields;
         let height = expected + index as u64;
         if header.height != height {
             return Err(StoreError::NonContiguousBatch {
@@ -1030,10 +1132,10 @@ fn stage_headers<H: BatchHeader>(
                 got: header.height,
             });
         }
-        item.validate()
+        item.valid
             .map_err(|source| StoreError::InvalidSignedHeader { height, source })?;
-        let hash = item.hash();
-        let commit = item.commit();
+        let hash = item.hash;
+        let commit = item.commit;
         match commit {
             Some(commit) if commit.block_id.hash != hash => {
                 return Err(StoreError::CommitMismatch {
@@ -1047,7 +1149,7 @@ fn stage_headers<H: BatchHeader>(
         let set_changes = match prev {
             None => true,
             Some((prev_hash, prev_validators_hash, prev_chain_id)) => {
-                let linked = header.last_block_id.map(|id| id.hash).unwrap_or(Hash::ZERO);
+                let linked = Hash(header.parent_hash.unwrap_or(Hash::ZERO.0));
                 if linked != prev_hash {
                     return Err(StoreError::BrokenLinkage {
                         height,
@@ -1058,18 +1160,18 @@ fn stage_headers<H: BatchHeader>(
                 if header.chain_id != prev_chain_id {
                     return Err(StoreError::ChainIdMismatch {
                         height,
-                        expected: prev_chain_id.to_owned(),
-                        got: header.chain_id.clone(),
+                        expected: String::from_utf8_lossy(prev_chain_id).into_owned(),
+                        got: String::from_utf8_lossy(header.chain_id).into_owned(),
                     });
                 }
                 header.validators_hash != prev_validators_hash
             }
         };
-        match item.validator_set() {
-            Some(set) if set.hash() != header.validators_hash => {
+        match item.validator_set {
+            Some(set) if set.hash().0 != header.validators_hash => {
                 return Err(StoreError::ValidatorSetMismatch {
                     height,
-                    expected: header.validators_hash,
+                    expected: Hash(header.validators_hash),
                 });
             }
             Some(set) if set_changes => {
@@ -1084,11 +1186,11 @@ fn stage_headers<H: BatchHeader>(
         }
         if index == 0 || roots == RootChecks::Every {
             let root = Hash(mmr.root());
-            if header.history_root != root {
+            if *header.history_root != root.0 {
                 return Err(StoreError::HistoryRootMismatch {
                     height,
                     expected: root,
-                    got: header.history_root,
+                    got: Hash(*header.history_root),
                 });
             }
         }
@@ -1103,21 +1205,29 @@ fn stage_headers<H: BatchHeader>(
             let full = std::mem::replace(&mut segment, next);
             segments.extend(full.finish());
         }
-        segment.push(&hash, header, commit);
+        segment.push_fields(&hash, header, commit);
         entries.push((hash_index::fingerprint(&hash.0), height));
-        prev = Some((hash, header.validators_hash, &header.chain_id));
+        prev = Some((hash, header.validators_hash, header.chain_id));
     }
     segments.extend(segment.finish());
+    if count != headers.len() {
+        // A source whose items stop short of its length: nothing to store.
+        return Err(StoreError::NonContiguousBatch {
+            index: count,
+            expected: expected + count as u64,
+            got: expected + count as u64 - 1,
+        });
+    }
     if roots == RootChecks::First {
         // No root is asked for between these leaves: the root's hash state
         // is brought up to date once.
-        mmr.extend_leaf_hashes(headers.iter().map(|item| LeafHash::of(&item.hash().0)))?;
+        mmr.extend_leaf_hashes(headers.hashes().map(|hash| LeafHash::of(&hash.0)))?;
     }
     let (hash, validators_hash, chain_id) = prev.ok_or(StoreError::EmptyBatch)?;
     let last = LastHeader {
         hash,
-        validators_hash,
-        chain_id: chain_id.to_owned(),
+        validators_hash: Hash(validators_hash),
+        chain_id: String::from_utf8_lossy(chain_id).into_owned(),
     };
     Ok(Staged {
         last,

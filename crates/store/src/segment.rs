@@ -149,8 +149,20 @@ impl SegmentBuilder {
         self.rows as usize
     }
 
-    /// Appends the row of the next height, with its commit or without one.
+    /// [`SegmentBuilder::push_fields`] of a header struct.
+    #[cfg(test)]
     pub(crate) fn push(&mut self, hash: &Hash, header: &Header, commit: Option<&Commit>) {
+        self.push_fields(hash, &HeaderFields::of(header), commit);
+    }
+
+    /// Appends the row of the next height, given by its fields, with its
+    /// commit or without one.
+    pub(crate) fn push_fields(
+        &mut self,
+        hash: &Hash,
+        header: &HeaderFields<'_>,
+        commit: Option<&Commit>,
+    ) {
         self.push_delta(hash, header);
         match commit {
             Some(commit) => {
@@ -164,48 +176,48 @@ impl SegmentBuilder {
     }
 
     /// Appends `header`'s delta row (see the [module documentation](self)).
-    fn push_delta(&mut self, hash: &Hash, header: &Header) {
+    fn push_delta(&mut self, hash: &Hash, header: &HeaderFields<'_>) {
         let out = &mut self.headers;
         out.reserve(32 + 1 + 10 + 3 * 32 + 20);
         out.extend_from_slice(&hash.0);
         let flags_at = out.len();
         out.push(0);
         let mut flags = 0;
-        let parent = header.last_block_id.map(|id| id.hash);
+        let parent = header.parent_hash;
         match &mut self.last {
             None => {
                 flags |= DELTA_CHAIN_ID | DELTA_VALIDATORS;
                 prost::encoding::encode_varint(header.chain_id.len() as u64, out);
-                out.extend_from_slice(header.chain_id.as_bytes());
+                out.extend_from_slice(header.chain_id);
                 if let Some(parent) = parent {
                     flags |= DELTA_PARENT;
-                    out.extend_from_slice(&parent.0);
+                    out.extend_from_slice(&parent);
                 }
-                out.extend_from_slice(&header.validators_hash.0);
+                out.extend_from_slice(&header.validators_hash);
             }
             Some(last) => {
-                if header.chain_id.as_bytes() != last.chain_id {
+                if header.chain_id != last.chain_id {
                     flags |= DELTA_CHAIN_ID;
                     prost::encoding::encode_varint(header.chain_id.len() as u64, out);
-                    out.extend_from_slice(header.chain_id.as_bytes());
+                    out.extend_from_slice(header.chain_id);
                 }
                 match parent {
-                    Some(parent) if parent == last.hash => {}
+                    Some(parent) if parent == last.hash.0 => {}
                     Some(parent) => {
                         flags |= DELTA_PARENT;
-                        out.extend_from_slice(&parent.0);
+                        out.extend_from_slice(&parent);
                     }
                     None => flags |= DELTA_NO_PARENT,
                 }
-                if header.validators_hash != last.next_validators_hash {
+                if header.validators_hash != last.next_validators_hash.0 {
                     flags |= DELTA_VALIDATORS;
-                    out.extend_from_slice(&header.validators_hash.0);
+                    out.extend_from_slice(&header.validators_hash);
                 }
             }
         }
         if header.next_validators_hash != header.validators_hash {
             flags |= DELTA_NEXT_VALIDATORS;
-            out.extend_from_slice(&header.next_validators_hash.0);
+            out.extend_from_slice(&header.next_validators_hash);
         }
         let step = self.last.as_ref().and_then(|last| {
             i64::try_from(i128::from(header.time_ms) - i128::from(last.time_ms)).ok()
@@ -220,26 +232,26 @@ impl SegmentBuilder {
                 prost::encoding::encode_varint(header.time_ms, out);
             }
         }
-        out.extend_from_slice(&header.data_hash.0);
-        out.extend_from_slice(&header.state_root.0);
-        out.extend_from_slice(&header.history_root.0);
-        out.extend_from_slice(&header.proposer_address.0);
+        out.extend_from_slice(header.data_hash);
+        out.extend_from_slice(header.state_root);
+        out.extend_from_slice(header.history_root);
+        out.extend_from_slice(&header.proposer);
         out[flags_at] = flags;
         match &mut self.last {
             Some(last) => {
                 last.hash = *hash;
                 if flags & DELTA_CHAIN_ID != 0 {
                     last.chain_id.clear();
-                    last.chain_id.extend_from_slice(header.chain_id.as_bytes());
+                    last.chain_id.extend_from_slice(header.chain_id);
                 }
-                last.next_validators_hash = header.next_validators_hash;
+                last.next_validators_hash = Hash(header.next_validators_hash);
                 last.time_ms = header.time_ms;
             }
             None => {
                 self.last = Some(LastRow {
                     hash: *hash,
-                    chain_id: header.chain_id.as_bytes().to_vec(),
-                    next_validators_hash: header.next_validators_hash,
+                    chain_id: header.chain_id.to_vec(),
+                    next_validators_hash: Hash(header.next_validators_hash),
                     time_ms: header.time_ms,
                 });
             }

@@ -4,9 +4,9 @@
 //! exactly as their concatenation, errors indexed across the parts, nothing
 //! stored on an error.
 
-use headway_chain::{ChainGenerator, GeneratorConfig, Hashed};
+use headway_chain::{ChainGenerator, GeneratorConfig, Hashed, HashedCompact};
 use headway_store::{Store, StoreConfig, StoreError};
-use headway_wire::{BareHeader, Hash, SignedHeader};
+use headway_wire::{BareHeader, CompactHeaders, Hash, SignedHeader};
 
 fn chain(n: usize) -> Vec<SignedHeader> {
     ChainGenerator::new(GeneratorConfig::small(5))
@@ -177,5 +177,101 @@ fn a_proven_batch_whose_first_root_is_not_the_stores_is_refused_whole() {
         store.history_root(300).unwrap(),
         reference.history_root(300).unwrap()
     );
+    store.check_integrity().unwrap();
+}
+
+/// The compact range of `bare` headers from `start`, hashed from its columns.
+fn compact(bare: &[BareHeader], start: u64) -> HashedCompact {
+    HashedCompact::new(start, CompactHeaders::from_bare(bare).unwrap(), Vec::new()).unwrap()
+}
+
+/// Compact ranges are stored from their columns exactly as the same headers
+/// given as proven bare parts: rows, validator sets, roots, the hash index.
+/// A store that refuses them (a gap, the wrong first root, a wrong validator
+/// set) keeps nothing of the batch.
+#[test]
+fn compact_parts_are_stored_as_proven_bare_parts_are() {
+    let signed = chain(600);
+    let reference = Store::open_temporary(StoreConfig::new()).unwrap();
+    reference.save_headers(&signed).unwrap();
+    let bare_headers = bare(&signed, &reference);
+    let headers = Hashed::all(bare_headers.clone());
+
+    let proven = Store::open_temporary(StoreConfig::new()).unwrap();
+    proven.save_proven_bare_header_parts(&[&headers]).unwrap();
+    let store = Store::open_temporary(StoreConfig::new()).unwrap();
+    // One header, then parts across segment boundaries.
+    store
+        .save_proven_compact_parts(&[&compact(&bare_headers[..1], 1)])
+        .unwrap();
+    let ranges: Vec<HashedCompact> = (1..400)
+        .step_by(97)
+        .map(|from| compact(&bare_headers[from..(from + 97).min(400)], from as u64 + 1))
+        .collect();
+    store
+        .save_proven_compact_parts(&ranges.iter().collect::<Vec<_>>())
+        .unwrap();
+    assert_eq!(store.header_height(), 400);
+
+    // A gap between parts: refused whole.
+    let (a, b) = (
+        compact(&bare_headers[400..450], 401),
+        compact(&bare_headers[451..500], 452),
+    );
+    let error = store.save_proven_compact_parts(&[&a, &b]).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            StoreError::NonContiguousBatch {
+                expected: 451,
+                got: 452,
+                ..
+            }
+        ),
+        "{error}"
+    );
+    // A first header whose history root is not the store's MMR's.
+    let mut wrong = bare_headers[400..].to_vec();
+    wrong[0].header.history_root = Hash([9; 32]);
+    let error = store
+        .save_proven_compact_parts(&[&compact(&wrong, 401)])
+        .unwrap_err();
+    assert!(
+        matches!(error, StoreError::HistoryRootMismatch { height: 401, .. }),
+        "{error}"
+    );
+    // A validator set that is not the header's.
+    let mut wrong = bare_headers[400..].to_vec();
+    let (at, set) = wrong
+        .iter()
+        .enumerate()
+        .find_map(|(i, b)| b.validator_set.clone().map(|set| (i, set)))
+        .expect("the chain changes validators");
+    let other = wrong
+        .iter()
+        .skip(at + 1)
+        .find_map(|b| b.validator_set.clone().filter(|s| *s != set))
+        .expect("another set later");
+    wrong[at].validator_set = Some(other);
+    let error = store
+        .save_proven_compact_parts(&[&compact(&wrong, 401)])
+        .unwrap_err();
+    assert!(
+        matches!(error, StoreError::ValidatorSetMismatch { height, .. } if height == 401 + at as u64),
+        "{error}"
+    );
+    assert_eq!(store.header_height(), 400);
+    store.check_integrity().unwrap();
+
+    store
+        .save_proven_compact_parts(&[&compact(&bare_headers[400..], 401)])
+        .unwrap();
+    assert_eq!(view(&store, 600), view(&proven, 600));
+    for header in [&headers[0], &headers[299], &headers[599]] {
+        assert_eq!(
+            store.height_of(&header.hash()).unwrap(),
+            Some(header.header.height)
+        );
+    }
     store.check_integrity().unwrap();
 }

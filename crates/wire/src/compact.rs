@@ -18,6 +18,7 @@
 
 use crate::{
     WireError,
+    encoded::HeaderFields,
     limits::{MAX_COMPACT_PROPOSERS, MAX_HEADERS_V2},
     raw,
     types::{
@@ -247,6 +248,98 @@ impl CompactHeaders {
         out: &mut Vec<T>,
         mut make: impl FnMut(BareHeader) -> (T, Hash),
     ) -> Result<(), WireError> {
+        let mut cursor = self.cursor(start_height)?;
+        out.reserve(self.len());
+        let mut parent = self.parent_hash.map(|hash| hash.0);
+        while let Some((fields, set)) = cursor.next(parent)? {
+            let header = Header {
+                chain_id: self.chain_id.clone(),
+                height: fields.height,
+                time_ms: fields.time_ms,
+                last_block_id: fields.parent_hash.map(|hash| BlockId { hash: Hash(hash) }),
+                data_hash: Hash(*fields.data_hash),
+                validators_hash: Hash(fields.validators_hash),
+                next_validators_hash: Hash(fields.next_validators_hash),
+                state_root: Hash(*fields.state_root),
+                history_root: Hash(*fields.history_root),
+                proposer_address: Address(fields.proposer),
+            };
+            let (item, header_hash) = make(BareHeader {
+                header,
+                validator_set: set.cloned(),
+            });
+            parent = Some(header_hash.0);
+            out.push(item);
+        }
+        Ok(())
+    }
+
+    /// Validates the range as one starting at `start_height` and gives each
+    /// header's hash, as `hash` computes it from the header's fields, into
+    /// `out` (cleared first, and again on error): the struct-free way to
+    /// verify a compact range, for a requester that stores the fields as
+    /// they are ([`CompactHeaders::fields`]). Each header's parent is the
+    /// hash `hash` gave the one before.
+    ///
+    /// # Errors
+    ///
+    /// As [`CompactHeaders::expand`].
+    pub fn hash_into(
+        &self,
+        start_height: u64,
+        out: &mut Vec<Hash>,
+        mut hash: impl FnMut(&HeaderFields<'_>) -> Hash,
+    ) -> Result<(), WireError> {
+        out.clear();
+        let result = self.cursor(start_height).and_then(|mut cursor| {
+            out.reserve(self.len());
+            let mut parent = self.parent_hash.map(|hash| hash.0);
+            while let Some((fields, _)) = cursor.next(parent)? {
+                let header_hash = hash(&fields);
+                parent = Some(header_hash.0);
+                out.push(header_hash);
+            }
+            Ok(())
+        });
+        if result.is_err() {
+            out.clear();
+        }
+        result
+    }
+
+    /// The headers' fields from `start_height`, each with the validator set
+    /// it carries, the parent of each after the first being `hashes[i - 1]`.
+    /// Meant for a range [`CompactHeaders::hash_into`] accepted with the same
+    /// start, and the hashes it gave: the iterator then yields every header.
+    /// Otherwise it stops at the first header it cannot make (a range that
+    /// does not validate yields none), or at the first without a hash in
+    /// `hashes`.
+    pub fn fields<'a>(&'a self, start_height: u64, hashes: &'a [Hash]) -> CompactFields<'a> {
+        CompactFields {
+            cursor: self.cursor(start_height).ok(),
+            parent: self.parent_hash.map(|hash| hash.0),
+            hashes,
+        }
+    }
+
+    /// Each attached validator set with its header's index and
+    /// `validators_hash` (the range's first, or the `next_validators_hash`
+    /// of the last change before it): what a set must hash to, without
+    /// walking the headers between.
+    pub fn attached_sets(&self) -> impl Iterator<Item = (u32, &ValidatorSet, Hash)> + '_ {
+        let mut changes = self.validators_changes.iter().peekable();
+        let mut current = self.validators_hash;
+        self.validator_sets.iter().map(move |(index, set)| {
+            while let Some((_, next)) = changes.next_if(|(at, _)| at < index) {
+                current = *next;
+            }
+            (*index, set, current)
+        })
+    }
+
+    /// A cursor over the headers from `start_height`, after the range's
+    /// checks ([`CompactHeaders::validate`], the parent and the heights).
+    fn cursor(&self, start_height: u64) -> Result<Cursor<'_>, WireError> {
         self.validate()?;
         match (start_height, self.parent_hash) {
             (0, _) => {
@@ -267,24 +360,95 @@ impl CompactHeaders {
             }
             _ => {}
         }
-        let n = self.len();
-        if start_height.checked_add(n as u64 - 1).is_none() {
+        if start_height.checked_add(self.len() as u64 - 1).is_none() {
             return Err(WireError::Invalid {
                 field: "headers_v2_response.start_height",
                 rule: "the range's heights must fit in u64",
             });
         }
-        out.reserve(n);
-        let mut parent = self.parent_hash;
-        let mut validators_hash = self.validators_hash;
-        let mut time_ms = self.first_time_ms;
-        let mut changes = self.validators_changes.iter().peekable();
-        let mut sets = self.validator_sets.iter().peekable();
-        for (i, roots) in self.roots.chunks_exact(ROOTS_PER_HEADER).enumerate() {
-            if i > 0 {
-                time_ms = time_ms
-                    .checked_add_signed(self.time_deltas_ms[i - 1])
-                    .ok_or(WireError::Item {
+        Ok(Cursor {
+            compact: self,
+            start_height,
+            index: 0,
+            validators_hash: self.validators_hash.0,
+            time_ms: self.first_time_ms,
+            change: 0,
+            set: 0,
+        })
+    }
+}
+
+/// The fields of a compact range's headers ([`CompactHeaders::fields`]).
+#[derive(Debug, Clone)]
+pub struct CompactFields<'a> {
+    cursor: Option<Cursor<'a>>,
+    parent: Option<[u8; 32]>,
+    hashes: &'a [Hash],
+}
+
+impl<'a> Iterator for CompactFields<'a> {
+    type Item = (HeaderFields<'a>, Option<&'a ValidatorSet>);
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        let cursor = self.cursor.as_mut()?;
+        let item = match self.hashes.get(cursor.index) {
+            Some(hash) => cursor
+                .next(self.parent)
+                .ok()
+                .flatten()
+                .map(|item| (item, hash)),
+            None => None,
+        };
+        match item {
+            Some((item, hash)) => {
+                self.parent = Some(hash.0);
+                Some(item)
+            }
+            None => {
+                self.cursor = None;
+                None
+            }
+        }
+    }
+}
+
+/// Walks a checked compact range header by header, carrying what each
+/// header takes from the one before (see [`CompactHeaders::cursor`]).
+#[derive(Debug, Clone)]
+struct Cursor<'a> {
+    compact: &'a CompactHeaders,
+    start_height: u64,
+    index: usize,
+    validators_hash: [u8; 32],
+    time_ms: u64,
+    /// The next entries of `validators_changes` and `validator_sets`.
+    change: usize,
+    set: usize,
+}
+
+impl<'a> Cursor<'a> {
+    /// The next header's fields, its parent being `parent`; `None` past the
+    /// last.
+    #[inline]
+    fn next(
+        &mut self,
+        parent: Option<[u8; 32]>,
+    ) -> Result<Option<(HeaderFields<'a>, Option<&'a ValidatorSet>)>, WireError> {
+        let compact = self.compact;
+        let i = self.index;
+        let Some(roots) = compact
+            .roots
+            .get(i * ROOTS_PER_HEADER..(i + 1) * ROOTS_PER_HEADER)
+        else {
+            return Ok(None);
+        };
+        if i > 0 {
+            let delta = compact.time_deltas_ms.get(i - 1).copied().unwrap_or(0);
+            self.time_ms =
+                self.time_ms
+                    .checked_add_signed(delta)
+                    .ok_or_else(|| WireError::Item {
                         field: "compact_headers.time_deltas_ms",
                         index: i - 1,
                         source: Box::new(WireError::Invalid {
@@ -292,37 +456,63 @@ impl CompactHeaders {
                             rule: "takes the time outside u64",
                         }),
                     })?;
-            }
-            let index = i as u32;
-            let next_validators_hash = match changes.next_if(|(at, _)| *at == index) {
-                Some((_, next)) => *next,
-                None => validators_hash,
-            };
-            let validator_set = sets
-                .next_if(|(at, _)| *at == index)
-                .map(|(_, set)| set.clone());
-            let header = Header {
-                chain_id: self.chain_id.clone(),
-                height: start_height + i as u64,
-                time_ms,
-                last_block_id: parent.map(|hash| BlockId { hash }),
-                data_hash: Hash(fixed("compact_headers.roots", &roots[..32])?),
-                validators_hash,
-                next_validators_hash,
-                state_root: Hash(fixed("compact_headers.roots", &roots[32..64])?),
-                history_root: Hash(fixed("compact_headers.roots", &roots[64..])?),
-                proposer_address: self.proposers[usize::from(self.proposer_indexes[i])],
-            };
-            let (item, header_hash) = make(BareHeader {
-                header,
-                validator_set,
-            });
-            parent = Some(header_hash);
-            validators_hash = next_validators_hash;
-            out.push(item);
         }
-        Ok(())
+        let index = i as u32;
+        let validators_hash = self.validators_hash;
+        let next_validators_hash = match compact.validators_changes.get(self.change) {
+            Some((at, next)) if *at == index => {
+                self.change += 1;
+                next.0
+            }
+            _ => validators_hash,
+        };
+        let validator_set = match compact.validator_sets.get(self.set) {
+            Some((at, set)) if *at == index => {
+                self.set += 1;
+                Some(set)
+            }
+            _ => None,
+        };
+        let proposer = compact
+            .proposer_indexes
+            .get(i)
+            .and_then(|&p| compact.proposers.get(usize::from(p)))
+            .ok_or_else(|| WireError::Item {
+                field: "compact_headers.proposer_indexes",
+                index: i,
+                source: Box::new(WireError::Invalid {
+                    field: "proposer_index",
+                    rule: "must name one of the proposers",
+                }),
+            })?;
+        let fields = HeaderFields {
+            chain_id: compact.chain_id.as_bytes(),
+            height: self.start_height + i as u64,
+            time_ms: self.time_ms,
+            parent_hash: parent,
+            data_hash: root(roots, 0)?,
+            validators_hash,
+            next_validators_hash,
+            state_root: root(roots, 1)?,
+            history_root: root(roots, 2)?,
+            proposer: proposer.0,
+        };
+        self.validators_hash = next_validators_hash;
+        self.index += 1;
+        Ok(Some((fields, validator_set)))
     }
+}
+
+/// The `k`-th 32-byte root of a header's 96 bytes of roots.
+#[inline]
+fn root(roots: &[u8], k: usize) -> Result<&[u8; 32], WireError> {
+    roots
+        .get(k * 32..(k + 1) * 32)
+        .and_then(|r| r.try_into().ok())
+        .ok_or(WireError::Invalid {
+            field: "compact_headers.roots",
+            rule: "must hold 96 bytes per header",
+        })
 }
 
 /// The index of `proposer` among `proposers`, added if new; `None` when
@@ -543,6 +733,52 @@ mod tests {
                     .iter()
                     .all(|(bare, hash)| toy_hash(&bare.header) == *hash)
             );
+        }
+    }
+
+    /// `toy_hash` of the header with these fields.
+    fn fields_hash(fields: &HeaderFields<'_>) -> Hash {
+        let mut bytes = Vec::new();
+        fields.encode(&mut bytes);
+        toy_hash(&Header::try_from(raw::Header::decode(&bytes[..]).unwrap()).unwrap())
+    }
+
+    /// Hashing from the columns gives the hashes expansion gives, and the
+    /// fields given with them are the expanded headers' (with their sets);
+    /// fields stop where the hashes do.
+    #[test]
+    fn the_struct_free_path_agrees_with_expansion() {
+        for (start, n) in [(1, 1), (1, 9), (500, 9), (7, 2000)] {
+            let headers = linked(start, n);
+            let compact = CompactHeaders::from_bare(&headers).unwrap();
+            let pairs = compact.expand(start, toy_hash).unwrap();
+            let mut hashes = Vec::new();
+            compact.hash_into(start, &mut hashes, fields_hash).unwrap();
+            assert_eq!(hashes, pairs.iter().map(|(_, h)| *h).collect::<Vec<_>>());
+            let fields: Vec<_> = compact.fields(start, &hashes).collect();
+            assert_eq!(fields.len(), n);
+            for ((fields, set), bare) in fields.iter().zip(&headers) {
+                assert_eq!(*fields, HeaderFields::of(&bare.header));
+                assert_eq!(*set, bare.validator_set.as_ref());
+            }
+            // The sets' own validators hashes, without the walk.
+            let sets: Vec<_> = compact.attached_sets().collect();
+            assert_eq!(sets.len(), usize::from(n > 4));
+            for (index, set, validators_hash) in sets {
+                let bare = &headers[index as usize];
+                assert_eq!(Some(set), bare.validator_set.as_ref());
+                assert_eq!(validators_hash, bare.header.validators_hash);
+            }
+            // Fewer hashes than headers: the fields stop with them.
+            assert_eq!(compact.fields(start, &hashes[..n / 2]).count(), n / 2);
+            // Another start than the one hashed: the heights follow it.
+            if start > 1 {
+                let moved: Vec<u64> = compact
+                    .fields(start + 1, &hashes)
+                    .map(|(f, _)| f.height)
+                    .collect();
+                assert_eq!(moved.first(), Some(&(start + 1)));
+            }
         }
     }
 
@@ -823,6 +1059,11 @@ mod tests {
             let mut bad = good.clone();
             edit(&mut bad);
             assert_eq!(field(expanded(&bad, 500).unwrap_err()), name, "{bad:?}");
+            // The struct-free path refuses it alike, and keeps no hash.
+            let mut hashes = vec![Hash([1; 32])];
+            let error = bad.hash_into(500, &mut hashes, fields_hash).unwrap_err();
+            assert_eq!(field(error), name, "{bad:?}");
+            assert!(hashes.is_empty());
         }
         // The parent: present exactly above height 1.
         assert_eq!(

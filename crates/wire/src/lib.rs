@@ -47,7 +47,7 @@ pub mod raw {
     include!(concat!(env!("OUT_DIR"), "/headway.v1.rs"));
 }
 
-pub use compact::CompactHeaders;
+pub use compact::{CompactFields, CompactHeaders};
 pub use error::{FrameError, WireError};
 pub use messages::*;
 pub use types::*;
