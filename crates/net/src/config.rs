@@ -28,6 +28,25 @@ pub const MAX_INITIAL_CONGESTION_WINDOW: u64 = 1024 * 1024;
 /// QUIC datagrams, RFC 9002's floor.
 pub const MIN_INITIAL_CONGESTION_WINDOW: u64 = 2 * 1200;
 
+/// Default [`NetConfig::max_udp_payload_size`]: quinn's own ceiling, what a
+/// 1500-byte Ethernet path carries over IPv6 (1500 − 40 − 8).
+pub const DEFAULT_MAX_UDP_PAYLOAD_SIZE: u16 = 1452;
+/// Largest accepted [`NetConfig::max_udp_payload_size`]. quinn sends up to
+/// ten datagrams in one GSO batch ([`GSO_BATCH_DATAGRAMS`]), and the kernel
+/// refuses a batch whose payloads add up to more than one UDP datagram can
+/// carry (65 507 bytes over IPv4) with `EMSGSIZE`, which quinn-udp ignores as
+/// it would a failed MTU probe: the whole batch is lost, quinn takes the
+/// losses for a black hole and drops to 1 200-byte datagrams, and probes
+/// again later. With datagrams of 7 000 bytes a loopback header sync
+/// stalled on this cycle; 65 507 / 10 keeps every full batch sendable.
+pub const MAX_UDP_PAYLOAD_SIZE: u16 = (65_507 / GSO_BATCH_DATAGRAMS) as u16;
+/// Smallest accepted [`NetConfig::max_udp_payload_size`]: QUIC's minimum
+/// datagram (RFC 9000 §14).
+pub const MIN_UDP_PAYLOAD_SIZE: u16 = 1200;
+/// Most datagrams quinn 0.11 puts in one GSO send (its
+/// `MAX_TRANSMIT_SEGMENTS`).
+pub const GSO_BATCH_DATAGRAMS: u32 = 10;
+
 /// Transport limits and timeouts.
 #[derive(Debug, Clone)]
 pub struct NetConfig {
@@ -62,6 +81,13 @@ pub struct NetConfig {
     /// ([`DEFAULT_INITIAL_CONGESTION_WINDOW`]; between
     /// [`MIN_INITIAL_CONGESTION_WINDOW`] and [`MAX_INITIAL_CONGESTION_WINDOW`]).
     pub initial_congestion_window: u64,
+    /// Largest UDP payload this node sends and accepts, in bytes: the
+    /// ceiling of path MTU discovery, which starts every connection at
+    /// 1 200 and probes upwards ([`DEFAULT_MAX_UDP_PAYLOAD_SIZE`]; between
+    /// [`MIN_UDP_PAYLOAD_SIZE`] and [`MAX_UDP_PAYLOAD_SIZE`]). Paths with a
+    /// larger MTU than Ethernet's (loopback, jumbo frames) carry the same
+    /// bytes in fewer datagrams, and QUIC's cost is mostly per datagram.
+    pub max_udp_payload_size: u16,
 }
 
 impl Default for NetConfig {
@@ -81,6 +107,7 @@ impl Default for NetConfig {
             response_deadline: Duration::from_secs(10),
             socket_buffer_bytes: DEFAULT_SOCKET_BUFFER_BYTES,
             initial_congestion_window: DEFAULT_INITIAL_CONGESTION_WINDOW,
+            max_udp_payload_size: DEFAULT_MAX_UDP_PAYLOAD_SIZE,
         }
     }
 }

@@ -38,7 +38,10 @@ use tracing::{debug, info, warn};
 
 use crate::{
     NetConfig, NetError, NodeKey, PeerId,
-    config::{MAX_INITIAL_CONGESTION_WINDOW, MIN_INITIAL_CONGESTION_WINDOW},
+    config::{
+        MAX_INITIAL_CONGESTION_WINDOW, MAX_UDP_PAYLOAD_SIZE, MIN_INITIAL_CONGESTION_WINDOW,
+        MIN_UDP_PAYLOAD_SIZE,
+    },
     identity::{self, SERVER_NAME},
     peers::{BanList, BootstrapPeer, Dialler},
 };
@@ -313,7 +316,7 @@ impl Network {
         };
         let socket = bind_udp(config.listen, config.socket_buffer_bytes).map_err(bind_error)?;
         let endpoint = quinn::Endpoint::new(
-            quinn::EndpointConfig::default(),
+            endpoint_config(&config)?,
             Some(server),
             socket,
             Arc::new(quinn::TokioRuntime),
@@ -1212,6 +1215,19 @@ async fn read_pushes(inner: Arc<Inner>, peer: PeerId, mut recv: quinn::RecvStrea
     }
 }
 
+/// The endpoint's settings: it accepts datagrams as large as it sends
+/// (quinn sizes its receive buffers by this, so it is not raised further).
+fn endpoint_config(config: &NetConfig) -> Result<quinn::EndpointConfig, NetError> {
+    let mut endpoint = quinn::EndpointConfig::default();
+    endpoint
+        .max_udp_payload_size(config.max_udp_payload_size)
+        .map_err(|e| NetError::InvalidConfig {
+            field: "max_udp_payload_size",
+            reason: e.to_string(),
+        })?;
+    Ok(endpoint)
+}
+
 /// The QUIC transport settings of every connection, from `config`.
 fn transport_config(config: &NetConfig) -> Result<quinn::TransportConfig, NetError> {
     let window = config.initial_congestion_window;
@@ -1223,8 +1239,19 @@ fn transport_config(config: &NetConfig) -> Result<quinn::TransportConfig, NetErr
             ),
         });
     }
+    let payload = config.max_udp_payload_size;
+    if !(MIN_UDP_PAYLOAD_SIZE..=MAX_UDP_PAYLOAD_SIZE).contains(&payload) {
+        return Err(NetError::InvalidConfig {
+            field: "max_udp_payload_size",
+            reason: format!(
+                "{payload} bytes is outside {MIN_UDP_PAYLOAD_SIZE}..={MAX_UDP_PAYLOAD_SIZE}"
+            ),
+        });
+    }
     let mut congestion = quinn::congestion::CubicConfig::default();
     congestion.initial_window(window);
+    let mut mtu_discovery = quinn::MtuDiscoveryConfig::default();
+    mtu_discovery.upper_bound(payload);
     let mut transport = quinn::TransportConfig::default();
     transport
         .max_concurrent_bidi_streams(VarInt::from_u32(config.max_concurrent_requests_per_peer))
@@ -1239,6 +1266,7 @@ fn transport_config(config: &NetConfig) -> Result<quinn::TransportConfig, NetErr
             })?,
         ))
         .congestion_controller_factory(Arc::new(congestion))
+        .mtu_discovery_config(Some(mtu_discovery))
         // Responses leave in the order they were written, each whole before
         // the next, rather than round-robin: a requester with several
         // requests in flight gets its first answer after a quarter of the

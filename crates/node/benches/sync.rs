@@ -28,6 +28,8 @@
 //!   for the client's and peers' logs on stderr.
 //! - `HEADWAY_BENCH_DIR`: chain cache and results (default `<target dir>/bench-sync`).
 //! - `HEADWAY_BENCH_PLOT`: where the PNG goes (default `docs/bench/header-sync.png`).
+//! - `HEADWAY_BENCH_UDP_PAYLOAD`: the datagram ceiling of every node, in bytes
+//!   (default 1452, a node's; at most 6550).
 //! - `HEADWAY_BENCH_ONLY=issue8|issue9|v1|v2|v2-bare|pair|cache|plot`: one part only
 //!   (`v2`: v2 with 8 peers on loopback and at +50 ms, or at the added RTTs listed in
 //!   `HEADWAY_BENCH_RTT_MS=0,50`, for profiling; `pair`: v1 then v2 there; both

@@ -5,7 +5,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use headway_net::{BootstrapPeer, PeerId};
+use headway_net::{BootstrapPeer, MAX_UDP_PAYLOAD_SIZE, MIN_UDP_PAYLOAD_SIZE, PeerId};
 use serde::Deserialize;
 
 /// Which header sync protocol a node uses.
@@ -89,6 +89,12 @@ pub struct P2pSection {
     /// queues (default: the core count, clamped to 2..=16; at most
     /// [`MAX_ANSWER_CONCURRENCY`]).
     pub answer_concurrency: Option<usize>,
+    /// Largest UDP payload sent and accepted, the ceiling of path MTU
+    /// discovery (default [`headway_net::DEFAULT_MAX_UDP_PAYLOAD_SIZE`];
+    /// between [`headway_net::MIN_UDP_PAYLOAD_SIZE`] and
+    /// [`headway_net::MAX_UDP_PAYLOAD_SIZE`]). Raise it on paths with a
+    /// larger MTU than Ethernet's (jumbo frames, loopback).
+    pub max_udp_payload_size: Option<u16>,
 }
 
 /// Largest accepted `p2p.answer_concurrency`: each answer holds a blocking
@@ -343,6 +349,16 @@ impl Config {
                 ),
             });
         }
+        if let Some(n) = config.p2p.max_udp_payload_size
+            && !(MIN_UDP_PAYLOAD_SIZE..=MAX_UDP_PAYLOAD_SIZE).contains(&n)
+        {
+            return Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                what: format!(
+                    "p2p.max_udp_payload_size is {n}; it must be between {MIN_UDP_PAYLOAD_SIZE} and {MAX_UDP_PAYLOAD_SIZE} bytes"
+                ),
+            });
+        }
         if config.sync.request_timeout_ms == 0 {
             return Err(ConfigError::Invalid {
                 path: path.to_path_buf(),
@@ -449,7 +465,10 @@ pub fn template(
          # Most inbound connections.\n\
          max_inbound = 64\n\
          # Peer requests answered at once (default: the core count, 2 to 16).\n\
-         # answer_concurrency = 4\n\n\
+         # answer_concurrency = 4\n\
+         # Largest UDP payload sent and accepted, in bytes (1200 to 6550; default 1452, what an\n\
+         # Ethernet path carries). Raise it where the path MTU is larger (jumbo frames).\n\
+         # max_udp_payload_size = 1452\n\n\
          [sync]\n\
          # Header sync protocol: \"v1\" (batches of 50, R1-R8) or \"v2\" (parallel MMR ranges).\n\
          header_sync = \"{sync}\"\n\
@@ -539,9 +558,17 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
-    #[test]
-    fn answer_concurrency_out_of_range_is_refused() {
-        let dir = std::env::temp_dir().join(format!("headway-answers-{}", std::process::id()));
+    /// Loads the template with `placeholder` (a commented-out setting)
+    /// replaced by `setting = n` for each case, and checks which load:
+    /// those that do give `n` back through `get`, the others an error
+    /// naming the setting.
+    fn check_setting_range<T: Copy + std::fmt::Display + PartialEq + std::fmt::Debug>(
+        placeholder: &str,
+        setting: &str,
+        cases: &[(T, bool)],
+        get: impl Fn(&Config) -> Option<T>,
+    ) {
+        let dir = std::env::temp_dir().join(format!("headway-{setting}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let text = template(
             "127.0.0.1:1".parse().unwrap(),
@@ -551,34 +578,55 @@ mod tests {
             HeaderSyncMode::V1,
         );
         assert_eq!(
-            toml::from_str::<Config>(&text)
-                .unwrap()
-                .p2p
-                .answer_concurrency,
+            get(&toml::from_str::<Config>(&text).unwrap()),
             None,
             "the template leaves the default"
         );
-        for (n, ok) in [
-            (0, false),
-            (1, true),
-            (MAX_ANSWER_CONCURRENCY, true),
-            (MAX_ANSWER_CONCURRENCY + 1, false),
-        ] {
-            let path = dir.join(format!("answers-{n}.toml"));
-            let edited = text.replace(
-                "# answer_concurrency = 4",
-                &format!("answer_concurrency = {n}"),
-            );
-            assert_ne!(edited, text, "the template mentions the setting");
+        for &(n, ok) in cases {
+            let path = dir.join(format!("{setting}-{n}.toml"));
+            let edited = text.replace(placeholder, &format!("{setting} = {n}"));
+            assert_ne!(edited, text, "the template mentions {setting}");
             std::fs::write(&path, edited).unwrap();
             let result = Config::load(&path);
-            assert_eq!(result.is_ok(), ok, "concurrency {n}: {result:?}");
+            assert_eq!(result.is_ok(), ok, "{setting} = {n}: {result:?}");
             match result {
-                Ok(config) => assert_eq!(config.p2p.answer_concurrency, Some(n)),
-                Err(e) => assert!(e.to_string().contains("answer_concurrency is"), "{e}"),
+                Ok(config) => assert_eq!(get(&config), Some(n)),
+                Err(e) => assert!(e.to_string().contains(&format!("{setting} is")), "{e}"),
             }
         }
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn answer_concurrency_out_of_range_is_refused() {
+        check_setting_range(
+            "# answer_concurrency = 4",
+            "answer_concurrency",
+            &[
+                (0, false),
+                (1, true),
+                (MAX_ANSWER_CONCURRENCY, true),
+                (MAX_ANSWER_CONCURRENCY + 1, false),
+            ],
+            |config| config.p2p.answer_concurrency,
+        );
+    }
+
+    #[test]
+    fn max_udp_payload_size_out_of_range_is_refused() {
+        check_setting_range(
+            "# max_udp_payload_size = 1452",
+            "max_udp_payload_size",
+            &[
+                (0, false),
+                (MIN_UDP_PAYLOAD_SIZE - 1, false),
+                (MIN_UDP_PAYLOAD_SIZE, true),
+                (MAX_UDP_PAYLOAD_SIZE, true),
+                (MAX_UDP_PAYLOAD_SIZE + 1, false),
+                (9000, false),
+            ],
+            |config| config.p2p.max_udp_payload_size,
+        );
     }
 
     #[test]

@@ -138,6 +138,9 @@ pub async fn run(
     if let Some(max) = config.p2p.max_inbound {
         net_config.max_inbound_connections = max;
     }
+    if let Some(bytes) = config.p2p.max_udp_payload_size {
+        net_config.max_udp_payload_size = bytes;
+    }
     let (net, mut events) = Network::start(key, net_config, bootstrap).await?;
 
     let (headersync, headersync_task) = HeaderSync::spawn(

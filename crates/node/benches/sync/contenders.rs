@@ -26,12 +26,15 @@ use headway_chain::verify_batch;
 use headway_headersync::{
     HeaderSync, HeaderSyncInput, ParallelConfig, ReactorConfig, SyncMode, v2::verify_range,
 };
-use headway_net::{NetConfig, NetEvent, Network, NodeKey, PeerId};
+use headway_net::{NetEvent, Network, NodeKey, PeerId};
 use headway_store::{Store, StoreConfig};
 use headway_wire::{ErrorCode, GetHeaders, ProofKind, Push, Request, Response};
 use tokio::{runtime::Handle, task::JoinHandle};
 
-use crate::{cache::Chain, peers::ServingPeer};
+use crate::{
+    cache::Chain,
+    peers::{self, ServingPeer},
+};
 use headway_net::testing::DelayRelay;
 
 /// How often the header height is sampled.
@@ -165,7 +168,7 @@ async fn client(env: &Env) -> (Store, Network, tokio::sync::mpsc::Receiver<NetEv
     })
     .await
     .expect("client store task");
-    let (net, events) = Network::start(NodeKey::generate(), NetConfig::default(), vec![])
+    let (net, events) = Network::start(NodeKey::generate(), peers::net_config(), vec![])
         .await
         .expect("client transport");
     (store, net, events)

@@ -19,7 +19,7 @@ use headway_headersync::{
     RateLimiter,
     server::{DEFAULT_RATE_WINDOW, get_headers_weight, rate_limited},
 };
-use headway_net::{NetConfig, NetEvent, Network, NodeKey, PeerId};
+use headway_net::{DEFAULT_MAX_UDP_PAYLOAD_SIZE, NetConfig, NetEvent, Network, NodeKey, PeerId};
 use headway_store::Store;
 use headway_wire::{Features, Push, StatusResponse, limits::MAX_HEADERS_PER_BATCH};
 use tokio::task::JoinHandle;
@@ -37,6 +37,26 @@ pub struct ServingPeer {
     task: JoinHandle<()>,
 }
 
+/// The transport settings of every node in the bench: a node's defaults.
+/// `HEADWAY_BENCH_UDP_PAYLOAD=<bytes>` sets the datagram ceiling
+/// ([`NetConfig::max_udp_payload_size`], at most
+/// `headway_net::MAX_UDP_PAYLOAD_SIZE`) of the client and the serving peers
+/// alike; loopback's MTU is 64 KiB, and the relays of the delayed cells
+/// forward datagrams of any size.
+pub fn net_config() -> NetConfig {
+    let max_udp_payload_size = match std::env::var("HEADWAY_BENCH_UDP_PAYLOAD") {
+        Ok(bytes) => bytes
+            .trim()
+            .parse()
+            .expect("HEADWAY_BENCH_UDP_PAYLOAD in bytes"),
+        Err(_) => DEFAULT_MAX_UDP_PAYLOAD_SIZE,
+    };
+    NetConfig {
+        max_udp_payload_size,
+        ..NetConfig::default()
+    }
+}
+
 impl ServingPeer {
     /// Starts a peer serving `store` up to `tip`, allowing each client
     /// `get_headers_per_second` `GetHeaders` per sliding second. Must run
@@ -44,7 +64,7 @@ impl ServingPeer {
     pub async fn start(store: Store, tip: u64, get_headers_per_second: usize) -> ServingPeer {
         let config = NetConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            ..NetConfig::default()
+            ..net_config()
         };
         let (net, mut events) = Network::start(NodeKey::generate(), config, vec![])
             .await
