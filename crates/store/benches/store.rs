@@ -425,9 +425,55 @@ fn compact_ranges(c: &mut Criterion) {
     group.finish();
 }
 
+/// What a serving peer computes from the history MMR for each v2 answer:
+/// the requester's commitment `C(x)` to compare with ours, then the proof
+/// of the range's last header into it; for ranges of [`COMPACT_RANGE`]
+/// below `x` = [`COMPACT_HEADERS`]. The store reads the nodes from its node
+/// file (the upper ones from memory once read); the raw primitive is
+/// `headway-mmr` over the same leaves held in memory.
+fn v2_answer_proofs(c: &mut Criterion) {
+    use headway_mmr::{MemStore, Mmr};
+
+    let (headers, _) = common::build_chain(1, COMPACT_HEADERS, false);
+    let store = Store::open_temporary(config()).unwrap();
+    store.save_headers(&headers).unwrap();
+    let mut memory = Mmr::new(MemStore::new()).unwrap();
+    for h in &headers {
+        memory.append(&h.header.hash().0).unwrap();
+    }
+    let x = COMPACT_HEADERS;
+    let lasts: Vec<u64> = (COMPACT_RANGE..=x)
+        .step_by(COMPACT_RANGE as usize)
+        .collect();
+    assert_eq!(store.history_root(x).unwrap().0, memory.root_at(x).unwrap());
+    assert_eq!(
+        store.prove_header(lasts[0], x).unwrap(),
+        memory.prove_inclusion(lasts[0] - 1, x).unwrap()
+    );
+    let mut group = c.benchmark_group("v2_answer_proofs");
+    group.throughput(Throughput::Elements(lasts.len() as u64));
+    group.bench_function("store", |b| {
+        b.iter(|| {
+            for &last in &lasts {
+                black_box(store.history_root(x).unwrap());
+                black_box(store.prove_header(last, x).unwrap());
+            }
+        });
+    });
+    group.bench_function("raw_mmr_in_memory", |b| {
+        b.iter(|| {
+            for &last in &lasts {
+                black_box(memory.root_at(x).unwrap());
+                black_box(memory.prove_inclusion(last - 1, x).unwrap());
+            }
+        });
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = quick();
-    targets = headers, state, snapshot, compact_ranges
+    targets = headers, state, snapshot, compact_ranges, v2_answer_proofs
 }
 criterion_main!(benches);

@@ -220,6 +220,33 @@ fn history_proofs_survive_a_restart() {
 }
 
 #[test]
+fn history_roots_and_proofs_hold_as_the_chain_grows_past_the_cached_nodes() {
+    // Past 256 headers the MMR has nodes the store keeps in memory once
+    // read, and the last C(x) asked for is kept too: roots and proofs asked
+    // between batches, the same x again and new ones, must stay those of
+    // the chain.
+    let (headers, _) = common::simple_chain(4, 1_100);
+    let store = Store::open_temporary(StoreConfig::new()).unwrap();
+    let leaf = |h: u64| LeafHash::of(&headers[(h - 1) as usize].header.hash().0);
+    for batch in headers.chunks(97) {
+        store.save_headers(batch).unwrap();
+        let top = store.header_height();
+        for x in [top / 2, top - 1, top - 1, 1, top - 1]
+            .into_iter()
+            .filter(|&x| x >= 1)
+        {
+            let root = store.history_root(x).unwrap();
+            assert_eq!(root, headers[x as usize].header.history_root, "C({x})");
+            for h in [1, x / 2 + 1, x] {
+                let proof = store.prove_header(h, x).unwrap();
+                verify_inclusion(&root.0, x, h - 1, &leaf(h), &proof).unwrap();
+            }
+        }
+    }
+    store.check_integrity().unwrap();
+}
+
+#[test]
 fn generated_blocks_execute_into_the_store() {
     let (generator, blocks) = generated(25);
     let store = Store::open_temporary(StoreConfig::new().with_snapshot_period(4)).unwrap();
