@@ -25,8 +25,11 @@ const BUILD_BATCH: usize = 1000;
 pub struct Chain {
     /// The tip height.
     pub tip: u64,
-    /// The store the serving peers answer from (shared by all of them).
+    /// The store the serving peers answer from (shared by all of them): a
+    /// copy of the cache in memory (see [`MemoryCopy`]).
     pub store: Store,
+    /// Removes that copy when the chain is dropped (after `store`).
+    _copy: MemoryCopy,
     /// Signed headers `1..=tip` (index `h - 1`).
     pub headers: Arc<Vec<SignedHeader>>,
     /// Trusted state at height 1.
@@ -89,7 +92,8 @@ impl Chain {
             eprintln!("[cache] built in {:.1} s", started.elapsed().as_secs_f64());
         }
         let started = Instant::now();
-        let store = Store::open(path.join("store"), config).expect("opening the cached chain");
+        let copy = MemoryCopy::of(&path.join("store"));
+        let store = Store::open(&copy.0, config).expect("opening the cached chain");
         let tip = store.header_height();
         assert_eq!(tip, len, "cached chain at {} is incomplete", path.display());
         let headers: Vec<SignedHeader> = (1..=tip)
@@ -115,8 +119,57 @@ impl Chain {
         Chain {
             tip,
             store,
+            _copy: copy,
             headers: Arc::new(headers),
             genesis,
+        }
+    }
+}
+
+/// The serving store, copied into memory (`/dev/shm`, else the temporary
+/// directory) for the run, as the syncing node's store is.
+///
+/// This VM drops clean page-cache pages within seconds even with most of
+/// its memory free (a third of a freshly read 156 MB header log was gone
+/// 20 s later), so serving peers reading the cache where it lies read from
+/// the virtual disk: readahead and I/O were ~14% of their CPU in a profile,
+/// and their latency varied from run to run. A serving node with its
+/// headers in memory is what the loopback cells mean to measure.
+struct MemoryCopy(PathBuf);
+
+impl MemoryCopy {
+    fn of(store: &Path) -> MemoryCopy {
+        let shm = Path::new("/dev/shm");
+        let base = if shm.is_dir() {
+            shm.to_owned()
+        } else {
+            std::env::temp_dir()
+        };
+        let dir = base.join(format!("headway-bench-store-{}", std::process::id()));
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).expect("removing a stale serving-store copy");
+        }
+        copy_dir(store, &dir);
+        MemoryCopy(dir)
+    }
+}
+
+impl Drop for MemoryCopy {
+    fn drop(&mut self) {
+        // Best effort: a leftover copy is removed by the next run of this pid.
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("creating the serving-store copy");
+    for entry in std::fs::read_dir(from).expect("reading the cached store") {
+        let entry = entry.expect("reading the cached store");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("cached store entry").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copying the cached store");
         }
     }
 }

@@ -240,10 +240,12 @@ async fn run_reactor(env: &Env, scenario: Scenario, config: ReactorConfig) -> Ru
     });
     let started = Instant::now();
     let cpu_before = process_cpu_ms();
+    let steal_before = machine_steal_ms();
     let roles_before = cpu_by_role();
     dial_all(&net, &servers.dial).await;
     let (duration, complete, series) = observe(&sync, started, env.chain.tip).await;
     let cpu_ms = process_cpu_ms().saturating_sub(cpu_before);
+    let steal_ms = machine_steal_ms().saturating_sub(steal_before);
     let roles = cpu_by_role().since(&roles_before);
     let m = sync.metrics();
     let counters = vec![
@@ -274,6 +276,7 @@ async fn run_reactor(env: &Env, scenario: Scenario, config: ReactorConfig) -> Ru
             "cores_x100",
             (cpu_ms as f64 / duration.as_secs_f64().max(1e-9) / 10.0).round() as u64,
         ),
+        ("steal_ms", steal_ms),
     ];
     let synced = store.header_height() - 1;
     task.abort();
@@ -585,6 +588,24 @@ pub fn cpu_by_role() -> CpuSnapshot {
         snapshot.0.insert(tid, (role, ns / 1000));
     }
     snapshot
+}
+
+/// Time the hypervisor kept this machine's vCPUs from running although
+/// they had work (*steal*), over all of them so far, in ms, from the
+/// `cpu` line of `/proc/stat` (0 where there is none). A run that lost
+/// tens of ms to steal says so in its counters: on this shared host it
+/// explains the slowest runs of a cell better than anything of ours.
+pub fn machine_steal_ms() -> u64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/stat") else {
+        return 0;
+    };
+    // cpu user nice system idle iowait irq softirq steal ...
+    stat.lines()
+        .next()
+        .filter(|line| line.starts_with("cpu "))
+        .and_then(|line| line.split_whitespace().nth(8))
+        .and_then(|steal| steal.parse::<u64>().ok())
+        .map_or(0, |ticks| ticks * 10) // USER_HZ is 100 on Linux
 }
 
 /// CPU time (user + system) of this whole process so far, in ms, from
