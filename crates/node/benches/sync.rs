@@ -20,7 +20,10 @@
 //!    name), and the loopback v2 cells are set against the v2 hash-only
 //!    bound, measured right before each of their runs (so that a slow
 //!    spell of the shared host weighs on both), per header of CPU as well as
-//!    in headers/s.
+//!    in headers/s. A probe sends v2-bare's requests to 8 peers and drops
+//!    the answers (`v2-fetch`): with what it costs per header and what the
+//!    bound costs, it gives the ceiling a sync on these shared cores cannot
+//!    pass even with its store free.
 //! 3. Writes `results.json` (every figure and every 20 ms height sample) to
 //!    the bench directory and the plot to `docs/bench/header-sync.png`.
 //!
@@ -32,10 +35,11 @@
 //! - `HEADWAY_BENCH_PLOT`: where the PNG goes (default `docs/bench/header-sync.png`).
 //! - `HEADWAY_BENCH_UDP_PAYLOAD`: the datagram ceiling of every node, in bytes
 //!   (default 1452, a node's; at most 6550).
-//! - `HEADWAY_BENCH_ONLY=issue8|issue9|v1|v2|v2-bare|pair|cache|plot`: one part only
+//! - `HEADWAY_BENCH_ONLY=issue8|issue9|v1|v2|v2-bare|v2-fetch|pair|cache|plot`: one part only
 //!   (`v2`: v2 with 8 peers on loopback and at +50 ms, or at the added RTTs listed in
 //!   `HEADWAY_BENCH_RTT_MS=0,50`, for profiling; `pair`: v1 then v2 there; both
-//!   also run v2 headers-only, which `v2-bare` runs alone; `v1`: the issue 8 v1
+//!   also run v2 headers-only, which `v2-bare` runs alone; `v2-fetch`: goal 2's
+//!   probe once, v2-bare's requests with the answers dropped; `v1`: the issue 8 v1
 //!   runs alone, once, for profiling; results.json and the plot are then not
 //!   written; `plot`: redraws the plot from the last full run's results.json).
 //!
@@ -153,6 +157,23 @@ fn main() {
     });
     if only.as_deref() == Some("v1") {
         v1_runs(&client, &env, 1, f64::NAN);
+        return;
+    }
+    if only.as_deref() == Some("v2-fetch") {
+        // The transport and serving peers of v2-bare alone, 8 peers, loopback.
+        let range = u64::from(RangeSyncConfig::default().range_len);
+        let bound = contenders::v2_verification_bound(&chain, range);
+        let run = client.block_on(v2_fetch_only(&env));
+        print_cell(
+            "v2-fetch",
+            &loopback(8, DEFAULT_GET_HEADERS_PER_WINDOW),
+            &run,
+        );
+        println!(
+            "  {:.2} of the hash-only bound measured before it ({:.0} headers/s)",
+            run.rate() * bound.as_secs_f64() / (chain.tip - 1) as f64,
+            (chain.tip - 1) as f64 / bound.as_secs_f64()
+        );
         return;
     }
     if let Some(which @ ("v2" | "pair" | "v2-bare")) = only.as_deref() {
@@ -417,10 +438,36 @@ fn issue9(
             }
         }
     }
+    // The probe of goal 2: v2-bare's requests to 8 peers with the answers
+    // dropped, each run beside a bound of its own.
+    let mut probe_bounds = Vec::new();
+    let probe_runs: Vec<RunOutput> = (0..reps)
+        .map(|_| {
+            probe_bounds.push(contenders::v2_verification_bound(chain, v2_range));
+            client.block_on(v2_fetch_only(env))
+        })
+        .collect();
+    let probe_rates: Vec<f64> = probe_runs.iter().map(RunOutput::rate).collect();
+    let probe = median_run(probe_runs);
+    print_cell(
+        "v2-fetch",
+        &loopback(8, DEFAULT_GET_HEADERS_PER_WINDOW),
+        &probe,
+    );
+    let probe = GoalCell {
+        name: "v2-fetch",
+        peers: 8,
+        rate: probe.rate(),
+        bound: per_s(median_duration(probe_bounds.iter().copied())),
+        cpu_us: cpu_per_header(&probe),
+    };
+    bounds.extend(probe_bounds);
     let goal = v2_goal(
         v2_bound,
         &bounds.iter().map(|d| per_s(*d)).collect::<Vec<_>>(),
         &loopback_v2,
+        &probe,
+        &probe_rates,
     );
     json!({
         "v1": "ReactorConfig::default(), serving rate limit DEFAULT_GET_HEADERS_PER_WINDOW",
@@ -477,13 +524,37 @@ struct GoalCell<'a> {
     cpu_us: (f64, f64),
 }
 
+impl GoalCell<'_> {
+    /// The cell as `results.json` keeps it, against its own bound and
+    /// against the run's `fastest`.
+    fn to_json(&self, fastest: f64) -> Value {
+        let (client_us, servers_us) = self.cpu_us;
+        json!({
+            "contender": self.name,
+            "peers": self.peers,
+            "ratio_to_bound": self.rate / self.bound,
+            "ratio_to_fastest_bound": self.rate / fastest,
+            "bound_headers_per_s": self.bound,
+            "client_cpu_us_per_header": client_us,
+            "servers_cpu_us_per_header": servers_us,
+            "bound_cpu_us_per_header": 1e6 / self.bound,
+        })
+    }
+}
+
 /// Issue 9's second goal, cell by cell: each loopback v2 rate against the
 /// v2 hash-only bound measured beside its runs, beside what the syncing node
 /// and the serving peers spent per header (all of them share this machine's
 /// cores). `issue8_bound` (measured once, before every cell) and the spread
 /// of all `bounds` measured beside the cells are printed too: on this shared
 /// host the bound alone has moved by half between runs.
-fn v2_goal(issue8_bound: Option<f64>, bounds: &[f64], cells: &[GoalCell<'_>]) -> Value {
+fn v2_goal(
+    issue8_bound: Option<f64>,
+    bounds: &[f64],
+    cells: &[GoalCell<'_>],
+    probe: &GoalCell<'_>,
+    probe_rates: &[f64],
+) -> Value {
     if cells.is_empty() {
         return Value::Null;
     }
@@ -511,23 +582,50 @@ fn v2_goal(issue8_bound: Option<f64>, bounds: &[f64], cells: &[GoalCell<'_>]) ->
             client_us / bound_us,
             cell.rate / fastest,
         );
-        out.push(json!({
-            "contender": cell.name,
-            "peers": cell.peers,
-            "ratio_to_bound": cell.rate / cell.bound,
-            "ratio_to_fastest_bound": cell.rate / fastest,
-            "bound_headers_per_s": cell.bound,
-            "client_cpu_us_per_header": client_us,
-            "servers_cpu_us_per_header": servers_us,
-            "bound_cpu_us_per_header": bound_us,
-        }));
+        out.push(cell.to_json(fastest));
     }
+    let (client_us, servers_us) = probe.cpu_us;
+    // A sync does at least what the probe does plus the bound's hashing, on
+    // the cores the serving peers share: at full use of all of them it
+    // reaches at most `cores / (probe + bound)` µs⁻¹, with verification
+    // bookkeeping and the store free.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let probe_bound_us = 1e6 / probe.bound;
+    let ceiling = cores * probe_bound_us / (client_us + servers_us + probe_bound_us);
+    println!(
+        "  probe: v2-bare's requests to {} peers, answers dropped (transport and serving peers alone): {:.2} of the bound ({:.0} headers/s)   CPU per header: requester {client_us:.2} us, serving peers {servers_us:.2} us   {:.2} of the fastest",
+        probe.peers,
+        probe.rate / probe.bound,
+        probe.bound,
+        probe.rate / fastest,
+    );
+    println!(
+        "  ceiling on {cores} cores: (probe's CPU + the bound's) per header allows at most {ceiling:.2} of the bound, with storing free",
+    );
+    let mut probe_json = probe.to_json(fastest);
+    probe_json["headers_per_s"] = json!(probe.rate);
+    probe_json["repeats_headers_per_s"] = json!(probe_rates);
+    probe_json["ceiling_ratio_to_bound"] = json!(ceiling);
     json!({
         "cells": out,
+        "fetch_only_probe": probe_json,
         "bounds_beside_cells_headers_per_s": bounds,
         "issue8_bound_headers_per_s": issue8_bound,
         "fastest_bound_headers_per_s": fastest,
     })
+}
+
+/// v2-bare's requests without the sync, 8 peers on loopback
+/// ([`contenders::fetch_only_v2`]), as many in flight per peer as v2 keeps.
+async fn v2_fetch_only(env: &Env) -> RunOutput {
+    let config = RangeSyncConfig::bare();
+    contenders::fetch_only_v2(
+        env,
+        loopback(8, DEFAULT_GET_HEADERS_PER_WINDOW),
+        config.range_len,
+        config.max_inflight_per_peer,
+    )
+    .await
 }
 
 fn min_max(values: &[f64]) -> (f64, f64) {

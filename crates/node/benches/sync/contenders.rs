@@ -10,8 +10,8 @@
 //!
 //! Probes (no contender, one cost each): [`verification_bound`] (verify only,
 //! one thread, no I/O), [`store_only`] (the reactor's store writes alone) and
-//! [`fetch_only`] (the same requests over the same transport, answers
-//! dropped).
+//! [`fetch_only`] and [`fetch_only_v2`] (the same requests over the same
+//! transport, answers dropped).
 
 use std::{
     net::SocketAddr,
@@ -28,7 +28,10 @@ use headway_headersync::{
 };
 use headway_net::{NetEvent, Network, NodeKey, PeerId};
 use headway_store::{Store, StoreConfig};
-use headway_wire::{ErrorCode, GetHeaders, ProofKind, Push, Request, Response};
+use headway_wire::{
+    ErrorCode, GetHeaders, GetHeadersV2, Hash, HeadersV2Response, HeadersV2Result, ProofKind, Push,
+    Request, Response,
+};
 use tokio::{runtime::Handle, task::JoinHandle};
 
 use crate::{
@@ -391,42 +394,102 @@ pub fn store_only(
     took
 }
 
-/// The same `GetHeaders` traffic as v1 (batches of `batch`, at most
-/// `inflight_per_peer` in flight to each peer), answers decoded and dropped:
-/// the transport and the serving peers alone.
+/// The reactor's v1 requests without the reactor: `GetHeaders` of `batch`
+/// from every peer (`inflight_per_peer` in flight to each peer), answers
+/// decoded and dropped: the transport and the serving peers alone.
 pub async fn fetch_only(
     env: &Env,
     scenario: Scenario,
     batch: u32,
     inflight_per_peer: usize,
 ) -> RunOutput {
+    fetch_ranges(env, scenario, batch, inflight_per_peer, |start, count| {
+        Request::GetHeaders(GetHeaders {
+            start_height: start,
+            count,
+        })
+    })
+    .await
+}
+
+/// v2-bare's requests without the sync: `GetHeadersV2` for compact
+/// headers-only ranges of `range_len` below the tip, proven into `C(tip -
+/// 1)` as the syncing node asks for them, `inflight_per_peer` in flight to
+/// each peer, answers decoded (as the transport does for the node) and
+/// dropped, nothing verified or stored: what the transport and the serving
+/// peers cost a v2 sync by themselves.
+pub async fn fetch_only_v2(
+    env: &Env,
+    scenario: Scenario,
+    range_len: u32,
+    inflight_per_peer: usize,
+) -> RunOutput {
+    let x = env.chain.tip - 1;
+    let commitment = env.chain.store.history_root(x).expect("history root");
+    fetch_ranges(
+        env,
+        scenario,
+        range_len,
+        inflight_per_peer,
+        move |start, count| {
+            Request::GetHeadersV2(GetHeadersV2 {
+                start_height: start,
+                count,
+                end_height: x,
+                commitment: Hash(commitment.0),
+                proof_kind: ProofKind::LastLeaf,
+                headers_only: true,
+                compact: true,
+            })
+        },
+    )
+    .await
+}
+
+/// Fetches heights `2..` up to the last one `request(start, count)` may
+/// ask for (the tip for `GetHeaders`, `tip - 1` below a v2 commitment) in
+/// requests of `batch`, and drops the answers.
+async fn fetch_ranges(
+    env: &Env,
+    scenario: Scenario,
+    batch: u32,
+    inflight_per_peer: usize,
+    request: impl Fn(u64, u32) -> Request + Clone + Send + 'static,
+) -> RunOutput {
     let servers = Servers::start(env, scenario).await;
     let (_store, net, mut events) = client(env).await;
     let drain = tokio::spawn(async move { while events.recv().await.is_some() {} });
     let started = Instant::now();
+    let cpu_before = process_cpu_ms();
+    let roles_before = cpu_by_role();
     dial_all(&net, &servers.dial).await;
-    let tip = env.chain.tip;
+    let probe = request(2, 1);
+    let last = match probe {
+        Request::GetHeadersV2(r) => r.end_height,
+        _ => env.chain.tip,
+    };
     let next = Arc::new(AtomicU64::new(2));
     let fetched = Arc::new(AtomicU64::new(0));
     let mut workers = Vec::new();
     for &(peer, _) in &servers.dial {
         for _ in 0..inflight_per_peer {
             let (net, next, fetched) = (net.clone(), next.clone(), fetched.clone());
+            let request = request.clone();
             workers.push(tokio::spawn(async move {
                 loop {
                     let start = next.fetch_add(u64::from(batch), Ordering::Relaxed);
-                    if start > tip {
+                    if start > last {
                         return;
                     }
                     let count =
-                        u32::try_from((tip - start + 1).min(u64::from(batch))).unwrap_or(batch);
-                    let request = Request::GetHeaders(GetHeaders {
-                        start_height: start,
-                        count,
-                    });
+                        u32::try_from((last - start + 1).min(u64::from(batch))).unwrap_or(batch);
+                    let request = request(start, count);
                     loop {
                         match net.request(peer, &request).await {
                             Ok(Response::Headers(r)) if r.headers.len() == count as usize => break,
+                            Ok(Response::HeadersV2(r)) if answered(&r) == Some(count as usize) => {
+                                break;
+                            }
                             Ok(Response::Error(e)) if e.code == ErrorCode::RateLimited => {
                                 tokio::time::sleep(Duration::from_millis(u64::from(
                                     e.retry_after_ms,
@@ -445,6 +508,8 @@ pub async fn fetch_only(
         w.await.expect("fetch worker");
     }
     let duration = started.elapsed();
+    let cpu_ms = process_cpu_ms().saturating_sub(cpu_before);
+    let roles = cpu_by_role().since(&roles_before);
     let counters = vec![
         (
             "requests_sent",
@@ -452,6 +517,9 @@ pub async fn fetch_only(
         ),
         ("rate_limited", servers.rate_limited()),
         ("relay_drops", servers.dropped()),
+        ("cpu_ms", cpu_ms),
+        ("cpu_client_ms", roles.client / 1000),
+        ("cpu_servers_ms", roles.servers / 1000),
     ];
     drain.abort();
     net.shutdown().await;
@@ -462,6 +530,16 @@ pub async fn fetch_only(
         complete: true,
         series: Vec::new(),
         counters,
+    }
+}
+
+/// Headers in a v2 answer, `None` when it holds none (a commitment instead).
+fn answered(response: &HeadersV2Response) -> Option<usize> {
+    match &response.result {
+        HeadersV2Result::CompactHeaders { headers, .. } => Some(headers.len()),
+        HeadersV2Result::BareHeaders { headers, .. } => Some(headers.len()),
+        HeadersV2Result::Headers { headers, .. } => Some(headers.len()),
+        HeadersV2Result::Commitment(_) => None,
     }
 }
 
