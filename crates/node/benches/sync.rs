@@ -160,20 +160,25 @@ fn main() {
         return;
     }
     if only.as_deref() == Some("v2-fetch") {
-        // The transport and serving peers of v2-bare alone, 8 peers, loopback.
+        // Goal 2's probes once each: v2-bare's requests to 8 peers on
+        // loopback, the answers dropped, then verified and dropped.
         let range = u64::from(RangeSyncConfig::default().range_len);
-        let bound = contenders::v2_verification_bound(&chain, range);
-        let run = client.block_on(v2_fetch_only(&env));
-        print_cell(
-            "v2-fetch",
-            &loopback(8, DEFAULT_GET_HEADERS_PER_WINDOW),
-            &run,
-        );
-        println!(
-            "  {:.2} of the hash-only bound measured before it ({:.0} headers/s)",
-            run.rate() * bound.as_secs_f64() / (chain.tip - 1) as f64,
-            (chain.tip - 1) as f64 / bound.as_secs_f64()
-        );
+        for probe in PROBES {
+            let bound = contenders::v2_verification_bound(&chain, range);
+            let run = client.block_on(probe.run(&env));
+            print_cell(
+                probe.name(),
+                &loopback(8, DEFAULT_GET_HEADERS_PER_WINDOW),
+                &run,
+            );
+            println!(
+                "  {:.2} of the hash-only bound measured before it ({:.0} headers/s)",
+                run.rate() * bound.as_secs_f64() / (chain.tip - 1) as f64,
+                (chain.tip - 1) as f64 / bound.as_secs_f64()
+            );
+        }
+        let store = StoreProbe::measure(&chain, 1);
+        store.print();
         return;
     }
     if let Some(which @ ("v2" | "pair" | "v2-bare")) = only.as_deref() {
@@ -438,36 +443,42 @@ fn issue9(
             }
         }
     }
-    // The probe of goal 2: v2-bare's requests to 8 peers with the answers
-    // dropped, each run beside a bound of its own.
-    let mut probe_bounds = Vec::new();
-    let probe_runs: Vec<RunOutput> = (0..reps)
-        .map(|_| {
-            probe_bounds.push(contenders::v2_verification_bound(chain, v2_range));
-            client.block_on(v2_fetch_only(env))
-        })
-        .collect();
-    let probe_rates: Vec<f64> = probe_runs.iter().map(RunOutput::rate).collect();
-    let probe = median_run(probe_runs);
-    print_cell(
-        "v2-fetch",
-        &loopback(8, DEFAULT_GET_HEADERS_PER_WINDOW),
-        &probe,
-    );
-    let probe = GoalCell {
-        name: "v2-fetch",
-        peers: 8,
-        rate: probe.rate(),
-        bound: per_s(median_duration(probe_bounds.iter().copied())),
-        cpu_us: cpu_per_header(&probe),
-    };
-    bounds.extend(probe_bounds);
+    // Goal 2's probes: v2-bare's requests to 8 peers, the answers dropped
+    // (then verified and dropped), each run beside a bound of its own.
+    let mut probes = Vec::new();
+    for probe in PROBES {
+        let mut probe_bounds = Vec::new();
+        let runs: Vec<RunOutput> = (0..reps)
+            .map(|_| {
+                probe_bounds.push(contenders::v2_verification_bound(chain, v2_range));
+                client.block_on(probe.run(env))
+            })
+            .collect();
+        let rates: Vec<f64> = runs.iter().map(RunOutput::rate).collect();
+        let run = median_run(runs);
+        print_cell(
+            probe.name(),
+            &loopback(8, DEFAULT_GET_HEADERS_PER_WINDOW),
+            &run,
+        );
+        let cell = GoalCell {
+            name: probe.name(),
+            peers: 8,
+            rate: run.rate(),
+            bound: per_s(median_duration(probe_bounds.iter().copied())),
+            cpu_us: cpu_per_header(&run),
+        };
+        bounds.extend(probe_bounds);
+        probes.push((probe, cell, rates));
+    }
+    let store = StoreProbe::measure(chain, reps);
+    store.print();
     let goal = v2_goal(
         v2_bound,
         &bounds.iter().map(|d| per_s(*d)).collect::<Vec<_>>(),
         &loopback_v2,
-        &probe,
-        &probe_rates,
+        &probes,
+        &store,
     );
     json!({
         "v1": "ReactorConfig::default(), serving rate limit DEFAULT_GET_HEADERS_PER_WINDOW",
@@ -552,8 +563,8 @@ fn v2_goal(
     issue8_bound: Option<f64>,
     bounds: &[f64],
     cells: &[GoalCell<'_>],
-    probe: &GoalCell<'_>,
-    probe_rates: &[f64],
+    probes: &[(Probe, GoalCell<'_>, Vec<f64>)],
+    store: &StoreProbe,
 ) -> Value {
     if cells.is_empty() {
         return Value::Null;
@@ -584,48 +595,146 @@ fn v2_goal(
         );
         out.push(cell.to_json(fastest));
     }
-    let (client_us, servers_us) = probe.cpu_us;
-    // A sync does at least what the probe does plus the bound's hashing, on
-    // the cores the serving peers share: at full use of all of them it
-    // reaches at most `cores / (probe + bound)` µs⁻¹, with verification
-    // bookkeeping and the store free.
+    // A sync does at least what a probe does (plus, for the probe that
+    // does not verify, the bound's hashing), on the cores the serving peers
+    // share: at full use of all of them it reaches at most `cores / (probe
+    // [+ bound])` headers per µs.
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-    let probe_bound_us = 1e6 / probe.bound;
-    let ceiling = cores * probe_bound_us / (client_us + servers_us + probe_bound_us);
-    println!(
-        "  probe: v2-bare's requests to {} peers, answers dropped (transport and serving peers alone): {:.2} of the bound ({:.0} headers/s)   CPU per header: requester {client_us:.2} us, serving peers {servers_us:.2} us   {:.2} of the fastest",
-        probe.peers,
-        probe.rate / probe.bound,
-        probe.bound,
-        probe.rate / fastest,
-    );
-    println!(
-        "  ceiling on {cores} cores: (probe's CPU + the bound's) per header allows at most {ceiling:.2} of the bound, with storing free",
-    );
-    let mut probe_json = probe.to_json(fastest);
-    probe_json["headers_per_s"] = json!(probe.rate);
-    probe_json["repeats_headers_per_s"] = json!(probe_rates);
-    probe_json["ceiling_ratio_to_bound"] = json!(ceiling);
+    let mut probes_json = Vec::new();
+    for (probe, cell, rates) in probes {
+        let (client_us, servers_us) = cell.cpu_us;
+        let bound_us = 1e6 / cell.bound;
+        let hashing_us = match probe {
+            Probe::Fetch => bound_us,
+            Probe::FetchVerify => 0.0,
+        };
+        let ceiling = cores * bound_us / (client_us + servers_us + hashing_us);
+        println!(
+            "  probe {}: {:.2} of the bound ({:.0} headers/s)   CPU per header: requester {client_us:.2} us, serving peers {servers_us:.2} us   {:.2} of the fastest\n    ceiling on {cores} cores: at most {ceiling:.2} of the bound {}",
+            cell.name,
+            cell.rate / cell.bound,
+            cell.bound,
+            cell.rate / fastest,
+            probe.ceiling_says(),
+        );
+        let mut json = cell.to_json(fastest);
+        json["what"] = json!(probe.what());
+        json["headers_per_s"] = json!(cell.rate);
+        json["repeats_headers_per_s"] = json!(rates);
+        json["ceiling_ratio_to_bound"] = json!(ceiling);
+        if let Probe::FetchVerify = probe {
+            // Everything a sync does: the probe's, then the writer's.
+            let sync_us = client_us + servers_us + store.cpu_us;
+            let ceiling = cores * bound_us / sync_us;
+            println!(
+                "    with the store as measured alone ({:.2} us a header): {sync_us:.2} us of CPU a header in all, at most {ceiling:.2} of the bound on {cores} cores",
+                store.cpu_us
+            );
+            json["with_store_cpu_us_per_header"] = json!(sync_us);
+            json["with_store_ceiling_ratio_to_bound"] = json!(ceiling);
+        }
+        probes_json.push(json);
+    }
     json!({
         "cells": out,
-        "fetch_only_probe": probe_json,
+        "probes": probes_json,
+        "store_only": store.to_json(),
         "bounds_beside_cells_headers_per_s": bounds,
         "issue8_bound_headers_per_s": issue8_bound,
         "fastest_bound_headers_per_s": fastest,
     })
 }
 
-/// v2-bare's requests without the sync, 8 peers on loopback
-/// ([`contenders::fetch_only_v2`]), as many in flight per peer as v2 keeps.
-async fn v2_fetch_only(env: &Env) -> RunOutput {
-    let config = RangeSyncConfig::bare();
-    contenders::fetch_only_v2(
-        env,
-        loopback(8, DEFAULT_GET_HEADERS_PER_WINDOW),
-        config.range_len,
-        config.max_inflight_per_peer,
-    )
-    .await
+/// v2-bare's store writes alone ([`contenders::store_only_v2`]): the median
+/// of `reps` measurements, as headers/s of wall time and µs of the storing
+/// thread's CPU per header.
+struct StoreProbe {
+    rate: f64,
+    cpu_us: f64,
+}
+
+impl StoreProbe {
+    fn measure(chain: &Chain, reps: usize) -> StoreProbe {
+        let range = u64::from(RangeSyncConfig::bare().range_len);
+        let mut runs: Vec<(Duration, Duration)> = (0..reps.max(1))
+            .map(|_| contenders::store_only_v2(chain, range))
+            .collect();
+        runs.sort();
+        let (wall, cpu) = runs[runs.len() / 2];
+        let headers = (chain.tip - 2) as f64;
+        StoreProbe {
+            rate: headers / wall.as_secs_f64(),
+            cpu_us: cpu.as_secs_f64() * 1e6 / headers,
+        }
+    }
+
+    fn print(&self) {
+        println!(
+            "{:<14} store only: save_proven_compact_parts of v2-bare's ranges in the writer's groups, durable (tmpfs): {:.0} headers/s, {:.2} us of CPU a header",
+            "v2-store", self.rate, self.cpu_us
+        );
+    }
+
+    fn to_json(&self) -> Value {
+        json!({
+            "what": "save_proven_compact_parts of v2-bare's 1000-header ranges (hashed beforehand) in groups of up to MAX_WRITE_HEADERS, fresh temporary durable store",
+            "headers_per_s": self.rate,
+            "cpu_us_per_header": self.cpu_us,
+        })
+    }
+}
+
+/// Goal 2's probes: v2-bare's requests without the sync, 8 peers on
+/// loopback ([`contenders::fetch_only_v2`]), as many in flight per peer as
+/// v2 keeps.
+#[derive(Debug, Clone, Copy)]
+enum Probe {
+    /// The answers dropped: the transport and the serving peers alone.
+    Fetch,
+    /// Each answer hashed and verified as the syncing node does, then
+    /// dropped: all of a sync but storing.
+    FetchVerify,
+}
+
+const PROBES: [Probe; 2] = [Probe::Fetch, Probe::FetchVerify];
+
+impl Probe {
+    fn name(self) -> &'static str {
+        match self {
+            Probe::Fetch => "v2-fetch",
+            Probe::FetchVerify => "v2-verify",
+        }
+    }
+
+    fn what(self) -> &'static str {
+        match self {
+            Probe::Fetch => "v2-bare's requests to 8 peers, answers dropped",
+            Probe::FetchVerify => {
+                "v2-bare's requests to 8 peers, answers hashed and verified (HashedCompact::new, verify_compact_range), then dropped"
+            }
+        }
+    }
+
+    fn ceiling_says(self) -> &'static str {
+        match self {
+            Probe::Fetch => {
+                "(the probe's CPU and the bound's per header: verifying at the bound's cost, storing free)"
+            }
+            Probe::FetchVerify => "(the probe's CPU per header: storing free)",
+        }
+    }
+
+    async fn run(self, env: &Env) -> RunOutput {
+        let config = RangeSyncConfig::bare();
+        contenders::fetch_only_v2(
+            env,
+            loopback(8, DEFAULT_GET_HEADERS_PER_WINDOW),
+            config.range_len,
+            config.max_inflight_per_peer,
+            matches!(self, Probe::FetchVerify),
+        )
+        .await
+    }
 }
 
 fn min_max(values: &[f64]) -> (f64, f64) {

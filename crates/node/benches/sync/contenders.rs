@@ -22,15 +22,17 @@ use std::{
     time::{Duration, Instant},
 };
 
-use headway_chain::verify_batch;
+use headway_chain::{HashedCompact, verify_batch};
 use headway_headersync::{
-    HeaderSync, HeaderSyncInput, ParallelConfig, ReactorConfig, SyncMode, v2::verify_range,
+    HeaderSync, HeaderSyncInput, ParallelConfig, ReactorConfig, SyncMode,
+    v2::{verify_compact_range, verify_range},
+    writer::MAX_WRITE_HEADERS,
 };
 use headway_net::{NetEvent, Network, NodeKey, PeerId};
 use headway_store::{Store, StoreConfig};
 use headway_wire::{
-    ErrorCode, GetHeaders, GetHeadersV2, Hash, HeadersV2Response, HeadersV2Result, ProofKind, Push,
-    Request, Response,
+    CompactHeaders, ErrorCode, GetHeaders, GetHeadersV2, Hash, HeadersV2Response, HeadersV2Result,
+    ProofKind, Push, Request, Response,
 };
 use tokio::{runtime::Handle, task::JoinHandle};
 
@@ -394,6 +396,49 @@ pub fn store_only(
     took
 }
 
+/// v2-bare's store writes alone: the compact ranges the sync downloads
+/// (heights `2..=tip-1` in ranges of `range_len`), hashed beforehand,
+/// stored with `save_proven_compact_parts` in the writer's groups (ranges
+/// added until a group holds [`MAX_WRITE_HEADERS`]) into a fresh temporary
+/// durable store holding the genesis, as the syncing node's writer does.
+/// Returns the wall time and the calling thread's CPU time (sled's own
+/// background threads are in neither).
+pub fn store_only_v2(chain: &Chain, range_len: u64) -> (Duration, Duration) {
+    let x = chain.tip - 1;
+    let mut ranges = Vec::new();
+    let mut start = 2;
+    while start <= x {
+        let count = range_len.min(x - start + 1);
+        let bare = chain
+            .store
+            .load_bare_headers(start, count)
+            .expect("bare headers");
+        let compact = CompactHeaders::from_bare(&bare).expect("a compact form");
+        ranges.push(HashedCompact::new(start, compact, Vec::new()).expect("a compact range"));
+        start += count;
+    }
+    let store = Store::open_temporary(StoreConfig::new()).expect("temporary store");
+    store.save_headers(&chain.headers[..1]).expect("genesis");
+    let (wall, cpu) = (Instant::now(), thread_cpu_time());
+    let mut group: Vec<&HashedCompact> = Vec::new();
+    let mut held = 0;
+    for range in &ranges {
+        group.push(range);
+        held += range.len();
+        if held >= MAX_WRITE_HEADERS {
+            store.save_proven_compact_parts(&group).expect("storing");
+            group.clear();
+            held = 0;
+        }
+    }
+    if !group.is_empty() {
+        store.save_proven_compact_parts(&group).expect("storing");
+    }
+    let took = (wall.elapsed(), thread_cpu_time().saturating_sub(cpu));
+    assert_eq!(store.header_height(), x);
+    took
+}
+
 /// The reactor's v1 requests without the reactor: `GetHeaders` of `batch`
 /// from every peer (`inflight_per_peer` in flight to each peer), answers
 /// decoded and dropped: the transport and the serving peers alone.
@@ -403,12 +448,19 @@ pub async fn fetch_only(
     batch: u32,
     inflight_per_peer: usize,
 ) -> RunOutput {
-    fetch_ranges(env, scenario, batch, inflight_per_peer, |start, count| {
-        Request::GetHeaders(GetHeaders {
-            start_height: start,
-            count,
-        })
-    })
+    fetch_ranges(
+        env,
+        scenario,
+        batch,
+        inflight_per_peer,
+        |start, count| {
+            Request::GetHeaders(GetHeaders {
+                start_height: start,
+                count,
+            })
+        },
+        None,
+    )
     .await
 }
 
@@ -416,16 +468,38 @@ pub async fn fetch_only(
 /// headers-only ranges of `range_len` below the tip, proven into `C(tip -
 /// 1)` as the syncing node asks for them, `inflight_per_peer` in flight to
 /// each peer, answers decoded (as the transport does for the node) and
-/// dropped, nothing verified or stored: what the transport and the serving
-/// peers cost a v2 sync by themselves.
+/// dropped, nothing stored: what the transport and the serving peers cost a
+/// v2 sync by themselves. With `verify`, each answer is first hashed and
+/// verified as the syncing node does it (`HashedCompact::new`, then
+/// `verify_compact_range`), on the task that received it.
 pub async fn fetch_only_v2(
     env: &Env,
     scenario: Scenario,
     range_len: u32,
     inflight_per_peer: usize,
+    verify: bool,
 ) -> RunOutput {
     let x = env.chain.tip - 1;
     let commitment = env.chain.store.history_root(x).expect("history root");
+    let chain_id = env.chain.genesis.chain_id().to_owned();
+    let on_answer: Option<OnAnswer> = verify.then(|| {
+        Arc::new(move |start: u64, answer: HeadersV2Response| {
+            let HeadersV2Result::CompactHeaders { headers, proof } = answer.result else {
+                panic!("fetch-only: not a compact range at {start}");
+            };
+            let range = HashedCompact::new(start, *headers, Vec::new()).expect("a compact range");
+            verify_compact_range(
+                &chain_id,
+                &Hash(commitment.0),
+                x,
+                start,
+                &range,
+                &proof,
+                ProofKind::LastLeaf,
+            )
+            .expect("the cached chain proves");
+        }) as OnAnswer
+    });
     fetch_ranges(
         env,
         scenario,
@@ -442,19 +516,24 @@ pub async fn fetch_only_v2(
                 compact: true,
             })
         },
+        on_answer,
     )
     .await
 }
 
+/// What [`fetch_ranges`] does with each v2 answer besides counting it.
+type OnAnswer = Arc<dyn Fn(u64, HeadersV2Response) + Send + Sync>;
+
 /// Fetches heights `2..` up to the last one `request(start, count)` may
 /// ask for (the tip for `GetHeaders`, `tip - 1` below a v2 commitment) in
-/// requests of `batch`, and drops the answers.
+/// requests of `batch`, and drops the answers (v2 ones after `on_answer`).
 async fn fetch_ranges(
     env: &Env,
     scenario: Scenario,
     batch: u32,
     inflight_per_peer: usize,
     request: impl Fn(u64, u32) -> Request + Clone + Send + 'static,
+    on_answer: Option<OnAnswer>,
 ) -> RunOutput {
     let servers = Servers::start(env, scenario).await;
     let (_store, net, mut events) = client(env).await;
@@ -474,7 +553,7 @@ async fn fetch_ranges(
     for &(peer, _) in &servers.dial {
         for _ in 0..inflight_per_peer {
             let (net, next, fetched) = (net.clone(), next.clone(), fetched.clone());
-            let request = request.clone();
+            let (request, on_answer) = (request.clone(), on_answer.clone());
             workers.push(tokio::spawn(async move {
                 loop {
                     let start = next.fetch_add(u64::from(batch), Ordering::Relaxed);
@@ -488,6 +567,9 @@ async fn fetch_ranges(
                         match net.request(peer, &request).await {
                             Ok(Response::Headers(r)) if r.headers.len() == count as usize => break,
                             Ok(Response::HeadersV2(r)) if answered(&r) == Some(count as usize) => {
+                                if let Some(on_answer) = &on_answer {
+                                    on_answer(start, r);
+                                }
                                 break;
                             }
                             Ok(Response::Error(e)) if e.code == ErrorCode::RateLimited => {
