@@ -35,11 +35,12 @@
 //! - `HEADWAY_BENCH_PLOT`: where the PNG goes (default `docs/bench/header-sync.png`).
 //! - `HEADWAY_BENCH_UDP_PAYLOAD`: the datagram ceiling of every node, in bytes
 //!   (default 1452, a node's; at most 6550).
-//! - `HEADWAY_BENCH_ONLY=issue8|issue9|v1|v2|v2-bare|v2-fetch|pair|cache|plot`: one part only
+//! - `HEADWAY_BENCH_ONLY=issue8|issue9|v1|v2|v2-bare|v2-fetch|v2-store|pair|cache|plot`: one part only
 //!   (`v2`: v2 with 8 peers on loopback and at +50 ms, or at the added RTTs listed in
 //!   `HEADWAY_BENCH_RTT_MS=0,50`, for profiling; `pair`: v1 then v2 there; both
 //!   also run v2 headers-only, which `v2-bare` runs alone; `v2-fetch`: goal 2's
-//!   probe once, v2-bare's requests with the answers dropped; `v1`: the issue 8 v1
+//!   probes once (v2-bare's requests with the answers dropped, then verified,
+//!   and the store alone); `v2-store`: the store probe alone, five times; `v1`: the issue 8 v1
 //!   runs alone, once, for profiling; results.json and the plot are then not
 //!   written; `plot`: redraws the plot from the last full run's results.json).
 //!
@@ -157,6 +158,13 @@ fn main() {
     });
     if only.as_deref() == Some("v1") {
         v1_runs(&client, &env, 1, f64::NAN);
+        return;
+    }
+    if only.as_deref() == Some("v2-store") {
+        // The store probe alone, five times, for profiling the writer's path.
+        for _ in 0..5 {
+            StoreProbe::measure(&chain, 1).print();
+        }
         return;
     }
     if only.as_deref() == Some("v2-fetch") {
