@@ -38,7 +38,8 @@
 //! - `HEADWAY_BENCH_ONLY=issue8|issue9|v1|v2|v2-bare|v2-fetch|v2-store|pair|cache|plot`: one part only
 //!   (`v2`: v2 with 8 peers on loopback and at +50 ms, or at the added RTTs listed in
 //!   `HEADWAY_BENCH_RTT_MS=0,50`, for profiling; `pair`: v1 then v2 there; both
-//!   also run v2 headers-only, which `v2-bare` runs alone; `v2-fetch`: goal 2's
+//!   also run v2 headers-only, which `v2-bare` runs alone
+//!   (`HEADWAY_BENCH_REPEAT=n`: each of their cells n times in one process); `v2-fetch`: goal 2's
 //!   probes once (v2-bare's requests with the answers dropped, then verified,
 //!   and the store alone); `v2-store`: the store probe alone, five times; `v1`: the issue 8 v1
 //!   runs alone, once, for profiling; results.json and the plot are then not
@@ -199,7 +200,12 @@ fn main() {
                 .collect(),
             Err(_) => DELAYS.to_vec(),
         };
-        for delay in delays {
+        // `HEADWAY_BENCH_REPEAT=n`: each cell n times in this process (the
+        // first run of a process touches fresh memory the later ones reuse).
+        let repeat = std::env::var("HEADWAY_BENCH_REPEAT").map_or(1, |n| {
+            n.parse::<usize>().expect("HEADWAY_BENCH_REPEAT: a count")
+        });
+        for delay in delays.iter().flat_map(|&d| std::iter::repeat_n(d, repeat)) {
             let scenario = Scenario {
                 peers: 8,
                 one_way_delay: delay,

@@ -1037,8 +1037,14 @@ trait StageSource<'a>: Copy {
     fn len(self) -> usize;
     /// The first header's height.
     fn first_height(self) -> Option<u64>;
-    /// The headers, in order.
-    fn items(self) -> impl Iterator<Item = StageItem<'a>>;
+    /// Calls `f` with each header in order, until it fails; how many it
+    /// was called with. Internal iteration: each item is built where `f`
+    /// takes it (an iterator moved each ~300-byte item through its
+    /// adapters, about a tenth of what storing a compact range cost).
+    fn try_for_each_item<E>(
+        self,
+        f: impl FnMut(StageItem<'a>) -> Result<(), E>,
+    ) -> Result<usize, E>;
     /// Their hashes, in order.
     fn hashes(self) -> impl Iterator<Item = Hash>;
 }
@@ -1050,14 +1056,22 @@ impl<'a, H: BatchHeader> StageSource<'a> for Parts<'a, H> {
     fn first_height(self) -> Option<u64> {
         self.iter().next().map(|item| item.header().height)
     }
-    fn items(self) -> impl Iterator<Item = StageItem<'a>> {
-        self.iter().map(|item| StageItem {
-            fields: HeaderFields::of(item.header()),
-            hash: item.hash(),
-            commit: item.commit(),
-            validator_set: item.validator_set(),
-            valid: item.validate(),
-        })
+    fn try_for_each_item<E>(
+        self,
+        mut f: impl FnMut(StageItem<'a>) -> Result<(), E>,
+    ) -> Result<usize, E> {
+        let mut count = 0;
+        for item in self.iter() {
+            f(StageItem {
+                fields: HeaderFields::of(item.header()),
+                hash: item.hash(),
+                commit: item.commit(),
+                validator_set: item.validator_set(),
+                valid: item.validate(),
+            })?;
+            count += 1;
+        }
+        Ok(count)
     }
     fn hashes(self) -> impl Iterator<Item = Hash> {
         self.iter().map(BatchHeader::hash)
@@ -1078,18 +1092,24 @@ impl<'a> StageSource<'a> for CompactParts<'a> {
             .find(|part| !part.is_empty())
             .map(|part| part.start_height())
     }
-    fn items(self) -> impl Iterator<Item = StageItem<'a>> {
-        self.0.iter().flat_map(|part| {
-            part.fields()
-                .zip(part.hashes())
-                .map(|((fields, set), hash)| StageItem {
+    fn try_for_each_item<E>(
+        self,
+        mut f: impl FnMut(StageItem<'a>) -> Result<(), E>,
+    ) -> Result<usize, E> {
+        let mut count = 0;
+        for part in self.0 {
+            for ((fields, set), hash) in part.fields().zip(part.hashes()) {
+                f(StageItem {
                     fields,
                     hash: *hash,
                     commit: None,
                     validator_set: set,
                     valid: Ok(()),
-                })
-        })
+                })?;
+                count += 1;
+            }
+        }
+        Ok(count)
     }
     fn hashes(self) -> impl Iterator<Item = Hash> {
         self.0.iter().flat_map(|part| part.hashes().iter().copied())
@@ -1120,9 +1140,8 @@ fn stage_headers<'a, S: StageSource<'a>>(
     let mut prev: Option<(Hash, [u8; 32], &[u8])> = last
         .as_ref()
         .map(|l| (l.hash, l.validators_hash.0, l.chain_id.as_bytes()));
-    let mut count = 0;
-    for (index, item) in headers.items().enumerate() {
-        count += 1;
+    let mut index = 0;
+    let count = headers.try_for_each_item(|item| {
         let header = &item.fields;
         let height = expected + index as u64;
         if header.height != height {
@@ -1208,7 +1227,9 @@ fn stage_headers<'a, S: StageSource<'a>>(
         segment.push_fields(&hash, header, commit);
         entries.push((hash_index::fingerprint(&hash.0), height));
         prev = Some((hash, header.validators_hash, header.chain_id));
-    }
+        index += 1;
+        Ok(())
+    })?;
     segments.extend(segment.finish());
     if count != headers.len() {
         // A source whose items stop short of its length: nothing to store.
