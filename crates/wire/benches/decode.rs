@@ -4,7 +4,10 @@
 //! slow path it replaces for header responses). Then a 250-header
 //! `GetHeadersV2` range, signed and bare (a `headers_only` answer: the same
 //! headers without their commits), the same two ways; the setup prints the
-//! encoded size per header of each.
+//! encoded size per header of each. Last, what a serving peer does for a
+//! compact answer: 1000 headers pushed into a `CompactRangeBuilder` by
+//! their fields (as the store hands them over) and framed with a proof,
+//! against `CompactHeaders::from_bare` of the same headers.
 //!
 //! ```text
 //! CARGO_TARGET_DIR=/work/target-decode cargo bench -p headway-wire --bench decode
@@ -17,6 +20,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use headway_wire::{
     Address, BareHeader, BlockId, Commit, CommitSig, Envelope, Hash, Header, HeadersResponse,
     HeadersV2Response, HeadersV2Result, MmrProof, Response, Signature, SignedHeader, WireError,
+    encoded::{CompactRangeBuilder, HeaderFields},
     raw,
 };
 use prost::Message as _;
@@ -201,5 +205,52 @@ fn decode_v2(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, decode, decode_v2);
+/// The proposer of `height` in a devnet-like chain: 16 validators taking
+/// turns, a quarter of the positions given to new validators every 100
+/// blocks (so a range of 1000 has ~56 proposers, in turns that restart).
+fn proposer(height: u64) -> Address {
+    let position = height % 16;
+    let epoch = height / 100;
+    let replaced = (1..=epoch).filter(|e| (position + e).is_multiple_of(4)).count() as u64;
+    Address(bytes(1_000_000 + position * 10_000 + replaced))
+}
+
+fn build_compact(c: &mut Criterion) {
+    const N: u64 = 1000;
+    let headers: Vec<BareHeader> = (START..START + N)
+        .map(|height| {
+            let mut signed = signed_header(height);
+            signed.header.validators_hash = Hash(bytes(3));
+            signed.header.next_validators_hash = Hash(bytes(3));
+            signed.header.proposer_address = proposer(height);
+            BareHeader::from(&signed)
+        })
+        .collect();
+    let proof = MmrProof {
+        hashes: (0..PROOF_HASHES).map(|k| Hash(bytes(k + 7))).collect(),
+    };
+    let build = || {
+        let mut range = CompactRangeBuilder::with_capacity(START, N as usize);
+        for bare in &headers {
+            assert!(range.push_fields(&HeaderFields::of(&bare.header), None));
+        }
+        range.finish(START + N - 1, &proof)
+    };
+    let Ok(Some(_)) = build() else {
+        panic!("the benchmark range is compact");
+    };
+    let mut group = c.benchmark_group("build_compact_1000");
+    group
+        .sample_size(30)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3))
+        .throughput(Throughput::Elements(N));
+    group.bench_function("builder_from_fields", |b| b.iter(|| black_box(build())));
+    group.bench_function("from_bare", |b| {
+        b.iter(|| headway_wire::CompactHeaders::from_bare(black_box(&headers)))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, decode, decode_v2, build_compact);
 criterion_main!(benches);

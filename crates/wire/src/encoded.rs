@@ -816,8 +816,11 @@ impl Columns {
             };
             Some(delta)
         };
-        let Some(proposer) = crate::compact::proposer_index(&mut self.proposers, header.proposer)
-        else {
+        let Some(proposer) = crate::compact::proposer_index(
+            &mut self.proposers,
+            header.proposer,
+            self.proposer_indexes.last().copied(),
+        ) else {
             return false;
         };
         // Nothing can fail from here on.
