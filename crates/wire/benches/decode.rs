@@ -211,7 +211,9 @@ fn decode_v2(c: &mut Criterion) {
 fn proposer(height: u64) -> Address {
     let position = height % 16;
     let epoch = height / 100;
-    let replaced = (1..=epoch).filter(|e| (position + e).is_multiple_of(4)).count() as u64;
+    let replaced = (1..=epoch)
+        .filter(|e| (position + e).is_multiple_of(4))
+        .count() as u64;
     Address(bytes(1_000_000 + position * 10_000 + replaced))
 }
 
