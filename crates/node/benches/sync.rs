@@ -35,6 +35,9 @@
 //! - `HEADWAY_BENCH_PLOT`: where the PNG goes (default `docs/bench/header-sync.png`).
 //! - `HEADWAY_BENCH_UDP_PAYLOAD`: the datagram ceiling of every node, in bytes
 //!   (default 1452, a node's; at most 6550).
+//! - `HEADWAY_BENCH_CLIENT_WORKERS`, `HEADWAY_BENCH_SERVER_WORKERS`: worker
+//!   threads of the syncing node's runtime and of the serving peers' (2 each
+//!   by default, the machine's cores).
 //! - `HEADWAY_BENCH_ONLY=issue8|issue9|v1|v2|v2-bare|v2-fetch|v2-store|pair|cache|plot`: one part only
 //!   (`v2`: v2 with 8 peers on loopback and at +50 ms, or at the added RTTs listed in
 //!   `HEADWAY_BENCH_RTT_MS=0,50`, for profiling; `pair`: v1 then v2 there; both
@@ -143,8 +146,13 @@ fn main() {
             .build()
             .expect("tokio runtime")
     };
-    let client = runtime("client", 2);
-    let servers = runtime("server", 2);
+    let workers = |var: &str| {
+        std::env::var(var)
+            .ok()
+            .map_or(2, |v| v.trim().parse().expect("a number of worker threads"))
+    };
+    let client = runtime("client", workers("HEADWAY_BENCH_CLIENT_WORKERS"));
+    let servers = runtime("server", workers("HEADWAY_BENCH_SERVER_WORKERS"));
     let relays = runtime("relay", 1);
     let env = Env {
         chain: chain.clone(),
