@@ -42,5 +42,5 @@ pub use config::{
 };
 pub use error::NetError;
 pub use identity::{NodeKey, PeerId, peer_id_from_certificate};
-pub use peers::{BanList, BootstrapPeer, Dialler};
+pub use peers::{BanList, BootstrapPeer, Dialler, MAX_BAN_DURATION};
 pub use transport::{NetEvent, NetMetrics, Network, Responder, close_code};

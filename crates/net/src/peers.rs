@@ -14,6 +14,10 @@ use crate::PeerId;
 /// Most peers remembered as banned; past it, the ban ending soonest is dropped.
 pub const MAX_BANNED_PEERS: usize = 4096;
 
+/// The longest ban: [`BanList::ban`] shortens longer ones to this (a year),
+/// so that no configured duration can overflow the clock.
+pub const MAX_BAN_DURATION: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+
 /// Banned peers with the time each ban ends and why it was imposed.
 #[derive(Debug, Default)]
 pub struct BanList {
@@ -30,7 +34,8 @@ pub struct Ban {
 }
 
 impl BanList {
-    /// Bans `peer` until `now + duration` (extending, never shortening, an existing ban).
+    /// Bans `peer` until `now + duration` (extending, never shortening, an
+    /// existing ban), `duration` at most [`MAX_BAN_DURATION`].
     pub fn ban(
         &mut self,
         peer: PeerId,
@@ -38,7 +43,18 @@ impl BanList {
         duration: Duration,
         reason: impl Into<String>,
     ) {
-        let until = now + duration;
+        let duration = duration.min(MAX_BAN_DURATION);
+        // `Instant` may still overflow on a platform whose clock starts
+        // near its end: then the ban lasts as long as the clock can say.
+        let until = now.checked_add(duration).unwrap_or_else(|| {
+            let mut left = duration;
+            loop {
+                left /= 2;
+                if let Some(until) = now.checked_add(left) {
+                    break until;
+                }
+            }
+        });
         self.expire(now);
         if !self.bans.contains_key(&peer) && self.bans.len() >= MAX_BANNED_PEERS {
             let soonest = self
@@ -240,6 +256,21 @@ mod tests {
             bans.banned(&peer(1), t0 + Duration::from_secs(61))
                 .is_none()
         );
+    }
+
+    /// A ban as long as a config can ask (`u64::MAX` seconds) does not
+    /// overflow the clock: it lasts [`MAX_BAN_DURATION`].
+    #[test]
+    fn an_endless_ban_lasts_the_longest_ban() {
+        let t0 = Instant::now();
+        let mut bans = BanList::default();
+        bans.ban(peer(1), t0, Duration::from_secs(u64::MAX), "forever");
+        bans.ban(peer(2), t0, Duration::MAX, "longer still");
+        for p in [peer(1), peer(2)] {
+            let ban = bans.banned(&p, t0).expect("banned");
+            assert_eq!(ban.until, t0 + MAX_BAN_DURATION);
+            assert!(bans.banned(&p, t0 + MAX_BAN_DURATION).is_none());
+        }
     }
 
     #[test]

@@ -5,7 +5,9 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use headway_net::{BootstrapPeer, MAX_UDP_PAYLOAD_SIZE, MIN_UDP_PAYLOAD_SIZE, PeerId};
+use headway_net::{
+    BootstrapPeer, MAX_BAN_DURATION, MAX_UDP_PAYLOAD_SIZE, MIN_UDP_PAYLOAD_SIZE, PeerId,
+};
 use serde::Deserialize;
 
 /// Which header sync protocol a node uses.
@@ -115,7 +117,8 @@ pub struct SyncSection {
     /// A request unanswered for this many milliseconds times out (R7.2).
     #[serde(default = "default_request_timeout_ms")]
     pub request_timeout_ms: u64,
-    /// How long a peer that sent invalid data stays banned, in seconds.
+    /// How long a peer that sent invalid data stays banned, in seconds (at
+    /// most a year, `headway_net::MAX_BAN_DURATION`).
     #[serde(default = "default_ban_seconds")]
     pub ban_seconds: u64,
     /// While behind its peers, log header sync progress (height, target,
@@ -359,6 +362,16 @@ impl Config {
                 ),
             });
         }
+        if config.sync.ban_seconds > MAX_BAN_DURATION.as_secs() {
+            return Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                what: format!(
+                    "sync.ban_seconds is {}; it must be at most {} (a year)",
+                    config.sync.ban_seconds,
+                    MAX_BAN_DURATION.as_secs()
+                ),
+            });
+        }
         if config.sync.request_timeout_ms == 0 {
             return Err(ConfigError::Invalid {
                 path: path.to_path_buf(),
@@ -592,6 +605,42 @@ mod tests {
             match result {
                 Ok(config) => assert_eq!(get(&config), Some(n)),
                 Err(e) => assert!(e.to_string().contains(&format!("{setting} is")), "{e}"),
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_ban_longer_than_a_year_is_refused() {
+        let dir = std::env::temp_dir().join(format!("headway-ban-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let text = template(
+            "127.0.0.1:1".parse().unwrap(),
+            None,
+            &[],
+            None,
+            HeaderSyncMode::V1,
+        );
+        let year = MAX_BAN_DURATION.as_secs();
+        for (n, ok) in [
+            (0, true),
+            (year, true),
+            (year + 1, false),
+            (i64::MAX as u64, false),
+        ] {
+            let path = dir.join(format!("ban-{n}.toml"));
+            let edited = text.replace("ban_seconds = 60", &format!("ban_seconds = {n}"));
+            assert_ne!(edited, text, "the template sets ban_seconds");
+            std::fs::write(&path, edited).unwrap();
+            match Config::load(&path) {
+                Ok(config) => {
+                    assert!(ok, "ban_seconds = {n} was accepted");
+                    assert_eq!(config.sync.ban_seconds, n);
+                }
+                Err(e) => {
+                    assert!(!ok, "ban_seconds = {n}: {e}");
+                    assert!(e.to_string().contains("sync.ban_seconds is"), "{e}");
+                }
             }
         }
         let _ = std::fs::remove_dir_all(&dir);

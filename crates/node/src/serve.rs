@@ -248,11 +248,15 @@ pub fn answer(store: &Store, request: &Request) -> Response {
 }
 
 fn error(code: ErrorCode, message: &str) -> Response {
-    let mut message = message.to_string();
-    message.truncate(headway_wire::limits::MAX_ERROR_MESSAGE_LEN);
-    while !message.is_char_boundary(message.len()) {
-        message.pop();
+    // At most the wire's limit, cut at a character boundary (`truncate`
+    // panics inside a multi-byte character).
+    let mut end = message
+        .len()
+        .min(headway_wire::limits::MAX_ERROR_MESSAGE_LEN);
+    while !message.is_char_boundary(end) {
+        end -= 1;
     }
+    let message = message[..end].to_string();
     Response::Error(ErrorResponse {
         code,
         message,
@@ -549,5 +553,24 @@ mod tests {
         assert_eq!(rate_weight(&skip), Some(6));
         let set = Request::GetValidatorSet(GetValidatorSet { height: 3 });
         assert_eq!(rate_weight(&set), None);
+    }
+
+    /// An error message is cut to the wire's limit at a character
+    /// boundary, wherever the limit falls in a multi-byte character.
+    #[test]
+    fn long_error_messages_are_cut_between_characters() {
+        let limit = headway_wire::limits::MAX_ERROR_MESSAGE_LEN;
+        for pad in 0..4 {
+            let text = format!("{}{}", "x".repeat(limit - pad), "‖".repeat(8));
+            let Response::Error(e) = error(ErrorCode::Internal, &text) else {
+                panic!("not an error response");
+            };
+            assert!(e.message.len() <= limit && e.message.len() > limit - 3);
+            assert!(text.starts_with(&e.message));
+        }
+        let Response::Error(e) = error(ErrorCode::NotFound, "short") else {
+            panic!("not an error response");
+        };
+        assert_eq!(e.message, "short");
     }
 }

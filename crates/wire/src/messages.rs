@@ -1143,7 +1143,16 @@ fn check_sequential(
     heights: impl Iterator<Item = u64>,
 ) -> Result<(), WireError> {
     for (i, actual) in heights.enumerate() {
-        let expected = start.saturating_add(i as u64);
+        let Some(expected) = start.checked_add(i as u64) else {
+            return Err(WireError::Item {
+                field,
+                index: i,
+                source: Box::new(WireError::Invalid {
+                    field: "header.height",
+                    rule: "heights of a sequence must not pass u64::MAX",
+                }),
+            });
+        };
         if actual != expected {
             return Err(WireError::Item {
                 field,

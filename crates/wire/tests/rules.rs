@@ -332,6 +332,33 @@ fn non_sequential_headers_are_rejected() {
     assert!(wrong_start.validate().is_err());
 }
 
+/// Two headers both at `u64::MAX` are not a sequence: the second would be
+/// at `u64::MAX + 1`.
+#[test]
+fn a_sequence_past_the_last_height_is_rejected() {
+    let top = sample(strategies::signed_header_at(u64::MAX));
+    let response = Response::Headers(HeadersResponse {
+        start_height: u64::MAX,
+        headers: vec![top.clone()],
+    });
+    assert_eq!(response.validate(), Ok(()));
+    let response = Response::Headers(HeadersResponse {
+        start_height: u64::MAX,
+        headers: vec![top.clone(), top],
+    });
+    assert_eq!(
+        response.validate(),
+        Err(WireError::Item {
+            field: "headers_response.headers",
+            index: 1,
+            source: Box::new(WireError::Invalid {
+                field: "header.height",
+                rule: "heights of a sequence must not pass u64::MAX",
+            })
+        })
+    );
+}
+
 #[test]
 fn more_headers_than_requested_is_rejected() {
     let (start, headers) = sample(strategies::sequential_headers(5));
