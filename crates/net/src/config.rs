@@ -74,6 +74,11 @@ pub struct NetConfig {
     pub push_queue_per_peer: usize,
     /// Time the application has to answer an inbound request.
     pub response_deadline: Duration,
+    /// Time a response has to reach the requester's flow-control window:
+    /// a requester that opens a stream and never reads it gets the stream
+    /// reset then, instead of pinning the response (up to a frame's 16 MiB)
+    /// for as long as its connection lives.
+    pub response_write_timeout: Duration,
     /// Requested size of the UDP socket's receive and send buffers (best
     /// effort: the kernel may grant less).
     pub socket_buffer_bytes: usize,
@@ -92,6 +97,18 @@ pub struct NetConfig {
     pub max_udp_payload_size: u16,
 }
 
+impl NetConfig {
+    /// The connection limit of a direction.
+    #[must_use]
+    pub fn max_connections(&self, inbound: bool) -> usize {
+        if inbound {
+            self.max_inbound_connections
+        } else {
+            self.max_outbound_connections
+        }
+    }
+}
+
 impl Default for NetConfig {
     fn default() -> Self {
         NetConfig {
@@ -107,6 +124,7 @@ impl Default for NetConfig {
             event_queue: 1024,
             push_queue_per_peer: 64,
             response_deadline: Duration::from_secs(10),
+            response_write_timeout: Duration::from_secs(30),
             socket_buffer_bytes: DEFAULT_SOCKET_BUFFER_BYTES,
             initial_congestion_window: DEFAULT_INITIAL_CONGESTION_WINDOW,
             max_udp_payload_size: DEFAULT_MAX_UDP_PAYLOAD_SIZE,

@@ -44,6 +44,15 @@ pub enum NetError {
     /// The peer is banned.
     #[error("peer {0:?} is banned")]
     Banned(PeerId),
+    /// The connection would pass the configured limit of its direction
+    /// (`NetConfig::max_inbound_connections` or `max_outbound_connections`).
+    #[error("{} connection limit of {limit} reached", if *.inbound { "inbound" } else { "outbound" })]
+    TooManyConnections {
+        /// Whether the refused connection was inbound.
+        inbound: bool,
+        /// The limit.
+        limit: usize,
+    },
     /// There is no connection to the peer.
     #[error("not connected to {0:?}")]
     NotConnected(PeerId),

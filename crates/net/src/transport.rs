@@ -185,6 +185,9 @@ pub struct NetMetrics {
     /// Requests whose requester stopped the stream or lost the connection
     /// before the application answered (the answer was not sent).
     pub requests_abandoned: AtomicU64,
+    /// Responses reset because the requester did not take them within
+    /// `NetConfig::response_write_timeout`.
+    pub responses_timed_out: AtomicU64,
     /// Frames refused (too large or malformed).
     pub bad_frames: AtomicU64,
     /// Bans imposed.
@@ -196,7 +199,7 @@ pub struct NetMetrics {
 impl NetMetrics {
     /// Appends the counters in Prometheus text format.
     pub fn render_prometheus(&self, out: &mut String) {
-        let counters: [(&str, &str, &AtomicU64); 10] = [
+        let counters: [(&str, &str, &AtomicU64); 11] = [
             (
                 "headway_net_connections_established_total",
                 "Connections established.",
@@ -231,6 +234,11 @@ impl NetMetrics {
                 "headway_net_requests_abandoned_total",
                 "Requests the requester gave up on before they were answered.",
                 &self.requests_abandoned,
+            ),
+            (
+                "headway_net_responses_timed_out_total",
+                "Responses reset because the requester did not read them in time.",
+                &self.responses_timed_out,
             ),
             (
                 "headway_net_bad_frames_total",
@@ -288,6 +296,59 @@ struct State {
     dialler: Dialler,
     inbound: usize,
     outbound: usize,
+    /// Connections in their handshake ([`Reservation`]s): counted against
+    /// the limits with the established ones, so that peers dialling at
+    /// once cannot pass them.
+    handshaking_in: usize,
+    handshaking_out: usize,
+}
+
+impl State {
+    /// Connections of a direction, established and in handshake.
+    fn connections(&self, inbound: bool) -> usize {
+        if inbound {
+            self.inbound + self.handshaking_in
+        } else {
+            self.outbound + self.handshaking_out
+        }
+    }
+}
+
+/// A connection's place under its direction's limit while its handshake
+/// runs: taken before the handshake starts, given back when dropped (by
+/// then the connection is registered, and counted as established, or gone).
+struct Reservation {
+    inner: Arc<Inner>,
+    inbound: bool,
+}
+
+impl Reservation {
+    /// Reserves a place for a connection, `None` if its direction is full.
+    fn take(inner: &Arc<Inner>, state: &mut State, inbound: bool) -> Option<Reservation> {
+        if state.connections(inbound) >= inner.config.max_connections(inbound) {
+            return None;
+        }
+        if inbound {
+            state.handshaking_in += 1;
+        } else {
+            state.handshaking_out += 1;
+        }
+        Some(Reservation {
+            inner: inner.clone(),
+            inbound,
+        })
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        let mut state = self.inner.lock();
+        if self.inbound {
+            state.handshaking_in = state.handshaking_in.saturating_sub(1);
+        } else {
+            state.handshaking_out = state.handshaking_out.saturating_sub(1);
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -333,6 +394,8 @@ impl Network {
                 dialler: Dialler::new(bootstrap, Instant::now()),
                 inbound: 0,
                 outbound: 0,
+                handshaking_in: 0,
+                handshaking_out: 0,
             }),
             events,
             dial_wakeup: Notify::new(),
@@ -721,21 +784,19 @@ async fn read_frame(
 }
 
 async fn connect(inner: &Arc<Inner>, addr: SocketAddr, expected: PeerId) -> Result<(), NetError> {
-    {
-        let state = inner.lock();
+    let _reservation = {
+        let mut state = inner.lock();
         if state.bans.banned(&expected, Instant::now()).is_some() {
             return Err(NetError::Banned(expected));
         }
         if state.peers.contains_key(&expected) {
             return Ok(());
         }
-        if state.outbound >= inner.config.max_outbound_connections {
-            return Err(NetError::Connect {
-                peer: expected,
-                reason: "outbound connection limit reached".into(),
-            });
-        }
-    }
+        Reservation::take(inner, &mut state, false).ok_or(NetError::TooManyConnections {
+            inbound: false,
+            limit: inner.config.max_outbound_connections,
+        })?
+    };
     let config = inner.client_config(expected)?;
     let connecting = inner
         .endpoint
@@ -820,6 +881,26 @@ fn register(
             );
             return Ok(());
         }
+        // The connection's reservation is still counted: only the
+        // established ones are checked here.
+        let limit = inner.config.max_connections(inbound);
+        if (if inbound {
+            state.inbound
+        } else {
+            state.outbound
+        }) >= limit
+        {
+            drop(state);
+            inner
+                .metrics
+                .connections_refused
+                .fetch_add(1, Ordering::Relaxed);
+            conn.close(
+                VarInt::from_u32(close_code::TOO_MANY),
+                b"too many connections",
+            );
+            return Err(NetError::TooManyConnections { inbound, limit });
+        }
         if inbound {
             state.inbound += 1;
         } else {
@@ -853,8 +934,11 @@ fn register(
 
 async fn accept_loop(inner: Arc<Inner>) {
     while let Some(incoming) = inner.endpoint.accept().await {
-        let full = inner.lock().inbound >= inner.config.max_inbound_connections;
-        if full {
+        let reservation = {
+            let mut state = inner.lock();
+            Reservation::take(&inner, &mut state, true)
+        };
+        let Some(reservation) = reservation else {
             inner
                 .metrics
                 .connections_refused
@@ -862,9 +946,10 @@ async fn accept_loop(inner: Arc<Inner>) {
             debug!(addr = %incoming.remote_address(), "refusing inbound connection: limit reached");
             incoming.refuse();
             continue;
-        }
+        };
         let inner = inner.clone();
         tokio::spawn(async move {
+            let _reservation = reservation;
             let connecting = match incoming.accept() {
                 Ok(c) => c,
                 Err(e) => return debug!(error = %e, "inbound handshake failed"),
@@ -1091,6 +1176,7 @@ async fn serve_request(
                 })
                 .await;
             return write_response(
+                &inner,
                 &mut send,
                 &error_response(ErrorCode::BadRequest, &reason, 0),
             )
@@ -1107,6 +1193,7 @@ async fn serve_request(
         Err(mpsc::error::TrySendError::Full(_)) => {
             inner.metrics.requests_busy.fetch_add(1, Ordering::Relaxed);
             return write_response(
+                &inner,
                 &mut send,
                 &error_response(ErrorCode::Busy, "request queue full", 100),
             )
@@ -1114,6 +1201,7 @@ async fn serve_request(
         }
         Err(mpsc::error::TrySendError::Closed(_)) => {
             return write_response(
+                &inner,
                 &mut send,
                 &error_response(ErrorCode::Internal, "shutting down", 0),
             )
@@ -1136,19 +1224,12 @@ async fn serve_request(
         Ok(Ok(Answer::Response(response))) => response,
         Ok(Ok(Answer::Encoded(frame))) => {
             // Handed to quinn as it is: a chunk is queued without a copy.
-            if send
-                .write_chunk(bytes::Bytes::from(frame.into_frame()))
-                .await
-                .is_ok()
-            {
-                let _ = send.finish();
-            }
-            return;
+            return write_frame(&inner, &mut send, bytes::Bytes::from(frame.into_frame())).await;
         }
         Ok(Err(_)) => error_response(ErrorCode::Internal, "no answer", 0),
         Err(_) => error_response(ErrorCode::Busy, "answer took too long", 500),
     };
-    write_response(&mut send, &response).await;
+    write_response(&inner, &mut send, &response).await;
 }
 
 fn error_response(code: ErrorCode, message: &str, retry_after_ms: u32) -> Response {
@@ -1159,7 +1240,7 @@ fn error_response(code: ErrorCode, message: &str, retry_after_ms: u32) -> Respon
     })
 }
 
-async fn write_response(send: &mut quinn::SendStream, response: &Response) {
+async fn write_response(inner: &Inner, send: &mut quinn::SendStream, response: &Response) {
     let bytes = match frame::encode_frame(response) {
         Ok(bytes) => bytes,
         Err(e) => {
@@ -1170,8 +1251,26 @@ async fn write_response(send: &mut quinn::SendStream, response: &Response) {
             }
         }
     };
-    if send.write_chunk(bytes::Bytes::from(bytes)).await.is_ok() {
-        let _ = send.finish();
+    write_frame(inner, send, bytes::Bytes::from(bytes)).await;
+}
+
+/// Writes a response frame and finishes the stream, or resets it if the
+/// requester has not taken the frame into its flow-control window within
+/// `response_write_timeout` (a peer that never reads would otherwise hold
+/// the frame, and this task, until its connection closes).
+async fn write_frame(inner: &Inner, send: &mut quinn::SendStream, frame: bytes::Bytes) {
+    match tokio::time::timeout(inner.config.response_write_timeout, send.write_chunk(frame)).await {
+        Ok(Ok(())) => {
+            let _ = send.finish();
+        }
+        Ok(Err(_)) => {}
+        Err(_) => {
+            inner
+                .metrics
+                .responses_timed_out
+                .fetch_add(1, Ordering::Relaxed);
+            let _ = send.reset(VarInt::from_u32(STREAM_REFUSED));
+        }
     }
 }
 

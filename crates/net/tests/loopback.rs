@@ -6,6 +6,7 @@
     reason = "test code: a failure is the assertion"
 )]
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use headway_net::{
@@ -123,6 +124,79 @@ async fn inbound_peers_are_identified_by_their_key() {
     let (peer, inbound, _) = next_connected(&mut server_events).await;
     assert_eq!(peer, client.peer_id());
     assert!(inbound);
+}
+
+/// Peers dialling at the same moment cannot pass the inbound limit: a
+/// handshake holds its place under the limit from the moment it is
+/// accepted (it was counted only once registered, and 20 of 20 simultaneous
+/// dialers got in past a limit of 2). On one thread, the accept loop takes
+/// every waiting connection before any handshake runs.
+#[tokio::test]
+async fn simultaneous_dialers_cannot_pass_the_inbound_limit() {
+    let (server, _events) = node_with(
+        1,
+        NetConfig {
+            max_inbound_connections: 2,
+            ..NetConfig::default()
+        },
+    )
+    .await;
+    let addr = server.local_addr().unwrap();
+    let mut clients = Vec::new();
+    for seed in 10..30 {
+        clients.push(node(seed).await.0);
+    }
+    let mut dials = tokio::task::JoinSet::new();
+    for client in &clients {
+        let client = client.clone();
+        let id = server.peer_id();
+        dials.spawn(async move { client.connect(addr, id).await });
+    }
+    while dials.join_next().await.is_some() {}
+    // Let refused and closed connections settle on the server.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let connected = server.connected_peers().len();
+    assert!(
+        (1..=2).contains(&connected),
+        "{connected} inbound peers past a limit of 2"
+    );
+}
+
+/// Dials started at once cannot pass the outbound limit either: the ones
+/// past it fail with `TooManyConnections`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simultaneous_dials_cannot_pass_the_outbound_limit() {
+    let mut servers = Vec::new();
+    for seed in 40..44 {
+        servers.push(node(seed).await.0);
+    }
+    let (client, _events) = node_with(
+        2,
+        NetConfig {
+            max_outbound_connections: 1,
+            ..NetConfig::default()
+        },
+    )
+    .await;
+    let mut dials = tokio::task::JoinSet::new();
+    for server in &servers {
+        let client = client.clone();
+        let (addr, id) = (server.local_addr().unwrap(), server.peer_id());
+        dials.spawn(async move { client.connect(addr, id).await });
+    }
+    let (mut ok, mut refused) = (0, 0);
+    while let Some(result) = dials.join_next().await {
+        match result.unwrap() {
+            Ok(()) => ok += 1,
+            Err(NetError::TooManyConnections {
+                inbound: false,
+                limit: 1,
+            }) => refused += 1,
+            Err(e) => panic!("unexpected dial error: {e}"),
+        }
+    }
+    assert_eq!((ok, refused), (1, 3));
+    assert_eq!(client.connected_peers().len(), 1);
 }
 
 /// The next `Connected` event: the peer, whether it dialled us, and what it
@@ -697,6 +771,70 @@ fn serve_snapshot(mut events: mpsc::Receiver<NetEvent>, chunk: SnapshotData) {
             }
         }
     });
+}
+
+/// A requester that opens a stream and never reads its response gets the
+/// stream reset once `response_write_timeout` passes, counted in
+/// `responses_timed_out`, rather than pinning the response (and the task
+/// writing it) until its connection closes: our keep-alives keep such a
+/// connection from ever going idle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_the_requester_never_reads_is_reset() {
+    let (server, events) = node_with(
+        1,
+        NetConfig {
+            response_write_timeout: Duration::from_millis(300),
+            ..NetConfig::default()
+        },
+    )
+    .await;
+    // 6 MiB: several times what the requester's stream window takes in.
+    let chunk = SnapshotData {
+        snapshot_height: 1,
+        prefix: 1,
+        entries: (0u8..12)
+            .map(|i| SnapshotEntry {
+                key: vec![1, i],
+                value: vec![i; 512 * 1024],
+            })
+            .collect(),
+        prefix_exhausted: true,
+    };
+    serve_snapshot(events, chunk);
+    let (client, _client_events) = node(2).await;
+    client
+        .connect(server.local_addr().unwrap(), server.peer_id())
+        .await
+        .unwrap();
+    let conn = client.raw_connection(server.peer_id()).unwrap();
+    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    let request = headway_wire::frame::encode_frame(&Request::GetSnapshot(GetSnapshot {
+        snapshot_height: 1,
+        prefix: 1,
+        start_key: vec![],
+    }))
+    .unwrap();
+    send.write_all(&request).await.unwrap();
+    send.finish().unwrap();
+    // Not reading: the server's write stalls on flow control until its timeout.
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while server.metrics().responses_timed_out.load(Ordering::Relaxed) == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the stalled response times out");
+    // What reached the requester ends in a reset, not a finished frame.
+    let read = recv.read_to_end(16 * 1024 * 1024).await;
+    assert!(
+        matches!(
+            read,
+            Err(quinn::ReadToEndError::Read(quinn::ReadError::Reset(code))) if code == quinn::VarInt::from_u32(1)
+        ),
+        "{read:?}"
+    );
+    // The connection itself stays up for the requester's other streams.
+    assert_eq!(server.connected_peers(), vec![client.peer_id()]);
 }
 
 /// Transfers a few MiB from a server configured with `payload` to a client
