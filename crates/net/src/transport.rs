@@ -859,47 +859,41 @@ fn register(
     let (push_tx, push_rx) = mpsc::channel(inner.config.push_queue_per_peer.max(1));
     {
         let mut state = inner.lock();
-        if let Some(ban) = state.bans.banned(&peer, Instant::now()) {
-            let reason = ban.reason.clone();
-            drop(state);
-            inner
-                .metrics
-                .connections_refused
-                .fetch_add(1, Ordering::Relaxed);
-            conn.close(VarInt::from_u32(close_code::BANNED), reason.as_bytes());
-            return Err(NetError::Banned(peer));
-        }
-        if state.peers.contains_key(&peer) {
-            drop(state);
-            inner
-                .metrics
-                .connections_refused
-                .fetch_add(1, Ordering::Relaxed);
-            conn.close(
-                VarInt::from_u32(close_code::DUPLICATE),
-                b"already connected",
-            );
-            return Ok(());
-        }
-        // The connection's reservation is still counted: only the
-        // established ones are checked here.
+        // Why the connection is refused, if it is: its close code and
+        // reason, and the error (if any) for the caller.
         let limit = inner.config.max_connections(inbound);
-        if (if inbound {
+        let established = if inbound {
             state.inbound
         } else {
             state.outbound
-        }) >= limit
-        {
+        };
+        let refusal = if let Some(ban) = state.bans.banned(&peer, Instant::now()) {
+            Some((
+                close_code::BANNED,
+                ban.reason.clone().into_bytes(),
+                Err(NetError::Banned(peer)),
+            ))
+        } else if state.peers.contains_key(&peer) {
+            Some((close_code::DUPLICATE, b"already connected".to_vec(), Ok(())))
+        } else if established >= limit {
+            // The connection's reservation is still counted: only the
+            // established ones are checked here.
+            Some((
+                close_code::TOO_MANY,
+                b"too many connections".to_vec(),
+                Err(NetError::TooManyConnections { inbound, limit }),
+            ))
+        } else {
+            None
+        };
+        if let Some((code, reason, result)) = refusal {
             drop(state);
             inner
                 .metrics
                 .connections_refused
                 .fetch_add(1, Ordering::Relaxed);
-            conn.close(
-                VarInt::from_u32(close_code::TOO_MANY),
-                b"too many connections",
-            );
-            return Err(NetError::TooManyConnections { inbound, limit });
+            conn.close(VarInt::from_u32(code), &reason);
+            return result;
         }
         if inbound {
             state.inbound += 1;

@@ -757,6 +757,21 @@ async fn the_greeting_reaches_the_dialler_before_the_server_completes_the_handsh
     assert_eq!(relay.dropped.load(std::sync::atomic::Ordering::Relaxed), 0);
 }
 
+/// A snapshot chunk of 12 entries of 512 KiB.
+fn six_mib_chunk() -> SnapshotData {
+    SnapshotData {
+        snapshot_height: 1,
+        prefix: 1,
+        entries: (0u8..12)
+            .map(|i| SnapshotEntry {
+                key: vec![1, i],
+                value: vec![i; 512 * 1024],
+            })
+            .collect(),
+        prefix_exhausted: true,
+    }
+}
+
 /// Serves every `GetSnapshot` with `chunk`.
 fn serve_snapshot(mut events: mpsc::Receiver<NetEvent>, chunk: SnapshotData) {
     tokio::spawn(async move {
@@ -789,17 +804,7 @@ async fn a_response_the_requester_never_reads_is_reset() {
     )
     .await;
     // 6 MiB: several times what the requester's stream window takes in.
-    let chunk = SnapshotData {
-        snapshot_height: 1,
-        prefix: 1,
-        entries: (0u8..12)
-            .map(|i| SnapshotEntry {
-                key: vec![1, i],
-                value: vec![i; 512 * 1024],
-            })
-            .collect(),
-        prefix_exhausted: true,
-    };
+    let chunk = six_mib_chunk();
     serve_snapshot(events, chunk);
     let (client, _client_events) = node(2).await;
     client
@@ -845,17 +850,7 @@ async fn bulk_transfer_path(payload: u16) -> quinn::PathStats {
         ..NetConfig::default()
     };
     let (server, events) = node_with(1, config.clone()).await;
-    let chunk = SnapshotData {
-        snapshot_height: 1,
-        prefix: 1,
-        entries: (0u8..12)
-            .map(|i| SnapshotEntry {
-                key: vec![1, i],
-                value: vec![i; 512 * 1024],
-            })
-            .collect(),
-        prefix_exhausted: true,
-    };
+    let chunk = six_mib_chunk();
     serve_snapshot(events, chunk.clone());
     let (client, _client_events) = node_with(2, config).await;
     client
