@@ -424,7 +424,10 @@ impl RangeSyncConfig {
 pub const BARE_RANGE_LEN: u32 = 1000;
 
 /// Range requests in a row a peer may fail in transport or with an error
-/// answer ([`RangeFailure::Transport`]) before it is left to v1.
+/// answer ([`RangeFailure::Transport`]), or leave unanswered
+/// ([`RangeFailure::Timeout`]), before it is left to v1. A peer that never
+/// answers was otherwise picked again after every timeout, last but never
+/// dropped: v2 ran for ever beside it and the v1 fallback never came.
 pub const MAX_CONSECUTIVE_FAILURES: u32 = 5;
 
 /// Pause of a peer after a failed range request, doubled for each further
@@ -497,8 +500,9 @@ struct V2Peer {
     paused_until: Option<Instant>,
     mean_response: Option<Duration>,
     ranges_ok: u64,
-    /// Range requests in a row that failed in transport or with an error
-    /// answer ([`RangeFailure::Transport`]); reset by a verified range.
+    /// Range requests in a row that failed in transport, with an error
+    /// answer or by timing out ([`RangeFailure::Transport`],
+    /// [`RangeFailure::Timeout`]); reset by a verified range.
     failures: u32,
     /// Announced `GetHeadersV2` in its status: pipelined from the start.
     announced: bool,
@@ -863,8 +867,13 @@ impl<P: Copy + Eq + StdHash + Ord + Debug> RangeSync<P> {
         match failure {
             RangeFailure::Timeout => {
                 self.counters.timeouts += 1;
-                if let Some(state) = self.peers.get_mut(&peer) {
-                    state.timed_out = true;
+                let Some(state) = self.peers.get_mut(&peer) else {
+                    return;
+                };
+                state.timed_out = true;
+                state.failures += 1;
+                if state.failures >= MAX_CONSECUTIVE_FAILURES {
+                    self.unusable(peer, "left its last range requests in a row unanswered");
                 }
             }
             RangeFailure::Busy => {

@@ -566,6 +566,32 @@ fn a_peer_failing_every_request_is_backed_off_then_left_to_v1() {
     assert!(sim.unusable.contains(&2), "{:?}", sim.unusable);
 }
 
+/// A peer that never answers is left to v1 after the requests in a row it
+/// may leave unanswered, so that v2, with nobody else able to serve it,
+/// ends and the v1 fallback takes over (it was asked again after every
+/// timeout, for ever: 43 200 timeouts in a virtual day).
+#[test]
+fn a_peer_that_never_answers_is_left_to_v1() {
+    let mut sim = Sim::new(config());
+    sim.add(0, Peer::Silent, 1);
+    sim.add(1, Peer::Unsupported, 1);
+    sim.add(2, Peer::Unsupported, 1);
+    sim.run(Duration::from_secs(24 * 3600));
+    assert!(!sim.planner.is_done());
+    assert_eq!(sim.planner.peer_count(), 0, "nobody left to ask");
+    assert_eq!(sim.unusable, BTreeSet::from([0, 1, 2]));
+    assert!(sim.banned.is_empty(), "silence is no proof of malice");
+    assert_eq!(
+        sim.planner.counters().timeouts,
+        u64::from(headway_headersync::v2::MAX_CONSECUTIVE_FAILURES)
+    );
+    assert!(
+        sim.now.saturating_duration_since(sim.start) < Duration::from_secs(60),
+        "given up on after {:?}",
+        sim.now - sim.start
+    );
+}
+
 /// A single slow peer holding the head: nobody could take the late head,
 /// so the planner's next deadline is not that moment (long past, it would
 /// have the driver spin; here the simulation would not converge).
