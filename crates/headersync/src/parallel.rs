@@ -196,16 +196,16 @@ pub async fn sync_parallel(
     if stored < x {
         let prev = store
             .load_header(stored)?
-            .map(|h| h.hash())
             .ok_or(ParallelError::PrefixConflict { height: stored })?;
         let mut planner = RangeSync::new(
             tip.chain_id().to_string(),
             tip.header().history_root,
             x,
             stored + 1,
-            prev,
+            prev.hash(),
             config.ranges.clone(),
         );
+        planner.set_prev_validators_hash(prev.validators_hash);
         for (peer, status) in &peers {
             add_peer(&mut planner, *peer, status, x);
         }

@@ -152,6 +152,14 @@ pub enum RangeError {
         /// What failed.
         reason: String,
     },
+    /// The validator set changes at this header, but the range does not
+    /// carry it (the store needs every set where it changes, and a range
+    /// without one would end the run at the store, its sender unblamed).
+    #[error("height {height}: the validator set changes here but none is attached")]
+    MissingValidatorSet {
+        /// The height.
+        height: u64,
+    },
     /// The MMR proof does not put the headers into the commitment.
     #[error("MMR proof of heights {first}..={last} into C({end}) fails: {reason}")]
     Proof {
@@ -215,6 +223,11 @@ pub fn verify_range<T: RangeItem>(
             }
             if header.validators_hash != prev.next_validators_hash {
                 return Err(RangeError::ValidatorContinuity {
+                    height: header.height,
+                });
+            }
+            if header.validators_hash != prev.validators_hash && item.validator_set().is_none() {
+                return Err(RangeError::MissingValidatorSet {
                     height: header.height,
                 });
             }
@@ -284,6 +297,21 @@ pub fn verify_compact_range(
             expected: chain_id.into(),
             actual: range.headers().chain_id.clone(),
         });
+    }
+    // Header i's `next_validators_hash` differing from its set is header
+    // i + 1's set changing: that header must carry its set.
+    let columns = range.headers();
+    let mut sets = columns.validator_sets.iter().map(|(i, _)| *i).peekable();
+    for (index, _) in &columns.validators_changes {
+        let Some(changed) = index.checked_add(1).filter(|i| (*i as usize) < range.len()) else {
+            continue;
+        };
+        while sets.next_if(|i| *i < changed).is_some() {}
+        if sets.peek() != Some(&changed) {
+            return Err(RangeError::MissingValidatorSet {
+                height: first_h + u64::from(changed),
+            });
+        }
     }
     for (index, set, validators_hash) in range.headers().attached_sets() {
         let actual = set.hash();
@@ -483,8 +511,16 @@ pub enum RangeEvent<P> {
 #[derive(Debug)]
 enum RangeState<P> {
     Unassigned,
-    Requested { peers: Vec<(P, Instant)> },
-    Verified { headers: HeaderBatch, bytes: usize },
+    Requested {
+        peers: Vec<(P, Instant)>,
+    },
+    Verified {
+        headers: HeaderBatch,
+        bytes: usize,
+        /// Who served it: to blame if it turns out not to fit the range
+        /// before it (a validator set missing at its first header).
+        from: P,
+    },
 }
 
 #[derive(Debug)]
@@ -534,6 +570,10 @@ pub struct RangeSync<P> {
     next: u64,
     /// Hash of the header at `next - 1`.
     prev_hash: Hash,
+    /// `validators_hash` of the header at `next - 1`, when known
+    /// ([`RangeSync::set_prev_validators_hash`]): a range whose first header
+    /// has another must carry that header's set.
+    prev_validators_hash: Option<Hash>,
     /// The ranges handed to peers and not yet handed out (requested,
     /// verified, or back to unassigned after a failure). Ranges are
     /// materialized only when first requested, so this holds the download
@@ -593,6 +633,7 @@ impl<P: Copy + Eq + StdHash + Ord + Debug> RangeSync<P> {
             end,
             next: start.max(1),
             prev_hash,
+            prev_validators_hash: None,
             ranges: BTreeMap::new(),
             unplanned: start.max(1),
             peers: HashMap::new(),
@@ -603,6 +644,14 @@ impl<P: Copy + Eq + StdHash + Ord + Debug> RangeSync<P> {
             excluded: HashSet::new(),
             spare: Vec::new(),
         }
+    }
+
+    /// Sets the `validators_hash` of the stored header at `start - 1`, so
+    /// that a first range whose set changes at its first header without
+    /// carrying it is refused here (and its sender banned) rather than by
+    /// the store. Without it, that one boundary is left to the store.
+    pub fn set_prev_validators_hash(&mut self, validators_hash: Hash) {
+        self.prev_validators_hash = Some(validators_hash);
     }
 
     /// Takes back the hash vector of a compact range handed out
@@ -834,7 +883,11 @@ impl<P: Copy + Eq + StdHash + Ord + Debug> RangeSync<P> {
                 let Some(range) = self.ranges.get_mut(&start) else {
                     return;
                 };
-                range.state = RangeState::Verified { headers, bytes };
+                range.state = RangeState::Verified {
+                    headers,
+                    bytes,
+                    from: peer,
+                };
                 self.buffered_bytes += bytes;
                 self.emit_ready();
             }
@@ -1156,11 +1209,41 @@ impl<P: Copy + Eq + StdHash + Ord + Debug> RangeSync<P> {
             {
                 return;
             }
+            let start = *entry.key();
             let range = entry.remove();
-            let RangeState::Verified { headers, bytes } = range.state else {
+            let RangeState::Verified {
+                headers,
+                bytes,
+                from,
+            } = range.state
+            else {
                 return;
             };
             self.buffered_bytes = self.buffered_bytes.saturating_sub(bytes);
+            if let (Some(prev), Some((first, attached))) =
+                (self.prev_validators_hash, headers.first_validators())
+                && first != prev
+                && !attached
+            {
+                // Proven, so the set did change here: the sender left it out.
+                self.counters.ranges_failed += 1;
+                self.ranges.insert(
+                    start,
+                    Range {
+                        end: range.end,
+                        state: RangeState::Unassigned,
+                    },
+                );
+                self.ban(
+                    from,
+                    format!(
+                        "range {start}..={}: {}",
+                        range.end,
+                        RangeError::MissingValidatorSet { height: start }
+                    ),
+                );
+                return;
+            }
             let links = headers.first_parent() == Some(self.prev_hash);
             if !links {
                 // The range is proven into the verified commitment, so the
@@ -1173,6 +1256,9 @@ impl<P: Copy + Eq + StdHash + Ord + Debug> RangeSync<P> {
                 return;
             }
             self.prev_hash = headers.last().map_or(self.prev_hash, |(_, hash)| hash);
+            if let Some(last) = headers.last_validators_hash() {
+                self.prev_validators_hash = Some(last);
+            }
             self.next = range.end + 1;
             self.events.push_back(RangeEvent::Ready(headers));
         }

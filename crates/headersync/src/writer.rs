@@ -71,6 +71,45 @@ impl HeaderBatch {
         self.len() == 0
     }
 
+    /// The first header's `validators_hash`, and whether the batch carries
+    /// its validator set.
+    #[must_use]
+    pub fn first_validators(&self) -> Option<(Hash, bool)> {
+        match self {
+            HeaderBatch::Signed(h) => h
+                .first()
+                .map(|s| (s.header.validators_hash, s.validator_set.is_some())),
+            HeaderBatch::Bare(h) => h
+                .first()
+                .map(|b| (b.header.validators_hash, b.validator_set.is_some())),
+            HeaderBatch::Compact(h) => (!h.is_empty()).then(|| {
+                let columns = h.headers();
+                let attached = columns.validator_sets.first().is_some_and(|(i, _)| *i == 0);
+                (columns.validators_hash, attached)
+            }),
+        }
+    }
+
+    /// The last header's `validators_hash`.
+    #[must_use]
+    pub fn last_validators_hash(&self) -> Option<Hash> {
+        match self {
+            HeaderBatch::Signed(h) => h.last().map(|s| s.header.validators_hash),
+            HeaderBatch::Bare(h) => h.last().map(|b| b.header.validators_hash),
+            HeaderBatch::Compact(h) => (!h.is_empty()).then(|| {
+                // A change at index i is header i's next set: header i + 1's.
+                let columns = h.headers();
+                let last = u32::try_from(h.len() - 1).unwrap_or(u32::MAX);
+                columns
+                    .validators_changes
+                    .iter()
+                    .take_while(|(i, _)| *i < last)
+                    .last()
+                    .map_or(columns.validators_hash, |(_, next)| *next)
+            }),
+        }
+    }
+
     /// The first header's `last_block_id` hash.
     #[must_use]
     pub fn first_parent(&self) -> Option<Hash> {

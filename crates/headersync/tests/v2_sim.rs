@@ -137,6 +137,12 @@ enum Peer {
     /// Fails every request at once, in transport (a reset stream, an
     /// `INTERNAL` answer).
     Failing,
+    /// Leaves out the validator sets its ranges must carry: every one, or
+    /// only one at the range's first header (which only the range before
+    /// can tell changed).
+    StripsSets {
+        first_only: bool,
+    },
 }
 
 struct Sim {
@@ -180,6 +186,8 @@ impl Sim {
             signed(1).header.hash(),
             config,
         );
+        let mut planner = planner;
+        planner.set_prev_validators_hash(signed(1).header.validators_hash);
         Sim {
             planner,
             peers: HashMap::new(),
@@ -302,6 +310,31 @@ impl Sim {
                     ..request
                 };
                 (Some(honest(&compact, u32::MAX)), None)
+            }
+            Peer::StripsSets { first_only } => {
+                let mut r = honest(&request, u32::MAX);
+                let keep = |index: usize| first_only && index > 0;
+                match &mut r.result {
+                    HeadersV2Result::Headers { headers, .. } => {
+                        for (i, h) in headers.iter_mut().enumerate() {
+                            if !keep(i) {
+                                h.validator_set = None;
+                            }
+                        }
+                    }
+                    HeadersV2Result::BareHeaders { headers, .. } => {
+                        for (i, h) in headers.iter_mut().enumerate() {
+                            if !keep(i) {
+                                h.validator_set = None;
+                            }
+                        }
+                    }
+                    HeadersV2Result::CompactHeaders { headers, .. } => {
+                        headers.validator_sets.retain(|(i, _)| keep(*i as usize));
+                    }
+                    HeadersV2Result::Commitment(_) => {}
+                }
+                (Some(r), None)
             }
             Peer::Failing => (None, Some(RangeFailure::Transport)),
             Peer::Unsupported => (None, Some(RangeFailure::Unsupported)),
@@ -590,6 +623,80 @@ fn a_peer_that_never_answers_is_left_to_v1() {
         "given up on after {:?}",
         sim.now - sim.start
     );
+}
+
+/// Heights whose validator set is not the previous header's.
+fn set_changes() -> Vec<u64> {
+    let chain = &fixture().chain;
+    (2..=x())
+        .filter(|&h| {
+            chain[h as usize - 1].signed_header.header.validators_hash
+                != chain[h as usize - 2].signed_header.header.validators_hash
+        })
+        .collect()
+}
+
+/// A range that leaves out a validator set where it changes is refused and
+/// its sender banned, signed, bare or compact: the store needs every such
+/// set, and refused the batch with the run's end and nobody banned.
+#[test]
+fn ranges_without_the_sets_that_change_are_refused_and_their_senders_banned() {
+    assert!(
+        set_changes().len() > 5,
+        "the fixture rotates its validators"
+    );
+    for (headers_only, compact) in [(false, false), (true, false), (true, true)] {
+        let mut sim = Sim::new(RangeSyncConfig {
+            headers_only,
+            compact,
+            ..config()
+        });
+        sim.add(1, Peer::StripsSets { first_only: false }, 1);
+        sim.add(2, Peer::Honest, 20);
+        sim.run(Duration::from_secs(120));
+        sim.assert_complete();
+        assert_eq!(
+            sim.banned,
+            BTreeSet::from([1]),
+            "headers_only {headers_only} compact {compact}"
+        );
+    }
+}
+
+/// A set missing at a range's first header is invisible inside the range
+/// (nothing before it to compare with): it is caught as the range is handed
+/// out after the one before, and its sender banned.
+#[test]
+fn a_set_missing_at_a_range_start_is_caught_at_the_boundary() {
+    let first_change = set_changes()[0];
+    assert!(first_change > 2);
+    for (headers_only, compact) in [(false, false), (true, false), (true, true)] {
+        let mut sim = Sim::new(RangeSyncConfig {
+            headers_only,
+            compact,
+            // The second range starts where the set first changes.
+            range_len: u32::try_from(first_change - 2).unwrap(),
+            ..config()
+        });
+        // Alone, it serves the range that starts at the change too.
+        sim.add(1, Peer::StripsSets { first_only: true }, 1);
+        sim.run(Duration::from_secs(120));
+        assert!(!sim.planner.is_done());
+        assert_eq!(
+            sim.stored.len() as u64,
+            first_change - 1,
+            "everything below the change is handed out"
+        );
+        sim.add(2, Peer::Honest, 20);
+        sim.run(Duration::from_secs(120));
+        sim.assert_complete();
+        assert_eq!(
+            sim.banned,
+            BTreeSet::from([1]),
+            "headers_only {headers_only} compact {compact}"
+        );
+        assert!(sim.planner.counters().ranges_failed > 0);
+    }
 }
 
 /// A single slow peer holding the head: nobody could take the late head,
