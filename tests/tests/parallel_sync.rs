@@ -321,6 +321,32 @@ async fn v2_checkpoint_at_the_tip_still_downloads_everything_below() {
     assert_not_banned(&refs);
 }
 
+/// One peer claiming a height nobody can prove (a lie, or another chain)
+/// set the bootstrap's target, every attempt failed there, and the node
+/// stayed at its genesis for as long as that peer stayed connected. Now an
+/// attempt that fails leaves out the peers that set its target: the node
+/// bootstraps to the honest tip and syncs the honest chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_claiming_a_height_nobody_proves_does_not_hold_the_bootstrap() {
+    let node = v2_node(Some(Checkpoint::HeaderHash {
+        height: CHECKPOINT,
+        hash: chain().signed_header(CHECKPOINT).header.hash(),
+    }))
+    .await;
+    let liar = honest_v2_peer().await;
+    let honest = [
+        honest_v2_peer().await,
+        honest_v2_peer().await,
+        honest_v2_peer().await,
+    ];
+    let refs: Vec<&ScriptedPeer> = honest.iter().collect();
+    liar.connect_and_claim(&node, TIP + 1_000_000).await;
+    connect_all_and_claim(&refs, &node, TIP).await;
+    node.wait_header_height(TIP, DEADLINE).await;
+    assert_stores_exactly_honest_chain(&node, TIP).await;
+    assert_not_banned(&refs);
+}
+
 async fn syncs_from_checkpoint(checkpoint: Checkpoint) {
     let node = v2_node(Some(checkpoint)).await;
     let peers = [

@@ -11,7 +11,7 @@ use headway_net::{NetError, Network, PeerId};
 use headway_store::Store;
 use headway_wire::{
     ErrorCode, Features, GetHeaders, GetHeadersV2, GetSkipChain, GetValidatorSet, Request,
-    Response, StatusResponse,
+    Response, SignedHeader, StatusResponse,
 };
 use tokio::sync::mpsc;
 use tracing::{debug, info, trace, warn};
@@ -90,6 +90,63 @@ pub enum ParallelError {
     Task(String),
 }
 
+/// Bootstrap attempts at most: the first to the highest status, each later
+/// one without the peers whose status set the failed target.
+pub const MAX_BOOTSTRAP_ATTEMPTS: usize = 4;
+
+/// One bootstrap attempt: resolves the checkpoint (or starts from
+/// `trusted`), then verifies the header at `target` by a skip chain or by
+/// bisection. The verified tip, its signed header (`None` when `target` is
+/// not above the trusted height and there is no checkpoint header to
+/// store) and the heights verified on the way.
+fn bootstrap_once(
+    mut source: NetHeaderSource,
+    checkpoint: Option<bootstrap::Checkpoint>,
+    trusted: &TrustedState,
+    target: u64,
+) -> Result<(TrustedState, Option<SignedHeader>, Vec<u64>), bootstrap::BootstrapError> {
+    if let Some(c) = checkpoint
+        && target > c.height()
+    {
+        // The checkpoint's header and set and the skip chain from it in
+        // one round trip rather than three; verified as before.
+        let h = c.height();
+        source.prefetch(&[
+            Request::GetHeaders(GetHeaders {
+                start_height: h,
+                count: 1,
+            }),
+            Request::GetValidatorSet(GetValidatorSet { height: h }),
+            Request::GetSkipChain(GetSkipChain {
+                trusted_height: h,
+                target_height: target,
+            }),
+        ]);
+    }
+    let trust = match checkpoint {
+        Some(c) => bootstrap::resolve_checkpoint(&mut source, c)?,
+        None => trusted.clone(),
+    };
+    if target <= trust.height() {
+        // Nothing above the trusted height to verify. With a checkpoint the
+        // headers below it still have to come (proven into its history
+        // root), and the checkpoint header itself stored after them.
+        let checkpoint_header = checkpoint.and_then(|c| source.take_fetched(c.height()));
+        return Ok((trust, checkpoint_header, Vec::new()));
+    }
+    // One round trip when a peer offers the hops; bisection otherwise.
+    match bootstrap::skip_chain(&mut source, &trust, target) {
+        Ok(v) => return Ok((v.trusted, Some(v.signed), v.heights)),
+        Err(e) => debug!(error = %e, "skip-chain bootstrap failed; bisecting"),
+    }
+    let (verified, signed) = bootstrap::bisect(&mut source, &trust, target)?;
+    Ok((
+        verified.trusted.clone(),
+        Some(signed),
+        verified.verified_heights,
+    ))
+}
+
 /// Bootstraps from `trusted` (or the configured checkpoint) to the highest
 /// header of `peers`, downloads every missing header below it in parallel
 /// ranges, stores them in order, then stores the tip.
@@ -108,59 +165,45 @@ pub async fn sync_parallel(
     let started = Instant::now();
     let mut by_height: Vec<(PeerId, u64)> = peers.iter().map(|(p, s)| (*p, s.height)).collect();
     by_height.sort_by_key(|(p, h)| (std::cmp::Reverse(*h), *p));
-    let target = by_height.first().map_or(0, |(_, h)| *h);
-    let peer_ids: Vec<PeerId> = by_height.iter().map(|(p, _)| *p).collect();
     let timeout = config
         .bootstrap_timeout
         .unwrap_or(config.ranges.request_timeout);
     let source_net = net.clone();
     let handle = tokio::runtime::Handle::current();
     let checkpoint = config.checkpoint;
-    let start_trust = trusted.clone();
     // Bisection is synchronous (chain crate): run it on a blocking thread that
     // drives requests on this runtime.
     let (tip, tip_signed, heights) = tokio::task::spawn_blocking(move || {
-        let mut source = NetHeaderSource::new(source_net, peer_ids, handle, timeout);
-        if let Some(c) = checkpoint
-            && target > c.height()
-        {
-            // The checkpoint's header and set and the skip chain from it in
-            // one round trip rather than three; verified as before.
-            let h = c.height();
-            source.prefetch(&[
-                Request::GetHeaders(GetHeaders {
-                    start_height: h,
-                    count: 1,
-                }),
-                Request::GetValidatorSet(GetValidatorSet { height: h }),
-                Request::GetSkipChain(GetSkipChain {
-                    trusted_height: h,
-                    target_height: target,
-                }),
-            ]);
+        // The target is the highest status, which one peer alone can set: a
+        // height nobody can prove (a lie, or a peer on another chain) made
+        // every attempt fail, for ever. After a failed attempt the peers that
+        // set the target are left out, and the next attempt asks the others
+        // first, up to MAX_BOOTSTRAP_ATTEMPTS.
+        let mut left_out = 0;
+        let mut attempt = 0;
+        loop {
+            let candidates = &by_height[left_out..];
+            let target = candidates.first().map_or(0, |(_, h)| *h);
+            let mut peer_ids: Vec<PeerId> = candidates.iter().map(|(p, _)| *p).collect();
+            // Who is asked first turns with each attempt (a bad answer from
+            // the first peer asked ended the attempt).
+            let turn = attempt % peer_ids.len().max(1);
+            peer_ids.rotate_left(turn);
+            let source = NetHeaderSource::new(source_net.clone(), peer_ids, handle.clone(), timeout);
+            match bootstrap_once(source, checkpoint, &trusted, target) {
+                Ok(done) => return Ok(done),
+                Err(e) if attempt + 1 < MAX_BOOTSTRAP_ATTEMPTS => {
+                    let at_target = candidates.iter().take_while(|(_, h)| *h == target).count();
+                    warn!(error = %e, target, attempt, "bootstrap failed; trying again without the peers that set the target");
+                    // Keep at least one peer to ask.
+                    if at_target < candidates.len() {
+                        left_out += at_target;
+                    }
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
         }
-        let trust = match checkpoint {
-            Some(c) => bootstrap::resolve_checkpoint(&mut source, c)?,
-            None => start_trust,
-        };
-        if target <= trust.height() {
-            // Nothing above the trusted height to verify. With a checkpoint the
-            // headers below it still have to come (proven into its history
-            // root), and the checkpoint header itself stored after them.
-            let checkpoint_header = checkpoint.and_then(|c| source.take_fetched(c.height()));
-            return Ok::<_, bootstrap::BootstrapError>((trust, checkpoint_header, Vec::new()));
-        }
-        // One round trip when a peer offers the hops; bisection otherwise.
-        match bootstrap::skip_chain(&mut source, &trust, target) {
-            Ok(v) => return Ok((v.trusted, Some(v.signed), v.heights)),
-            Err(e) => debug!(error = %e, "skip-chain bootstrap failed; bisecting"),
-        }
-        let (verified, signed) = bootstrap::bisect(&mut source, &trust, target)?;
-        Ok((
-            verified.trusted.clone(),
-            Some(signed),
-            verified.verified_heights,
-        ))
     })
     .await
     .map_err(|e| ParallelError::Task(e.to_string()))??;
