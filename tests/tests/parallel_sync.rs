@@ -347,6 +347,38 @@ async fn a_peer_claiming_a_height_nobody_proves_does_not_hold_the_bootstrap() {
     assert_not_banned(&refs);
 }
 
+/// A peer that answers everything `BUSY`, retry in 5 s: each bootstrap
+/// request it was asked first waited for it 20 times, 100 s. The wait is
+/// bounded in all (`MAX_BUSY_WAIT`), then the next peer is asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_busy_for_ever_does_not_stall_the_bootstrap() {
+    let node = v2_node(Some(Checkpoint::HeaderHash {
+        height: CHECKPOINT,
+        hash: chain().signed_header(CHECKPOINT).header.hash(),
+    }))
+    .await;
+    let busy = || {
+        Reply::Response(Box::new(Response::Error(ErrorResponse {
+            code: ErrorCode::Busy,
+            message: "never now".into(),
+            retry_after_ms: 5_000,
+        })))
+    };
+    let stalling = ScriptedPeer::start_with(
+        Arc::new(move |_: &GetHeaders, _: u64| busy()),
+        Arc::new(move |_: &headway_wire::Request, _: u64| busy()),
+        TIP,
+    )
+    .await;
+    let honest = [honest_v2_peer().await, honest_v2_peer().await];
+    let mut refs: Vec<&ScriptedPeer> = honest.iter().collect();
+    refs.push(&stalling);
+    connect_all_and_claim(&refs, &node, TIP).await;
+    node.wait_header_height(TIP, DEADLINE).await;
+    assert_stores_exactly_honest_chain(&node, TIP).await;
+    assert_not_banned(&refs[..2]);
+}
+
 async fn syncs_from_checkpoint(checkpoint: Checkpoint) {
     let node = v2_node(Some(checkpoint)).await;
     let peers = [

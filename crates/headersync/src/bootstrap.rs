@@ -104,6 +104,11 @@ struct Prefetched {
 /// Times one peer is asked again after `BUSY`/`RATE_LIMITED` before the next peer.
 pub const MAX_BUSY_RETRIES: usize = 20;
 
+/// Time one peer may keep a request waiting with `BUSY`/`RATE_LIMITED`
+/// answers, in all, before the next peer is asked: a peer asking to be
+/// retried in 5 s, twenty times, held each bootstrap request 100 s.
+pub const MAX_BUSY_WAIT: Duration = Duration::from_secs(3);
+
 /// Most fetched headers a [`NetHeaderSource`] keeps.
 pub const MAX_KEPT_HEADERS: usize = 4096;
 
@@ -170,7 +175,9 @@ impl NetHeaderSource {
         let n = self.peers.len().max(1);
         for peer in (0..self.peers.len()).map(|i| &self.peers[(first + i) % n]) {
             // A peer that says BUSY or RATE_LIMITED is honest about its pace:
-            // wait as it asks and try again, a bounded number of times.
+            // wait as it asks and try again, a bounded number of times and
+            // for a bounded time in all.
+            let mut waited = Duration::ZERO;
             for _ in 0..MAX_BUSY_RETRIES {
                 let answer = self.handle.block_on(self.net.request_with_timeout(
                     *peer,
@@ -196,8 +203,11 @@ impl NetHeaderSource {
                     return answers;
                 }
                 match retry {
-                    Some(delay) => std::thread::sleep(delay),
-                    None => break,
+                    Some(delay) if waited + delay <= MAX_BUSY_WAIT => {
+                        waited += delay;
+                        std::thread::sleep(delay);
+                    }
+                    _ => break,
                 }
             }
         }
