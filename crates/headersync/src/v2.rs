@@ -535,6 +535,10 @@ struct V2Peer {
     timed_out: bool,
     paused_until: Option<Instant>,
     mean_response: Option<Duration>,
+    /// Its verified answers' time a header (moving mean): what peers are
+    /// ranked by, so that a peer answering quickly with few headers (one a
+    /// range, say) does not rank first and take every remainder.
+    mean_per_header: Option<Duration>,
     ranges_ok: u64,
     /// Range requests in a row that failed in transport, with an error
     /// answer or by timing out ([`RangeFailure::Transport`],
@@ -778,6 +782,7 @@ impl<P: Copy + Eq + StdHash + Ord + Debug> RangeSync<P> {
             }
         };
         self.release(peer, now, sent_at);
+        let took = sent_at.map(|at| now.saturating_duration_since(at));
         let (headers, proof) = match response.result {
             HeadersV2Result::Headers { headers, proof } if !self.config.headers_only => {
                 (HeaderBatch::Signed(Hashed::all(headers)), proof)
@@ -865,6 +870,15 @@ impl<P: Copy + Eq + StdHash + Ord + Debug> RangeSync<P> {
                 if let Some(state) = self.peers.get_mut(&peer) {
                     state.ranges_ok += 1;
                     state.failures = 0;
+                    if let Some(took) = took {
+                        let count = u32::try_from(headers.len()).unwrap_or(u32::MAX).max(1);
+                        let per_header = took / count;
+                        state.mean_per_header = Some(
+                            state
+                                .mean_per_header
+                                .map_or(per_header, |m| (m * 3 + per_header) / 4),
+                        );
+                    }
                 }
                 let Some(range) = self.ranges.get_mut(&start) else {
                     return;
@@ -1141,13 +1155,15 @@ impl<P: Copy + Eq + StdHash + Ord + Debug> RangeSync<P> {
             };
             p.inflight < limit && p.paused_until.is_none_or(|t| t <= now)
         };
+        // Time a whole range takes the peer: by its time a header once it
+        // has served a range, else its answers' latency, else a guess.
         let score = |(id, p): (&P, &V2Peer)| {
-            (
-                p.mean_response
-                    .unwrap_or(Duration::from_millis(20))
-                    .saturating_mul(p.inflight as u32 + 1),
-                *id,
-            )
+            let range = p
+                .mean_per_header
+                .map(|d| d.saturating_mul(self.config.range_len))
+                .or(p.mean_response)
+                .unwrap_or(Duration::from_millis(20));
+            (range.saturating_mul(p.inflight as u32 + 1), *id)
         };
         let pick = |timed_out: bool| {
             self.peers
