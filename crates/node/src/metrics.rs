@@ -102,48 +102,87 @@ impl MetricsSources {
     }
 }
 
-/// Serves `GET /metrics` on `listener` until the task is dropped.
+/// Scrapes served at once, at most; a connection past it is closed unread.
+pub const MAX_METRICS_CONNECTIONS: usize = 16;
+
+/// Time a scrape has, from accept to the last byte of the answer: a client
+/// that trickles its request or does not read the answer is cut off then.
+pub const METRICS_REQUEST_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Pause after a failed accept (out of file descriptors, say), so that the
+/// loop does not spin while the condition lasts.
+const ACCEPT_ERROR_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Serves `GET /metrics` on `listener` until the task is dropped: at most
+/// [`MAX_METRICS_CONNECTIONS`] at once, each within
+/// [`METRICS_REQUEST_DEADLINE`].
 pub async fn serve(listener: TcpListener, sources: MetricsSources) {
+    serve_rendered(listener, move || sources.render()).await;
+}
+
+/// [`serve`] with the text `render` makes for each scrape.
+async fn serve_rendered(
+    listener: TcpListener,
+    render: impl Fn() -> String + Send + Sync + 'static,
+) {
+    let render = Arc::new(render);
     if let Ok(addr) = listener.local_addr() {
         info!(%addr, "metrics endpoint listening");
     }
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_METRICS_CONNECTIONS));
     loop {
-        let Ok((mut stream, peer)) = listener.accept().await else {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                debug!(error = %e, "metrics accept failed");
+                tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                continue;
+            }
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            debug!(%peer, "metrics connection refused: too many at once");
+            drop(stream);
             continue;
         };
-        let sources = sources.clone();
+        let render = render.clone();
         tokio::spawn(async move {
-            let mut buf = vec![0u8; MAX_HTTP_REQUEST];
-            let mut len = 0;
-            // Read until the end of the request head, within the bound.
-            while len < buf.len() {
-                match tokio::time::timeout(
-                    std::time::Duration::from_secs(5),
-                    stream.read(&mut buf[len..]),
-                )
+            let _slot = slot;
+            if tokio::time::timeout(METRICS_REQUEST_DEADLINE, scrape(stream, &*render))
                 .await
-                {
-                    Ok(Ok(0)) | Err(_) | Ok(Err(_)) => break,
-                    Ok(Ok(n)) => len += n,
-                }
-                if buf[..len].windows(4).any(|w| w == b"\r\n\r\n") {
-                    break;
-                }
-            }
-            let head = String::from_utf8_lossy(&buf[..len]);
-            let (status, body) = if head.starts_with("GET /metrics") {
-                ("200 OK", sources.render())
-            } else {
-                ("404 Not Found", "try GET /metrics\n".to_string())
-            };
-            let response = format!(
-                "HTTP/1.1 {status}\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            if let Err(e) = stream.write_all(response.as_bytes()).await {
-                debug!(%peer, error = %e, "metrics response failed");
+                .is_err()
+            {
+                debug!(%peer, "metrics request cut off at its deadline");
             }
         });
+    }
+}
+
+/// Reads one request head (within [`MAX_HTTP_REQUEST`]) and answers it.
+async fn scrape(mut stream: tokio::net::TcpStream, render: &(impl Fn() -> String + ?Sized)) {
+    let mut buf = vec![0u8; MAX_HTTP_REQUEST];
+    let mut len = 0;
+    // Read until the end of the request head, within the bound.
+    while len < buf.len() {
+        match stream.read(&mut buf[len..]).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => len += n,
+        }
+        if buf[..len].windows(4).any(|w| w == b"\r\n\r\n") {
+            break;
+        }
+    }
+    let head = String::from_utf8_lossy(&buf[..len]);
+    let (status, body) = if head.starts_with("GET /metrics") {
+        ("200 OK", render())
+    } else {
+        ("404 Not Found", "try GET /metrics\n".to_string())
+    };
+    let response = format!(
+        "HTTP/1.1 {status}\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    if let Err(e) = stream.write_all(response.as_bytes()).await {
+        debug!(error = %e, "metrics response failed");
     }
 }
 
@@ -152,4 +191,46 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen for metrics on {addr}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    use super::*;
+
+    async fn get(addr: SocketAddr) -> String {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = Vec::new();
+        // A refused connection ends at once, empty (or reset).
+        let _ = stream.read_to_end(&mut answer).await;
+        String::from_utf8_lossy(&answer).into_owned()
+    }
+
+    /// Clients holding connections open take at most
+    /// [`MAX_METRICS_CONNECTIONS`] scrapes; one past it is closed unread,
+    /// and a place frees when a client goes.
+    #[tokio::test]
+    async fn connections_past_the_bound_are_closed_unread() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(serve_rendered(listener, || "up 1\n".to_string()));
+        assert!(get(addr).await.starts_with("HTTP/1.1 200 OK"));
+        let mut idle = Vec::new();
+        for _ in 0..MAX_METRICS_CONNECTIONS {
+            idle.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+        }
+        // Let the endpoint take them all.
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        assert_eq!(get(addr).await, "", "a scrape past the bound is refused");
+        drop(idle.pop());
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let answer = get(addr).await;
+        assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
+        assert!(answer.ends_with("up 1\n"), "{answer}");
+    }
 }
