@@ -463,43 +463,47 @@ fn header_chain(store: &Store, q: &GetHeaderChain) -> Result<Response, StoreErro
     }))
 }
 
+/// Bytes of blocks one `BlocksResponse` carries, about (half the frame
+/// limit, for the estimate's slack); the first block is sent whatever its
+/// size, so that a large block is never unservable behind the budget.
+const BLOCKS_BUDGET: usize = headway_wire::limits::MAX_BLOCKS_RESPONSE_FRAME / 2;
+
+/// The blocks asked for that the store has, in order, loaded one at a time
+/// until [`BLOCKS_BUDGET`] is spent (at least one when there is one).
 fn blocks(store: &Store, q: &GetBlocks) -> Result<Response, StoreError> {
-    let mut blocks = Vec::new();
-    match q {
+    blocks_within(store, q, BLOCKS_BUDGET)
+}
+
+/// [`blocks`] within `budget` bytes (about).
+fn blocks_within(store: &Store, q: &GetBlocks, budget: usize) -> Result<Response, StoreError> {
+    let heights: Box<dyn Iterator<Item = Result<Option<u64>, StoreError>>> = match q {
         GetBlocks::ByRange {
             start_height,
             count,
-        } => {
-            for h in *start_height..start_height.saturating_add(u64::from(*count)) {
-                if let Some(b) = store.load_block(h)? {
-                    blocks.push(b);
-                }
-            }
-        }
-        GetBlocks::ByHash(hashes) => {
-            for hash in hashes {
-                if let Some(h) = store.height_of(hash)?
-                    && let Some(b) = store.load_block(h)?
-                {
-                    blocks.push(b);
-                }
-            }
-        }
-    }
-    // Stay under the frame limit: drop trailing blocks rather than fail.
+        } => Box::new(
+            (*start_height..start_height.saturating_add(u64::from(*count))).map(|h| Ok(Some(h))),
+        ),
+        GetBlocks::ByHash(hashes) => Box::new(hashes.iter().map(|hash| store.height_of(hash))),
+    };
+    let mut blocks = Vec::new();
     let mut size = 0usize;
-    let limit = headway_wire::limits::MAX_BLOCKS_RESPONSE_FRAME / 2;
-    blocks.retain(|b| {
-        let approx = b
+    for height in heights {
+        let Some(block) = height?.map(|h| store.load_block(h)).transpose()?.flatten() else {
+            continue;
+        };
+        let approx = block
             .txs
             .iter()
             .flat_map(|t| &t.writes)
             .map(|w| w.key.len() + w.value.as_ref().map_or(0, Vec::len) + 8)
             .sum::<usize>()
             + 512;
+        if !blocks.is_empty() && size + approx > budget {
+            break;
+        }
         size += approx;
-        size <= limit
-    });
+        blocks.push(block);
+    }
     Ok(Response::Blocks(BlocksResponse { blocks }))
 }
 
@@ -553,6 +557,56 @@ mod tests {
         assert_eq!(rate_weight(&skip), Some(6));
         let set = Request::GetValidatorSet(GetValidatorSet { height: 3 });
         assert_eq!(rate_weight(&set), None);
+    }
+
+    /// Blocks are served in order from the first one the store has, as many
+    /// as the byte budget holds but always the first: a block larger than
+    /// the budget is never left unservable (it was: everything was loaded,
+    /// then blocks past the budget dropped, the first one too).
+    #[test]
+    fn blocks_are_served_in_order_within_the_budget_and_at_least_one() {
+        use headway_chain::HeaderExt as _;
+        let mut generator =
+            headway_chain::ChainGenerator::new(headway_chain::GeneratorConfig::small(3)).unwrap();
+        let made: Vec<_> = generator.by_ref().take(12).collect();
+        let store = Store::open_temporary(headway_store::StoreConfig::new()).unwrap();
+        let headers: Vec<_> = made.iter().map(|b| b.signed_header.clone()).collect();
+        store.save_headers(&headers).unwrap();
+        // Bodies for 1..=10 only.
+        for b in &made[..10] {
+            store.save_block(&b.block).unwrap();
+        }
+        let heights = |budget: usize, q: &GetBlocks| -> Vec<u64> {
+            let Response::Blocks(r) = blocks_within(&store, q, budget).unwrap() else {
+                panic!("not a blocks response");
+            };
+            r.blocks.iter().map(|b| b.header.height).collect()
+        };
+        let range = GetBlocks::ByRange {
+            start_height: 3,
+            count: 128,
+        };
+        assert_eq!(heights(usize::MAX, &range), (3..=10).collect::<Vec<_>>());
+        assert_eq!(
+            heights(0, &range),
+            vec![3],
+            "the first block, whatever its size"
+        );
+        // Every block here is estimated at 512 bytes and up.
+        let two = heights(2 * 512 + 100, &range);
+        assert!((1..=2).contains(&two.len()) && two[0] == 3, "{two:?}");
+        let by_hash = GetBlocks::ByHash(vec![
+            made[11].signed_header.header.hash(),
+            made[6].signed_header.header.hash(),
+            Hash([9; 32]),
+            made[4].signed_header.header.hash(),
+        ]);
+        assert_eq!(
+            heights(usize::MAX, &by_hash),
+            vec![7, 5],
+            "known bodies, asked order"
+        );
+        assert_eq!(heights(0, &by_hash), vec![7]);
     }
 
     /// An error message is cut to the wire's limit at a character
