@@ -366,7 +366,14 @@ impl<P: Copy + Eq + Hash + Ord + Debug> HeaderSyncPool<P> {
         }
         // Answering at all clears the timed-out mark (R7.2).
         state.timed_out = false;
-        if response.headers.is_empty() || response.headers.len() > count as usize {
+        let mut headers = response.headers;
+        if expected.is_none() && headers.len() > count as usize {
+            // A late answer to the request before the batch was reassigned
+            // and cut to what its new peer has: it answered the longer
+            // request honestly, so its start is taken, not struck.
+            headers.truncate(count as usize);
+        }
+        if headers.is_empty() || headers.len() > count as usize {
             // Nothing from a height it claimed to have (or more than asked):
             // its claim is cut back so it cannot hold the sync target (hole 6).
             state.height = state.height.min(start.saturating_sub(1));
@@ -381,11 +388,8 @@ impl<P: Copy + Eq + Hash + Ord + Debug> HeaderSyncPool<P> {
             }
             return;
         }
-        let got = response.headers.len() as u32;
-        batch.state = BatchState::Received {
-            peer,
-            headers: response.headers,
-        };
+        let got = headers.len() as u32;
+        batch.state = BatchState::Received { peer, headers };
         if got < count {
             // A partial answer: the rest becomes its own batch.
             batch.count = got;

@@ -477,3 +477,67 @@ fn pending_batches_stay_bounded_with_a_stalled_head() {
     sim.run(Duration::from_secs(600));
     sim.assert_complete_and_in_order();
 }
+
+/// A slow honest peer's answer arriving after its request timed out, when
+/// the batch went meanwhile to a peer with fewer headers (and so was cut
+/// shorter), held more headers than the batch now asks for: it counted as
+/// an empty answer (a strike, three of which ban), cut the peer's height
+/// and dropped the new holder's request. Its first headers are taken now.
+#[test]
+fn a_late_answer_to_a_batch_cut_shorter_since_is_taken_not_struck() {
+    let (chain, _) = chain(200);
+    let config = PoolConfig {
+        request_timeout: Duration::from_secs(1),
+        ..PoolConfig::default()
+    };
+    let mut pool = HeaderSyncPool::new(chain[0].trusted_state(), config);
+    let t0 = Instant::now();
+    let claim = |pool: &mut HeaderSyncPool<u32>, peer: u32, height: u64| {
+        assert!(pool.add_peer(peer));
+        pool.on_status(peer, StatusResponse::new(1, height - 1), t0);
+        pool.on_status(peer, StatusResponse::new(1, height), t0);
+    };
+    claim(&mut pool, 1, 200);
+    let mut asked = Vec::new();
+    while let Some((peer, q)) = pool.poll_request(t0) {
+        asked.push((peer, q));
+    }
+    let first = asked[0].1;
+    assert_eq!((asked[0].0, first.start_height, first.count), (1, 2, 50));
+    // Every request to peer 1 times out.
+    let t1 = t0 + Duration::from_secs(2);
+    pool.on_tick(t1);
+    claim(&mut pool, 2, 30);
+    let mut to_two = None;
+    while let Some((peer, q)) = pool.poll_request(t1) {
+        if peer == 2 && q.start_height == 2 {
+            to_two = Some(q);
+        }
+    }
+    let to_two = to_two.expect("the first batch goes to peer 2");
+    assert_eq!(to_two.count, 29, "cut to what peer 2 has");
+    // Peer 1's late answer to its 50-header request.
+    let late: Vec<SignedHeader> = (2..=51)
+        .map(|h| chain[h - 1].signed_header.clone())
+        .collect();
+    pool.on_headers(
+        1,
+        HeadersResponse {
+            start_height: 2,
+            headers: late,
+        },
+        t1,
+    );
+    let mut verified = Vec::new();
+    while let Some(event) = pool.poll_event() {
+        match event {
+            PoolEvent::Verified { headers, .. } => {
+                verified.extend(headers.iter().map(|h| h.value().header.height));
+            }
+            PoolEvent::Ban { peer, reason, .. } => panic!("peer {peer} banned: {reason}"),
+            _ => {}
+        }
+    }
+    assert_eq!(verified, (2..=30).collect::<Vec<_>>());
+    assert_eq!(pool.header_height(), 30);
+}
