@@ -35,13 +35,24 @@ use headway_wire::{
     GetHeaders, HeadersResponse, SignedHeader, StatusResponse, limits::MAX_HEADERS_PER_BATCH,
 };
 
+/// Default [`PoolConfig::max_buffered_bytes`]: 64 MiB, sixteen full
+/// 50-header batches of the largest headers a `HeadersResponse` frame holds.
+pub const DEFAULT_MAX_BUFFERED_BYTES: usize = 64 * 1024 * 1024;
+
 /// Pool limits and timings; every bound has a name.
 #[derive(Debug, Clone)]
 pub struct PoolConfig {
     /// Headers per request, at most 50 (R2.2).
     pub batch_size: u32,
-    /// Most batches requested or buffered at once (R2.6); bounds memory.
+    /// Most batches requested or buffered at once (R2.6); bounds memory
+    /// with [`PoolConfig::max_buffered_bytes`].
     pub max_pending_batches: usize,
+    /// Most bytes of received, not yet verified headers held (their encoded
+    /// size): past it only the batch the next verification needs is
+    /// requested. Partial answers split batches, so the batch count alone
+    /// bounded the buffered headers only by the window's heights times a
+    /// frame each.
+    pub max_buffered_bytes: usize,
     /// Most requests in flight to one peer, kept below what a server's rate
     /// limit allows so honest peers are not pushed into timeouts.
     pub max_inflight_per_peer: usize,
@@ -60,6 +71,7 @@ impl Default for PoolConfig {
         PoolConfig {
             batch_size: MAX_HEADERS_PER_BATCH,
             max_pending_batches: 64,
+            max_buffered_bytes: DEFAULT_MAX_BUFFERED_BYTES,
             max_inflight_per_peer: 4,
             max_peers: 128,
             request_timeout: Duration::from_secs(15),
@@ -158,8 +170,16 @@ struct PeerState {
 #[derive(Debug)]
 enum BatchState<P> {
     Unassigned,
-    Requested { peer: P, sent_at: Instant },
-    Received { peer: P, headers: Vec<SignedHeader> },
+    Requested {
+        peer: P,
+        sent_at: Instant,
+    },
+    Received {
+        peer: P,
+        headers: Vec<SignedHeader>,
+        /// Their encoded size, about.
+        bytes: usize,
+    },
 }
 
 #[derive(Debug)]
@@ -389,7 +409,12 @@ impl<P: Copy + Eq + Hash + Ord + Debug> HeaderSyncPool<P> {
             return;
         }
         let got = headers.len() as u32;
-        batch.state = BatchState::Received { peer, headers };
+        let bytes = headers.iter().map(SignedHeader::encoded_len_bound).sum();
+        batch.state = BatchState::Received {
+            peer,
+            headers,
+            bytes,
+        };
         if got < count {
             // A partial answer: the rest becomes its own batch.
             batch.count = got;
@@ -482,6 +507,9 @@ impl<P: Copy + Eq + Hash + Ord + Debug> HeaderSyncPool<P> {
     #[must_use]
     pub fn poll_request(&mut self, now: Instant) -> Option<(P, GetHeaders)> {
         self.extend_window();
+        // Past the byte bound, only the batch verification waits for.
+        let full = self.buffered_bytes() >= self.config.max_buffered_bytes;
+        let head = self.header_height() + 1;
         let starts: Vec<(u64, u32)> = self
             .batches
             .iter()
@@ -489,6 +517,9 @@ impl<P: Copy + Eq + Hash + Ord + Debug> HeaderSyncPool<P> {
             .map(|(s, b)| (*s, b.count))
             .collect();
         for (start, count) in starts {
+            if full && start != head {
+                break;
+            }
             if let Some(peer) = self.best_peer_for(start, now) {
                 let state = self.peers.get_mut(&peer)?;
                 state.inflight += 1;
@@ -519,6 +550,20 @@ impl<P: Copy + Eq + Hash + Ord + Debug> HeaderSyncPool<P> {
             }
         }
         None
+    }
+
+    /// Bytes of received headers waiting for verification (their encoded
+    /// size, about), at most about [`PoolConfig::max_buffered_bytes`] plus
+    /// the answers in flight.
+    #[must_use]
+    pub fn buffered_bytes(&self) -> usize {
+        self.batches
+            .values()
+            .map(|b| match &b.state {
+                BatchState::Received { bytes, .. } => *bytes,
+                _ => 0,
+            })
+            .sum()
     }
 
     /// The next event to act on, if any.

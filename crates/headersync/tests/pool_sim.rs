@@ -38,6 +38,8 @@ enum Behaviour {
     WrongValidatorSet,
     /// Honest, but answers BUSY to every other request.
     SometimesBusy,
+    /// Honest, one header an answer (each answer splits its batch).
+    OneHeader,
 }
 
 struct SimPeer {
@@ -157,6 +159,7 @@ impl Sim {
         match behaviour {
             Behaviour::Silent => return,
             Behaviour::Honest { height } => headers.retain(|h| h.header.height <= height),
+            Behaviour::OneHeader => headers.truncate(1),
             Behaviour::Poisoner => {}
             Behaviour::BadSignature => corrupt_last(self, &mut headers, Corruption::BadSignature),
             Behaviour::WrongValidatorSet => {
@@ -476,6 +479,42 @@ fn pending_batches_stay_bounded_with_a_stalled_head() {
     }
     sim.run(Duration::from_secs(600));
     sim.assert_complete_and_in_order();
+}
+
+/// Partial answers split batches, and the batch count bounded the headers
+/// waiting for a stalled head only by the window's heights: peers answering
+/// one header at a time, and claiming the rest again by ever higher
+/// statuses, filled the window behind a silent head. The buffered bytes are
+/// bounded by `max_buffered_bytes` (plus the answers in flight).
+#[test]
+fn buffered_headers_stay_under_the_byte_bound_when_answers_split_batches() {
+    const BOUND: usize = 64 * 1024;
+    let config = PoolConfig {
+        max_buffered_bytes: BOUND,
+        request_timeout: Duration::from_secs(5),
+        ..PoolConfig::default()
+    };
+    let mut sim = Sim::new(2000, config);
+    sim.add(0, Behaviour::Silent, 1);
+    for id in 1..4 {
+        sim.add(id, Behaviour::OneHeader, 3);
+    }
+    let mut most = 0;
+    for round in 0..50u64 {
+        // A partial answer cuts a peer's claim to what it sent; these push
+        // ever higher statuses to claim the rest again.
+        for id in 1..4 {
+            sim.pool
+                .on_status(id, StatusResponse::new(1, sim.tip() + round + 1), sim.now);
+        }
+        sim.drain();
+        most = most.max(sim.pool.buffered_bytes());
+        sim.run(Duration::from_millis(100));
+    }
+    // In flight past the bound: 3 peers x 4 requests of one header (without
+    // the bound, 131 KB here: the whole window).
+    assert!(most <= BOUND + 12 * 4096, "{most} bytes buffered");
+    assert!(most >= BOUND / 2, "the bound was reached: {most}");
 }
 
 /// A slow honest peer's answer arriving after its request timed out, when
