@@ -248,7 +248,10 @@ pub async fn sync_parallel(
             prev.hash(),
             config.ranges.clone(),
         );
-        planner.set_prev_validators_hash(prev.validators_hash);
+        match store.validator_set_at(stored)? {
+            Some(set) => planner.set_prev_validator_set(set),
+            None => planner.set_prev_validators_hash(prev.validators_hash),
+        }
         for (peer, status) in &peers {
             add_peer(&mut planner, *peer, status, x);
         }

@@ -27,7 +27,8 @@ use std::{
 };
 
 use headway_chain::{
-    Hashed, HashedCompact, HeaderExt, ValidatorSetExt as _, bind_commit_hashed, check_validator_set,
+    Hashed, HashedCompact, HeaderExt, ValidatorSetExt as _, bind_commit_hashed,
+    check_validator_set, verify_commit_full,
 };
 use headway_mmr::{LeafHash, Proof, verify_inclusion, verify_range as mmr_verify_range};
 use headway_wire::{
@@ -150,6 +151,17 @@ pub enum RangeError {
         /// The height.
         height: u64,
         /// What failed.
+        reason: String,
+    },
+    /// The range's last commit is not signed by more than 2/3 of its
+    /// header's validator set (signed ranges: what a v1 batch's last
+    /// commit must be; the commits before it are bound by height and
+    /// block id only, as in v1).
+    #[error("height {height}: the last commit does not verify: {reason}")]
+    LastCommit {
+        /// The height.
+        height: u64,
+        /// Why.
         reason: String,
     },
     /// The validator set changes at this header, but the range does not
@@ -578,6 +590,10 @@ pub struct RangeSync<P> {
     /// ([`RangeSync::set_prev_validators_hash`]): a range whose first header
     /// has another must carry that header's set.
     prev_validators_hash: Option<Hash>,
+    /// The validator set of the header at `next - 1`, when known
+    /// ([`RangeSync::set_prev_validator_set`]): each signed range's last
+    /// commit is verified against the set in force at its last header.
+    prev_validator_set: Option<ValidatorSet>,
     /// The ranges handed to peers and not yet handed out (requested,
     /// verified, or back to unassigned after a failure). Ranges are
     /// materialized only when first requested, so this holds the download
@@ -638,6 +654,7 @@ impl<P: Copy + Eq + StdHash + Ord + Debug> RangeSync<P> {
             next: start.max(1),
             prev_hash,
             prev_validators_hash: None,
+            prev_validator_set: None,
             ranges: BTreeMap::new(),
             unplanned: start.max(1),
             peers: HashMap::new(),
@@ -656,6 +673,17 @@ impl<P: Copy + Eq + StdHash + Ord + Debug> RangeSync<P> {
     /// the store. Without it, that one boundary is left to the store.
     pub fn set_prev_validators_hash(&mut self, validators_hash: Hash) {
         self.prev_validators_hash = Some(validators_hash);
+    }
+
+    /// Sets the validator set of the stored header at `start - 1` (and so
+    /// its hash, as [`RangeSync::set_prev_validators_hash`] does). With it,
+    /// the last commit of each signed range is verified, +2/3 of the set in
+    /// force there, as it is handed out: without, signed ranges' commits
+    /// were bound to their headers (height and block id) but no signature
+    /// was checked, so a peer could have forged commits stored and served.
+    pub fn set_prev_validator_set(&mut self, set: ValidatorSet) {
+        self.prev_validators_hash = Some(set.hash());
+        self.prev_validator_set = Some(set);
     }
 
     /// Takes back the hash vector of a compact range handed out
@@ -1217,6 +1245,33 @@ impl<P: Copy + Eq + StdHash + Ord + Debug> RangeSync<P> {
         self.events.push_back(RangeEvent::Ban { peer, reason });
     }
 
+    /// Verifies a signed range's last commit against the set in force at its
+    /// last header (the last one the range carries, else the one before
+    /// the range), when that set is known, and keeps that set for the next
+    /// range.
+    fn check_last_commit(&mut self, items: &[Hashed<SignedHeader>]) -> Result<(), RangeError> {
+        let Some(last) = items.last().map(Hashed::value) else {
+            return Ok(());
+        };
+        let carried = items
+            .iter()
+            .rev()
+            .find_map(|i| i.value().validator_set.as_ref());
+        let Some(set) = carried.or(self.prev_validator_set.as_ref()) else {
+            return Ok(());
+        };
+        verify_commit_full(&self.chain_id, &last.header, &last.commit, set).map_err(|e| {
+            RangeError::LastCommit {
+                height: last.header.height,
+                reason: e.to_string(),
+            }
+        })?;
+        if let Some(set) = carried {
+            self.prev_validator_set = Some(set.clone());
+        }
+        Ok(())
+    }
+
     /// Hands out verified ranges from the head, checking each links to the previous one.
     fn emit_ready(&mut self) {
         while let Some(entry) = self.ranges.first_entry() {
@@ -1269,6 +1324,20 @@ impl<P: Copy + Eq + StdHash + Ord + Debug> RangeSync<P> {
                 self.next = self.end + 1;
                 self.unplanned = self.end + 1;
                 self.ranges.clear();
+                return;
+            }
+            if let HeaderBatch::Signed(items) = &headers
+                && let Err(error) = self.check_last_commit(items)
+            {
+                self.counters.ranges_failed += 1;
+                self.ranges.insert(
+                    start,
+                    Range {
+                        end: range.end,
+                        state: RangeState::Unassigned,
+                    },
+                );
+                self.ban(from, format!("range {start}..={}: {error}", range.end));
                 return;
             }
             self.prev_hash = headers.last().map_or(self.prev_hash, |(_, hash)| hash);

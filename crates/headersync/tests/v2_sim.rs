@@ -143,6 +143,9 @@ enum Peer {
     StripsSets {
         first_only: bool,
     },
+    /// Signed ranges whose commits are all forged (bound to their headers,
+    /// signatures garbage), the last one's included.
+    ForgedCommits,
 }
 
 struct Sim {
@@ -187,7 +190,7 @@ impl Sim {
             config,
         );
         let mut planner = planner;
-        planner.set_prev_validators_hash(signed(1).header.validators_hash);
+        planner.set_prev_validator_set(f.chain[0].trusted_state().validator_set().clone());
         Sim {
             planner,
             peers: HashMap::new(),
@@ -333,6 +336,17 @@ impl Sim {
                         headers.validator_sets.retain(|(i, _)| keep(*i as usize));
                     }
                     HeadersV2Result::Commitment(_) => {}
+                }
+                (Some(r), None)
+            }
+            Peer::ForgedCommits => {
+                let mut r = honest(&request, u32::MAX);
+                if let HeadersV2Result::Headers { headers, .. } = &mut r.result {
+                    for h in headers.iter_mut() {
+                        for sig in &mut h.commit.signatures {
+                            sig.signature.0 = [0x5a; 64];
+                        }
+                    }
                 }
                 (Some(r), None)
             }
@@ -623,6 +637,22 @@ fn a_peer_that_never_answers_is_left_to_v1() {
         "given up on after {:?}",
         sim.now - sim.start
     );
+}
+
+/// Signed ranges' commits were bound to their headers (height, block id)
+/// but no signature was checked: a peer whose every signature was garbage
+/// had its ranges stored, and served on to v1 peers, who banned us for
+/// them. Each range's last commit is verified now, as a v1 batch's is.
+#[test]
+fn signed_ranges_with_forged_commits_are_refused_and_their_senders_banned() {
+    let mut sim = Sim::new(config());
+    sim.add(1, Peer::ForgedCommits, 1);
+    sim.add(2, Peer::Honest, 20);
+    sim.run(Duration::from_secs(120));
+    sim.assert_complete();
+    assert_eq!(sim.bare, Some(false));
+    assert_eq!(sim.banned, BTreeSet::from([1]));
+    assert!(sim.planner.counters().ranges_failed > 0);
 }
 
 /// Heights whose validator set is not the previous header's.
