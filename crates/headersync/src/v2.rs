@@ -1291,30 +1291,6 @@ impl<P: Copy + Eq + StdHash + Ord + Debug> RangeSync<P> {
                 return;
             };
             self.buffered_bytes = self.buffered_bytes.saturating_sub(bytes);
-            if let (Some(prev), Some((first, attached))) =
-                (self.prev_validators_hash, headers.first_validators())
-                && first != prev
-                && !attached
-            {
-                // Proven, so the set did change here: the sender left it out.
-                self.counters.ranges_failed += 1;
-                self.ranges.insert(
-                    start,
-                    Range {
-                        end: range.end,
-                        state: RangeState::Unassigned,
-                    },
-                );
-                self.ban(
-                    from,
-                    format!(
-                        "range {start}..={}: {}",
-                        range.end,
-                        RangeError::MissingValidatorSet { height: start }
-                    ),
-                );
-                return;
-            }
             let links = headers.first_parent() == Some(self.prev_hash);
             if !links {
                 // The range is proven into the verified commitment, so the
@@ -1326,9 +1302,21 @@ impl<P: Copy + Eq + StdHash + Ord + Debug> RangeSync<P> {
                 self.ranges.clear();
                 return;
             }
-            if let HeaderBatch::Signed(items) = &headers
-                && let Err(error) = self.check_last_commit(items)
-            {
+            // What only the range before tells: a set that changes at the
+            // first header (proven, so it did change: the sender left it
+            // out), and the set that signs a signed range's last commit.
+            let missing_set = matches!(
+                (self.prev_validators_hash, headers.first_validators()),
+                (Some(prev), Some((first, false))) if first != prev
+            );
+            let refusal = if missing_set {
+                Some(RangeError::MissingValidatorSet { height: start })
+            } else if let HeaderBatch::Signed(items) = &headers {
+                self.check_last_commit(items).err()
+            } else {
+                None
+            };
+            if let Some(error) = refusal {
                 self.counters.ranges_failed += 1;
                 self.ranges.insert(
                     start,
