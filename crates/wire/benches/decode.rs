@@ -7,7 +7,10 @@
 //! encoded size per header of each. Last, what a serving peer does for a
 //! compact answer: 1000 headers pushed into a `CompactRangeBuilder` by
 //! their fields (as the store hands them over) and framed with a proof,
-//! against `CompactHeaders::from_bare` of the same headers.
+//! against `CompactHeaders::from_bare` of the same headers. The `scan`
+//! entries time the counting pass `Response::decode` runs before prost
+//! (`headway_wire::scan`): compact answers pay it in
+//! `compact/prost_try_from`, the others only when they fall back.
 //!
 //! ```text
 //! CARGO_TARGET_DIR=/work/target-decode cargo bench -p headway-wire --bench decode
@@ -103,6 +106,9 @@ fn decode(c: &mut Criterion) {
         .throughput(Throughput::Bytes(encoded.len() as u64));
     group.bench_function("fast", |b| b.iter(|| Response::decode(black_box(&encoded))));
     group.bench_function("prost_try_from", |b| b.iter(|| slow(black_box(&encoded))));
+    group.bench_function("scan", |b| {
+        b.iter(|| headway_wire::scan::response(black_box(&encoded)))
+    });
     group.finish();
 }
 
@@ -159,6 +165,10 @@ fn decode_v2(c: &mut Criterion) {
         group.bench_function(format!("{name}/prost_try_from"), |b| {
             b.iter(|| slow(black_box(&encoded)))
         });
+        // What the counting pass costs an answer that falls back to prost.
+        group.bench_function(format!("{name}/scan"), |b| {
+            b.iter(|| headway_wire::scan::response(black_box(&encoded)))
+        });
     }
     // The same bare range, compact (one validator set throughout, as
     // between two set changes): decoded by prost, into columns; rebuilding
@@ -201,6 +211,9 @@ fn decode_v2(c: &mut Criterion) {
     group.throughput(Throughput::Bytes(encoded.len() as u64));
     group.bench_function("compact/prost_try_from", |b| {
         b.iter(|| Response::decode(black_box(&encoded)))
+    });
+    group.bench_function("compact/scan", |b| {
+        b.iter(|| headway_wire::scan::response(black_box(&encoded)))
     });
     group.finish();
 }

@@ -258,7 +258,10 @@ impl Envelope for Request {
         self.validate()?;
         Ok(raw::Request::from(self).encode_to_vec())
     }
+    /// Counts the repeated fields first ([`crate::scan`]), so that prost
+    /// never builds more items than the limits allow.
     fn decode(bytes: &[u8]) -> Result<Self, WireError> {
+        crate::scan::request(bytes)?;
         raw::Request::decode(bytes)?.try_into()
     }
 }
@@ -284,11 +287,15 @@ impl Envelope for Response {
     /// Header responses take [`crate::fast::decode_response`], which gives
     /// the same value without the raw types' allocations; anything it does
     /// not handle (other bodies, non-canonical encodings, invalid messages)
-    /// goes the raw way, which also produces every error.
+    /// goes the raw way, which also produces every error. The raw way
+    /// counts the repeated fields first ([`crate::scan`]), so that prost
+    /// never builds more items than the limits allow (the fast path stops
+    /// at the limits by itself).
     fn decode(bytes: &[u8]) -> Result<Self, WireError> {
         if let Some(response) = crate::fast::decode_response(bytes) {
             return Ok(response);
         }
+        crate::scan::response(bytes)?;
         raw::Response::decode(bytes)?.try_into()
     }
 }
@@ -301,7 +308,10 @@ impl Envelope for Push {
         self.validate()?;
         Ok(raw::Push::from(self).encode_to_vec())
     }
+    /// Counts the repeated fields first ([`crate::scan`]), so that prost
+    /// never builds more items than the limits allow.
     fn decode(bytes: &[u8]) -> Result<Self, WireError> {
+        crate::scan::push(bytes)?;
         raw::Push::decode(bytes)?.try_into()
     }
 }

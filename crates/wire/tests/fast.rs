@@ -3,7 +3,9 @@
 //! path and decode to the same value; mutated, truncated and random bytes
 //! never panic, and whenever the fast path answers the slow path gives the
 //! same `Ok`; `Response::decode` always gives exactly the slow path's answer,
-//! errors included. Non-canonical encodings prost accepts (repeated fields,
+//! errors included, but where the counting pass before prost
+//! (`headway_wire::scan`) refuses a frame, which the slow path must then
+//! refuse too. Non-canonical encodings prost accepts (repeated fields,
 //! unknown fields, a second body) fall back and still decode.
 
 #![allow(
@@ -26,7 +28,8 @@ fn slow(bytes: &[u8]) -> Result<Response, WireError> {
 
 /// Checks the fast path against the slow path on `bytes` and returns the
 /// fast path's answer: an answer must be the slow path's `Ok` value, and
-/// `Response::decode` must give exactly what the slow path gives.
+/// `Response::decode` must give exactly what the slow path gives (or the
+/// counting pass's refusal, which the slow path must share).
 fn agrees(bytes: &[u8]) -> Option<Response> {
     let fast = fast::decode_response(bytes);
     let slow = slow(bytes);
@@ -37,9 +40,19 @@ fn agrees(bytes: &[u8]) -> Option<Response> {
             "the fast path answered, the slow path disagrees"
         );
     }
+    let expected = match headway_wire::scan::response(bytes) {
+        Err(refused) => {
+            assert!(
+                slow.is_err(),
+                "refused ({refused}) what the slow path accepts"
+            );
+            Err(refused)
+        }
+        Ok(()) => slow,
+    };
     assert_eq!(
         Response::decode(bytes),
-        slow,
+        expected,
         "Response::decode is not the slow path's answer"
     );
     fast
